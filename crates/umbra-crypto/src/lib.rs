@@ -1,0 +1,11 @@
+//! Umbra's cryptography: account keys and transaction signatures (ed25519), and Merkle roots and proofs.
+//!
+//! Everything here wraps well-kept crates (`ed25519-dalek` for signatures, `sha2` for hashing); this
+//! crate only fixes how Umbra uses them (strict verification, batch verification for blocks, RFC 6962
+//! Merkle trees with leaf/node domain separation) so every node and client makes the same choices.
+
+mod keys;
+mod merkle;
+
+pub use keys::{CryptoError, Keypair, sign_transaction, verify, verify_batch, verify_transaction, verify_transactions};
+pub use merkle::{MerkleProof, merkle_proof, merkle_root, verify_merkle_proof};

@@ -1,0 +1,42 @@
+//! The JSON-RPC 2.0 contract between Umbra nodes and their clients: method names, request and response shapes, and typed error codes.
+//!
+//! This crate holds no server or client code, only the data both sides agree on, so the node (which
+//! serves it with `jsonrpsee`) and the SDK (which calls it) cannot drift apart, and clients do not
+//! pull in server dependencies. Amounts are decimal strings in the smallest unit; hashes are `0x` hex;
+//! binary blobs (transactions, proofs, certificates) are hex.
+
+mod errors;
+mod types;
+
+pub use errors::{ErrorCode, RpcError};
+pub use types::{
+    AccountResponse, BlockId, BlockResponse, ChainInfo, Health, HeadResponse, TxResponse, TxStatus, ValidatorInfo,
+};
+
+/// Method names, `module_verb`.
+pub mod methods {
+    /// `chain_info() -> ChainInfo`
+    pub const CHAIN_INFO: &str = "chain_info";
+    /// `chain_getHead() -> HeadResponse`: the latest finalized header.
+    pub const CHAIN_GET_HEAD: &str = "chain_getHead";
+    /// `chain_getBlock(id: BlockId | null) -> BlockResponse`: a block with its finality certificate (`null`: latest).
+    pub const CHAIN_GET_BLOCK: &str = "chain_getBlock";
+    /// `tx_submit(tx_hex: String) -> Hash`: admit a signed transaction to the mempool.
+    pub const TX_SUBMIT: &str = "tx_submit";
+    /// `tx_get(hash: Hash) -> TxResponse`: a transaction and, once included, its receipt.
+    pub const TX_GET: &str = "tx_get";
+    /// `state_getAccount(address: Address, prove: bool) -> AccountResponse`.
+    pub const STATE_GET_ACCOUNT: &str = "state_getAccount";
+    /// `mempool_nextNonce(address: Address) -> u64`: the nonce a new transaction from `address`
+    /// should carry, counting its transactions still pending in the mempool.
+    pub const MEMPOOL_NEXT_NONCE: &str = "mempool_nextNonce";
+    /// `system_health() -> Health`.
+    pub const SYSTEM_HEALTH: &str = "system_health";
+    /// Subscription: `chain_subscribeFinalizedHeads` yields a `Header` per finalized block;
+    /// notifications arrive as `chain_finalizedHead`; unsubscribe with `chain_unsubscribeFinalizedHeads`.
+    pub const SUBSCRIBE_HEADS: &str = "chain_subscribeFinalizedHeads";
+    /// Notification method name of [`SUBSCRIBE_HEADS`].
+    pub const HEADS_NOTIFICATION: &str = "chain_finalizedHead";
+    /// Unsubscribe method of [`SUBSCRIBE_HEADS`].
+    pub const UNSUBSCRIBE_HEADS: &str = "chain_unsubscribeFinalizedHeads";
+}

@@ -1,0 +1,125 @@
+use serde::{Deserialize, Serialize};
+use umbra_types::{Address, Amount, Block, Hash, Header, Receipt, SignedTransaction, TokenInfo};
+
+/// One committee member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorInfo {
+    /// Human name from genesis.
+    pub name: String,
+    /// Consensus key, hex.
+    pub key: String,
+}
+
+/// `chain_info`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainInfo {
+    /// The chain id.
+    pub chain_id: String,
+    /// The genesis block's hash.
+    pub genesis_hash: Hash,
+    /// The native token.
+    pub token: TokenInfo,
+    /// The current committee.
+    pub validators: Vec<ValidatorInfo>,
+    /// Whether simulated (`dev`) attestation is accepted: never on a production chain.
+    pub tee_dev_enabled: bool,
+    /// The fee schedule, so clients can compute the minimum fee.
+    pub fees: umbra_types::FeeParams,
+    /// Largest accepted transaction.
+    pub max_tx_bytes: u32,
+}
+
+/// `chain_getHead`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadResponse {
+    /// The latest finalized header.
+    pub header: Header,
+    /// Its hash.
+    pub hash: Hash,
+}
+
+/// Which block `chain_getBlock` should return.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BlockId {
+    /// By height.
+    Height(u64),
+    /// By hash.
+    Hash(Hash),
+}
+
+/// `chain_getBlock`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockResponse {
+    /// The block.
+    pub block: Block,
+    /// Its hash.
+    pub hash: Hash,
+    /// Hex of the encoded finality certificate (absent for genesis).
+    pub finality_certificate: Option<String>,
+    /// Receipts of its transactions, in order.
+    pub receipts: Vec<Receipt>,
+}
+
+/// Where a transaction stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxStatus {
+    /// Waiting in the mempool.
+    Pending,
+    /// In a finalized block.
+    Finalized,
+}
+
+/// `tx_get`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxResponse {
+    /// The transaction.
+    pub tx: SignedTransaction,
+    /// Pending or finalized.
+    pub status: TxStatus,
+    /// The receipt once finalized.
+    pub receipt: Option<Receipt>,
+}
+
+/// `state_getAccount`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountResponse {
+    /// The account.
+    pub address: Address,
+    /// Its balance.
+    #[serde(with = "amount_str")]
+    pub balance: Amount,
+    /// Its next nonce.
+    pub nonce: u64,
+    /// The finalized header whose `state_root` the proof is against.
+    pub header: Header,
+    /// Hex of the state proof of the account record (inclusion) or of its absence (exclusion).
+    pub proof: Option<String>,
+}
+
+/// `system_health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// The node's name.
+    pub name: String,
+    /// Latest finalized height.
+    pub height: u64,
+    /// Milliseconds since the latest finalized block (by the node's clock).
+    pub since_last_block_ms: u64,
+    /// Transactions waiting.
+    pub mempool_size: usize,
+    /// Whether the node considers itself healthy (finalizing recently).
+    pub healthy: bool,
+}
+
+mod amount_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub(crate) fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,287 @@
+use crate::{Address, Amount, DECIMALS, MAX_SUPPLY, SYMBOL, ValidatorKey};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// The chain's starting point, read from a JSON file that every node of a network shares.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// The chain id every transaction must name (lowercase letters, digits and dashes).
+    pub chain_id: String,
+    /// Timestamp of the genesis block, in milliseconds since the Unix epoch.
+    pub genesis_time_ms: u64,
+    /// The native token.
+    pub token: TokenInfo,
+    /// Initial balances.
+    pub allocations: Vec<Allocation>,
+    /// The first committee.
+    pub validators: Vec<GenesisValidator>,
+    /// Chain parameters.
+    pub params: Params,
+    /// Which attestation kinds the chain accepts.
+    #[serde(default)]
+    pub tee: TeePolicy,
+}
+
+/// The native token's fixed description.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInfo {
+    /// Ticker symbol.
+    pub symbol: String,
+    /// Decimal places (must be 12).
+    pub decimals: u32,
+    /// Maximum supply in the smallest unit (must be 10^9 whole tokens).
+    #[serde(with = "amount_str")]
+    pub max_supply: Amount,
+}
+
+impl Default for TokenInfo {
+    fn default() -> Self {
+        TokenInfo { symbol: SYMBOL.into(), decimals: DECIMALS, max_supply: MAX_SUPPLY }
+    }
+}
+
+/// An initial balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocation {
+    /// Who receives it.
+    pub address: Address,
+    /// How much, in the smallest unit.
+    #[serde(with = "amount_str")]
+    pub amount: Amount,
+}
+
+/// A member of the first committee.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisValidator {
+    /// A human name for logs and status output.
+    pub name: String,
+    /// Its ed25519 consensus public key, hex.
+    #[serde(with = "hex_key")]
+    pub key: ValidatorKey,
+}
+
+/// Fee schedule: `base + per_byte * size + per_call[kind]`, all in the smallest unit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeeParams {
+    /// Charged for every transaction.
+    #[serde(with = "amount_str")]
+    pub base: Amount,
+    /// Charged per byte of the encoded signed transaction.
+    #[serde(with = "amount_str")]
+    pub per_byte: Amount,
+    /// Extra for a transfer.
+    #[serde(with = "amount_str")]
+    pub transfer: Amount,
+    /// Share of each fee paid to the block proposer, in basis points; the rest goes to the treasury.
+    pub proposer_share_bps: u16,
+}
+
+impl Default for FeeParams {
+    fn default() -> Self {
+        // 0.001 UMB base, 0.00001 UMB per byte: a ~170-byte transfer costs about 0.0027 UMB.
+        FeeParams { base: 1_000_000_000, per_byte: 10_000_000, transfer: 0, proposer_share_bps: 5_000 }
+    }
+}
+
+/// Chain parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The fee schedule.
+    pub fees: FeeParams,
+    /// Largest accepted encoded transaction.
+    pub max_tx_bytes: u32,
+    /// Most transactions in one block.
+    pub max_block_txs: u32,
+    /// Most transactions the mempool holds; the lowest fees are evicted first.
+    pub mempool_max_txs: u32,
+    /// Blocks per consensus epoch.
+    pub epoch_length: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            fees: FeeParams::default(),
+            max_tx_bytes: 64 * 1024,
+            max_block_txs: 10_000,
+            mempool_max_txs: 100_000,
+            epoch_length: 100_000,
+        }
+    }
+}
+
+/// Which attestation kinds the chain accepts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeePolicy {
+    /// Accept simulated (`dev`) attestation. Never true on a production chain.
+    pub dev_enabled: bool,
+}
+
+/// Why a genesis file is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenesisError {
+    /// Not valid genesis JSON.
+    #[error("genesis is not valid JSON: {0}")]
+    Json(String),
+    /// Valid JSON with a value the chain cannot start from.
+    #[error("invalid genesis: {0}")]
+    Invalid(String),
+}
+
+impl Genesis {
+    /// Parses and validates a genesis file.
+    pub fn from_json(text: &str) -> Result<Genesis, GenesisError> {
+        let g: Genesis = serde_json::from_str(text).map_err(|e| GenesisError::Json(e.to_string()))?;
+        g.validate()?;
+        Ok(g)
+    }
+
+    /// The pretty JSON form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks every rule a chain needs to start.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        let bad = |m: String| Err(GenesisError::Invalid(m));
+        let id_ok = !self.chain_id.is_empty()
+            && self.chain_id.len() <= 64
+            && self.chain_id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !id_ok {
+            return bad(format!(
+                "chain_id '{}' must be 1-64 lowercase letters, digits or dashes",
+                self.chain_id
+            ));
+        }
+        if self.token.decimals != DECIMALS {
+            return bad(format!("token.decimals must be {DECIMALS}"));
+        }
+        if self.token.max_supply != MAX_SUPPLY {
+            return bad(format!("token.max_supply must be {MAX_SUPPLY} (one billion whole tokens)"));
+        }
+        let mut seen = BTreeSet::new();
+        let mut total: Amount = 0;
+        for a in &self.allocations {
+            if !seen.insert(a.address) {
+                return bad(format!("allocation to {} appears twice", a.address));
+            }
+            total = match total.checked_add(a.amount) {
+                Some(t) if t <= MAX_SUPPLY => t,
+                _ => return bad("allocations exceed the maximum supply".into()),
+            };
+        }
+        if self.validators.is_empty() {
+            return bad("at least one validator is required".into());
+        }
+        let mut keys = BTreeSet::new();
+        for v in &self.validators {
+            if !keys.insert(v.key) {
+                return bad(format!("validator {} appears twice", v.name));
+            }
+        }
+        let p = &self.params;
+        if p.fees.proposer_share_bps > 10_000 {
+            return bad("params.fees.proposer_share_bps must be at most 10000".into());
+        }
+        if !(256..=1024 * 1024).contains(&p.max_tx_bytes) {
+            return bad("params.max_tx_bytes must be between 256 and 1048576".into());
+        }
+        if p.max_block_txs == 0 || p.mempool_max_txs == 0 {
+            return bad("params.max_block_txs and params.mempool_max_txs must be positive".into());
+        }
+        if p.epoch_length < 2 {
+            return bad("params.epoch_length must be at least 2".into());
+        }
+        Ok(())
+    }
+}
+
+/// Serde helpers: amounts as decimal strings in the smallest unit (they exceed JSON's safe integers).
+pub(crate) mod amount_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub(crate) fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            S(String),
+            N(u64),
+        }
+        match Either::deserialize(d)? {
+            Either::S(s) => s
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("'{s}' is not an integer amount"))),
+            Either::N(n) => Ok(u128::from(n)),
+        }
+    }
+}
+
+mod hex_key {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub(crate) fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let b = hex::decode(s.trim_start_matches("0x")).map_err(serde::de::Error::custom)?;
+        b.try_into().map_err(|_| serde::de::Error::custom("a validator key is 32 bytes of hex"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Genesis {
+        Genesis {
+            chain_id: "umbra-dev".into(),
+            genesis_time_ms: 0,
+            token: TokenInfo::default(),
+            allocations: vec![Allocation { address: Address([1; 32]), amount: 10 }],
+            validators: vec![GenesisValidator { name: "v0".into(), key: [5; 32] }],
+            params: Params::default(),
+            tee: TeePolicy { dev_enabled: true },
+        }
+    }
+
+    #[test]
+    fn a_genesis_round_trips_through_json() {
+        let g = sample();
+        assert_eq!(Genesis::from_json(&g.to_json()), Ok(g));
+    }
+
+    #[test]
+    fn a_corrupt_genesis_file_gets_a_clear_error() {
+        let text = sample().to_json();
+        let cut = &text[..text.len() / 2];
+        assert!(matches!(Genesis::from_json(cut), Err(GenesisError::Json(_))));
+        assert!(matches!(Genesis::from_json("{\"chain_id\": 5}"), Err(GenesisError::Json(_))));
+    }
+
+    #[test]
+    fn allocations_beyond_the_maximum_supply_are_refused() {
+        let mut g = sample();
+        g.allocations.push(Allocation { address: Address([2; 32]), amount: MAX_SUPPLY });
+        assert!(matches!(g.validate(), Err(GenesisError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_genesis_without_validators_or_with_a_bad_chain_id_is_refused() {
+        let mut g = sample();
+        g.validators.clear();
+        assert!(g.validate().is_err());
+        let mut g = sample();
+        g.chain_id = "Umbra Dev".into();
+        assert!(g.validate().is_err());
+    }
+}

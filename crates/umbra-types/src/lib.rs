@@ -1,0 +1,25 @@
+//! Umbra's shared vocabulary: accounts, amounts, transactions, blocks, receipts, state keys and genesis, with one canonical binary codec.
+//!
+//! Every byte that is hashed, signed or stored on chain is produced by [`borsh`] from the types in this
+//! crate, so two nodes that agree on a value agree on its bytes. JSON (serde) is used only at the edges
+//! (genesis files, RPC), where amounts are written as decimal strings because they exceed JavaScript's
+//! safe integers. This crate has no I/O and no cryptography beyond hashing, so clients can use it freely.
+
+mod address;
+mod amount;
+mod block;
+mod codec;
+mod genesis;
+mod hash;
+mod receipt;
+pub mod state_keys;
+mod tx;
+
+pub use address::{Address, AddressError};
+pub use amount::{Amount, AmountError, DECIMALS, MAX_SUPPLY, SYMBOL, UNIT, format_amount, parse_amount};
+pub use block::{Block, Header, ValidatorKey};
+pub use codec::{CodecError, decode, encode};
+pub use genesis::{Allocation, FeeParams, Genesis, GenesisError, GenesisValidator, Params, TeePolicy, TokenInfo};
+pub use hash::{Hash, sha256};
+pub use receipt::{Receipt, TxError};
+pub use tx::{Call, SignedTransaction, TX_DOMAIN, Transaction};
