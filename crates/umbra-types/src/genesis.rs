@@ -89,6 +89,19 @@ impl Default for FeeParams {
     }
 }
 
+impl FeeParams {
+    /// The minimum fee for a signed transaction of `size` encoded bytes making `call`. Saturates
+    /// instead of overflowing (such a fee can never be paid).
+    pub fn min_fee(&self, size: usize, call: &crate::Call) -> Amount {
+        let per_call = match call {
+            crate::Call::Transfer { .. } => self.transfer,
+        };
+        self.base
+            .saturating_add(self.per_byte.saturating_mul(size as Amount))
+            .saturating_add(per_call)
+    }
+}
+
 /// Chain parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 #[serde(deny_unknown_fields)]
