@@ -1,10 +1,12 @@
 //! The block as Commonware sees it: an [`umbra_types::Block`] with its id precomputed and its
 //! canonical bytes kept, so digest and encoding are never recomputed on the hot path.
 
-use bytes::{Buf, BufMut};
-use commonware_codec::{EncodeSize, Error as CodecError, Read, ReadExt as _, Write, varint::UInt};
+use bytes::BufMut;
+use commonware_codec::{
+    Buf, Copying, EncodeSize, Error as CodecError, Read, ReadExt as _, Write, varint::UInt,
+};
 use commonware_consensus::{Heightable, types::Height};
-use commonware_cryptography::{Digestible, MaxEncodeSize as _, ed25519, sha256};
+use commonware_cryptography::{Digestible, ed25519, sha256};
 use std::sync::Arc;
 use umbra_types::{Block, Hash, ValidatorKey};
 
@@ -66,8 +68,7 @@ pub fn validator_key(pk: &ed25519::PublicKey) -> ValidatorKey {
 
 /// The consensus key named by `key`, or `None` if the bytes are not a valid ed25519 point.
 pub fn public_key(key: &ValidatorKey) -> Option<ed25519::PublicKey> {
-    let mut buf: &[u8] = key;
-    ed25519::PublicKey::read(&mut buf).ok()
+    ed25519::PublicKey::read(&mut Copying(key)).ok()
 }
 
 impl Write for ChainBlock {
@@ -190,9 +191,9 @@ mod tests {
         let b = ChainBlock::new(block(3));
         let mut bytes = b.encode().to_vec();
         bytes.push(0);
-        assert!(ChainBlock::decode_cfg(bytes.as_slice(), &1024).is_err());
+        assert!(ChainBlock::decode_cfg(Copying(&bytes), &1024).is_err());
         let bytes = b.encode().to_vec();
-        assert!(ChainBlock::decode_cfg(&bytes[..bytes.len() - 1], &1024).is_err());
+        assert!(ChainBlock::decode_cfg(Copying(&bytes[..bytes.len() - 1]), &1024).is_err());
     }
 
     #[test]
@@ -205,7 +206,7 @@ mod tests {
         let tag = bytes.len() - 5;
         assert_eq!(bytes[tag], 0);
         bytes[tag] = 2;
-        assert!(ChainBlock::decode_cfg(bytes.as_slice(), &1024).is_err());
+        assert!(ChainBlock::decode_cfg(Copying(&bytes), &1024).is_err());
     }
 
     #[test]

@@ -1,1 +1,18 @@
-//! umbra-runtime
+//! Umbra's deterministic state machine: modules that turn a block's transactions into state changes and receipts.
+//!
+//! The runtime is pure: it reads state through [`StateRead`], buffers every write in an [`Overlay`],
+//! and returns the resulting change set, so the node decides when (and whether) to commit it. That is
+//! what lets a proposer build blocks speculatively on unfinalized parents and lets every validator
+//! re-execute a proposal before voting. Modules share one contract ([`Module`]) and are called in the
+//! order written out once, in [`Runtime`]. No clocks, no hash-map iteration, no floating point: the
+//! same inputs give the same bytes on every machine.
+
+mod error;
+mod modules;
+mod overlay;
+mod runtime;
+
+pub use error::{AdmissionError, BlockError, RuntimeError};
+pub use modules::Module;
+pub use overlay::{ChangeSet, Overlay, StateRead};
+pub use runtime::{BlockEnv, BlockOutcome, BuiltBlock, Runtime, stateless_check};

@@ -73,7 +73,7 @@ pub(crate) fn value_cfg() -> ValueCfg {
 /// Where and how a [`crate::State`] stores its data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateConfig {
-    /// Prefix of every storage partition the state uses (`{prefix}-log`, `{prefix}-merkle`, ...).
+    /// Prefix of every storage partition the state uses (`{prefix}-log...`, `{prefix}-mmr...`, `{prefix}-graft-pins`).
     /// ASCII letters, digits, `-` and `_` only; at most 64 characters. Two states in the same
     /// storage need different prefixes.
     pub partition_prefix: String,
@@ -125,8 +125,8 @@ impl StateConfig {
         let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
         VariableConfig {
             merkle_config: MerkleConfig {
-                journal_partition: format!("{prefix}-merkle"),
-                metadata_partition: format!("{prefix}-merkle-metadata"),
+                journal_partition: format!("{prefix}-mmr"),
+                metadata_partition: format!("{prefix}-mmr-pins"),
                 items_per_blob: MERKLE_ITEMS_PER_BLOB,
                 write_buffer: WRITE_BUFFER,
                 replay_buffer: REPLAY_BUFFER,
@@ -142,7 +142,7 @@ impl StateConfig {
                 write_buffer: WRITE_BUFFER,
                 replay_buffer: REPLAY_BUFFER,
             },
-            grafted_metadata_partition: format!("{prefix}-grafted-metadata"),
+            grafted_metadata_partition: format!("{prefix}-graft-pins"),
             translator: StateTranslator::default(),
             init_cache: NonZeroUsize::new(self.cache_items),
             init_buffer: INIT_BUFFER,

@@ -321,3 +321,95 @@ async fn apply_and_commit<E: Storage + Clock + Metrics + Spawner>(
 ) -> Result<Db<E>, QmdbError<StateFamily>> {
     db.apply_batch(batch).await?.commit().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_runtime::{Runner as _, Supervisor as _, deterministic};
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// Node code awaits the state from spawned tasks, so every future must be `Send`.
+    async fn futures_are_send<E: Storage + Clock + Metrics + Spawner>(ctx: E) {
+        let cfg = StateConfig::default();
+        let open = State::open(ctx, &cfg);
+        assert_send(&open);
+        let mut state = open.await.expect("opens");
+        let changes = BTreeMap::new();
+        let speculate = state.speculate(None, &changes);
+        assert_send(&speculate);
+        let pending = speculate.await.expect("speculates");
+        let get_pending = state.get_pending(&pending, &[0; 32]);
+        assert_send(&get_pending);
+        drop(get_pending);
+        let get = state.get(&[0; 32]);
+        assert_send(&get);
+        drop(get);
+        let prove = state.prove(&[0; 32]);
+        assert_send(&prove);
+        drop(prove);
+        let commit = state.commit(&pending);
+        assert_send(&commit);
+        commit.await.expect("commits");
+        assert_send(&pending);
+        assert_send(&state);
+    }
+
+    #[test]
+    fn every_state_future_is_send() {
+        deterministic::Runner::default().start(futures_are_send);
+    }
+
+    #[test]
+    fn a_committed_batch_releases_its_parent() {
+        deterministic::Runner::default().start(|ctx| async move {
+            let mut state = State::open(ctx, &StateConfig::default()).await.expect("opens");
+            let changes = BTreeMap::from([([1u8; 32], Some(vec![1]))]);
+            let a = state.speculate(None, &changes).await.expect("A");
+            let b = state.speculate(Some(&a), &changes).await.expect("B");
+            assert_eq!(Arc::strong_count(&a.inner), 2);
+            state.commit(&a).await.expect("commit A");
+            state.commit(&b).await.expect("commit B");
+            assert_eq!(Arc::strong_count(&a.inner), 1);
+        });
+    }
+
+    #[test]
+    fn every_fresh_state_has_the_same_root() {
+        deterministic::Runner::default().start(|ctx| async move {
+            let one = StateConfig {
+                partition_prefix: "one".to_owned(),
+                ..StateConfig::default()
+            };
+            let two = StateConfig {
+                partition_prefix: "two".to_owned(),
+                ..StateConfig::default()
+            };
+            let a = State::open(ctx.child("a"), &one).await.expect("opens");
+            let b = State::open(ctx.child("b"), &two).await.expect("opens");
+            assert_eq!(a.root(), b.root());
+            assert_ne!(a.root(), [0; 32]);
+        });
+    }
+
+    #[test]
+    fn periodic_pruning_trims_the_log() {
+        deterministic::Runner::default().start(|ctx| async move {
+            let mut state = State::open(ctx, &StateConfig::default()).await.expect("opens");
+            for round in 0..(3 * PRUNE_INTERVAL) {
+                let changes: BTreeMap<Key, Option<Vec<u8>>> = (0..100u64)
+                    .map(|i| {
+                        let mut key = [0u8; 32];
+                        key[..8].copy_from_slice(&((i * 7919) % 64).to_be_bytes());
+                        key[8..16].copy_from_slice(&i.to_be_bytes());
+                        (key, Some(round.to_be_bytes().to_vec()))
+                    })
+                    .collect();
+                let pending = state.speculate(None, &changes).await.expect("speculates");
+                state.commit(&pending).await.expect("commits");
+            }
+            let db = state.db().expect("available");
+            assert!(*db.bounds().start > 0, "nothing was pruned: {:?}", db.bounds());
+        });
+    }
+}

@@ -1,0 +1,96 @@
+//! Production wiring: an authenticated `lookup` network (every address given explicitly) under the
+//! engine.
+
+use crate::{
+    ConsensusConfig, ConsensusError, ConsensusHandle, Executor, NetConfig,
+    engine::{
+        APPLICATION_CHANNEL, BACKFILL_CHANNEL, BLOCK_CHANNEL, CERTIFICATE_CHANNEL, Channels,
+        RESOLVER_CHANNEL, VOTE_CHANNEL, committee_set, quota, start_with_channels,
+    },
+    public_key,
+};
+use commonware_cryptography::{ChaCha20Poly1305, Signer as _};
+use commonware_p2p::{Address, AddressableManager as _, authenticated::lookup};
+use commonware_runtime::{Clock, Metrics, Network, Resolver, Spawner, Storage};
+use commonware_stream::{
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::{NZUsize, ordered::Map};
+use rand_core::CryptoRng;
+use std::time::Duration;
+
+/// Peer set id of the genesis committee (the epoch number, once epochs rotate).
+const GENESIS_PEER_SET: u64 = 0;
+
+/// Starts the engine on an authenticated TCP network: listens on `net.listen`, dials every
+/// address in `net.peers` (which must list exactly the committee, this validator included),
+/// registers the six channels and starts everything under `ctx`.
+///
+/// The tasks stop when the task owning `ctx` ends, so keep that task alive for the node's
+/// lifetime. With the tokio runtime, give the runner an explicit storage directory, or state is
+/// lost on restart.
+pub async fn start<E, X>(
+    ctx: E,
+    cfg: ConsensusConfig,
+    net: NetConfig,
+    executor: X,
+) -> Result<ConsensusHandle, ConsensusError>
+where
+    E: Spawner + Clock + Storage + Metrics + CryptoRng + Network + Resolver,
+    X: Executor,
+{
+    cfg.validate()?;
+    let committee = committee_set(&cfg.committee)?;
+    let me = cfg.signer.public_key();
+    let mut addresses = Vec::with_capacity(net.peers.len());
+    for (key, addr) in &net.peers {
+        let pk = public_key(key).ok_or(ConsensusError::InvalidPeers("a peer key is not an ed25519 key"))?;
+        addresses.push((pk, Address::from(*addr)));
+    }
+    let addresses = Map::try_from(addresses)
+        .map_err(|_| ConsensusError::InvalidPeers("a peer is listed twice"))?;
+    if addresses.keys() != &committee {
+        return Err(ConsensusError::InvalidPeers("peers must be exactly the committee"));
+    }
+
+    let handshake = Cups::<_, ChaCha20Poly1305>::new(
+        Sake {
+            signer: cfg.signer.clone(),
+            synchrony_bound: Duration::from_secs(5),
+            max_handshake_age: Duration::from_secs(10),
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    );
+    let mut namespace = cfg.namespace.clone();
+    namespace.extend_from_slice(b"/p2p");
+    let mut p2p = lookup::Config::recommended(
+        handshake,
+        &namespace,
+        net.listen,
+        commonware_p2p::authenticated::peer_set_limit(committee.iter(), &me),
+        cfg.max_message_size(),
+        NZUsize!(1_024),
+    );
+    // A small permissioned committee: private addresses are fine, and a restarted peer should
+    // be redialed within a second, not after the one-minute production cooldown.
+    p2p.allow_private_ips = true;
+    p2p.peer_connection_cooldown = Duration::from_secs(1);
+    p2p.dial_frequency = Duration::from_millis(500);
+    p2p.ping_frequency = Duration::from_secs(5);
+
+    let (mut network, mut oracle) = lookup::Network::new(ctx.child("p2p"), p2p);
+    let _ = oracle.track(GENESIS_PEER_SET, addresses);
+    let rate = quota(cfg.gossip_rate_per_sec);
+    let channels = Channels {
+        votes: network.register(VOTE_CHANNEL, rate),
+        certificates: network.register(CERTIFICATE_CHANNEL, rate),
+        resolver: network.register(RESOLVER_CHANNEL, rate),
+        blocks: network.register(BLOCK_CHANNEL, rate),
+        backfill: network.register(BACKFILL_CHANNEL, rate),
+        application: network.register(APPLICATION_CHANNEL, rate),
+    };
+    network.start();
+    start_with_channels(ctx.child("consensus"), cfg, channels, oracle.clone(), oracle, executor).await
+}

@@ -1,0 +1,43 @@
+//! The chain modules and the contract they share.
+//!
+//! Order of application (written out once, in `Runtime`): `system`, then `balances`. Later modules
+//! (registry, mq, contracts, staking, computation, governance) slot in after them in the design's order.
+
+pub(crate) mod balances;
+pub(crate) mod system;
+
+use crate::{BlockEnv, Overlay, RuntimeError, StateRead};
+use std::future::Future;
+use umbra_types::Genesis;
+
+/// The contract every chain module follows: initial state from genesis, hooks at the beginning and end
+/// of every block. Transaction handling is per call type and lives on the module that owns the call.
+pub trait Module {
+    /// The module's name, used in logs and state key tags.
+    const NAME: &'static str;
+
+    /// Writes the module's initial state.
+    fn genesis<S: StateRead>(
+        &self,
+        genesis: &Genesis,
+        state: &mut Overlay<'_, S>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Runs before the block's transactions.
+    fn begin_block<S: StateRead>(
+        &self,
+        _env: &BlockEnv,
+        _state: &mut Overlay<'_, S>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Runs after the block's transactions.
+    fn end_block<S: StateRead>(
+        &self,
+        _env: &BlockEnv,
+        _state: &mut Overlay<'_, S>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        async { Ok(()) }
+    }
+}
