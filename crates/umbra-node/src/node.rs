@@ -1,0 +1,679 @@
+//! The node core: ties the state, the runtime, the mempool and the index together and implements
+//! the consensus `Executor` (propose, verify, apply finalized blocks exactly once).
+//!
+//! Blocks are executed when proposed or verified, on top of their parent's *speculative* state (a
+//! chained QMDB batch that is not yet on disk), and the result is kept by block hash. When a block is
+//! finalized its batch is committed; siblings that lost are dropped. A restart loses only speculative
+//! results, which are recomputed on demand; a finalized block delivered again (marshal delivers at
+//! least once) is recognised by height and skipped, so nothing is applied twice.
+
+use crate::index::{Index, IndexError};
+use crate::mempool::{Mempool, PoolError};
+use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing::{debug, error, info, warn};
+use umbra_consensus::{ConsensusHandle, Executor, ProposeContext};
+use umbra_rpc::{ErrorCode, RpcError};
+use umbra_runtime::{AdmissionError, BlockEnv, Runtime, RuntimeError, StateRead, stateless_check};
+use umbra_state::{Pending, State, StateProof};
+use umbra_types::state_keys::{AccountRecord, StateKey};
+use umbra_types::{Address, Block, Genesis, Hash, Header, Params, Receipt, SignedTransaction, ValidatorKey};
+
+/// How far ahead of a validator's clock a proposed timestamp may be before it waits.
+const MAX_CLOCK_DRIFT_MS: u64 = 2_000;
+
+/// Why the node could not start or continue.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The state database failed.
+    #[error("state: {0}")]
+    State(#[from] umbra_state::StateError),
+    /// The runtime failed.
+    #[error("runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+    /// The block index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The data directory does not match itself or the genesis.
+    #[error("data directory is inconsistent: {0}")]
+    Inconsistent(String),
+    /// Consensus failed to start.
+    #[error("consensus: {0}")]
+    Consensus(String),
+    /// Configuration problem.
+    #[error("config: {0}")]
+    Config(String),
+    /// An I/O failure.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A block executed but not yet finalized.
+struct Executed {
+    block: Block,
+    pending: Pending,
+    receipts: Vec<Receipt>,
+}
+
+/// The latest finalized block that is applied to the state.
+#[derive(Clone)]
+struct Committed {
+    header: Header,
+    hash: Hash,
+    at: SystemTime,
+}
+
+struct Inner<E: Clock + Storage + Metrics + Spawner> {
+    ctx: E,
+    name: String,
+    genesis: Genesis,
+    genesis_block: Block,
+    runtime: Runtime,
+    state: tokio::sync::RwLock<State<E>>,
+    committed: Mutex<Committed>,
+    executed: Mutex<BTreeMap<Hash, Arc<Executed>>>,
+    mempool: Mutex<Mempool>,
+    index: Index,
+    params: Params,
+    heads: tokio::sync::broadcast::Sender<Header>,
+    consensus: OnceLock<ConsensusHandle>,
+}
+
+/// A running node's shared core. Cheap to clone.
+pub struct Node<E: Clock + Storage + Metrics + Spawner> {
+    inner: Arc<Inner<E>>,
+}
+
+impl<E: Clock + Storage + Metrics + Spawner> Clone for Node<E> {
+    fn clone(&self) -> Self {
+        Node { inner: self.inner.clone() }
+    }
+}
+
+/// Reads the committed state.
+struct Committed_<'a, E: Clock + Storage + Metrics + Spawner>(&'a State<E>);
+/// Reads the committed state plus a chain of speculative batches.
+struct Speculative<'a, E: Clock + Storage + Metrics + Spawner>(&'a State<E>, &'a Pending);
+
+impl<E: Clock + Storage + Metrics + Spawner> StateRead for Committed_<'_, E> {
+    async fn get(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, RuntimeError> {
+        self.0.get(key).await.map_err(|e| RuntimeError::Read(e.to_string()))
+    }
+}
+
+impl<E: Clock + Storage + Metrics + Spawner> StateRead for Speculative<'_, E> {
+    async fn get(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, RuntimeError> {
+        self.0.get_pending(self.1, key).await.map_err(|e| RuntimeError::Read(e.to_string()))
+    }
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn empty_root() -> Hash {
+    umbra_crypto::merkle_root(&[])
+}
+
+fn tx_root(txs: &[SignedTransaction]) -> Hash {
+    let hashes: Vec<Hash> = txs.iter().map(|t| t.hash()).collect();
+    umbra_crypto::merkle_root(&hashes)
+}
+
+fn rpc_err(code: ErrorCode, e: impl std::fmt::Display) -> RpcError {
+    RpcError::new(code, e.to_string())
+}
+
+fn admission_err(e: AdmissionError) -> RpcError {
+    {
+        let code = match &e {
+            AdmissionError::Malformed(_) => ErrorCode::MalformedTransaction,
+            AdmissionError::TooLarge { .. } => ErrorCode::TransactionTooLarge,
+            AdmissionError::BadSignature(_) => ErrorCode::BadSignature,
+            AdmissionError::WrongChainId { .. } => ErrorCode::WrongChainId,
+            AdmissionError::FeeTooLow { .. } => ErrorCode::FeeTooLow,
+            AdmissionError::NonceUsed { .. } => ErrorCode::NonceUsed,
+            AdmissionError::NonceGap { .. } => ErrorCode::NonceGap,
+            AdmissionError::CannotPayFee { .. } => ErrorCode::CannotPayFee,
+            AdmissionError::Runtime(_) => ErrorCode::Unavailable,
+        };
+        rpc_err(code, e)
+    }
+}
+
+impl<E: Clock + Storage + Metrics + Spawner + commonware_runtime::Supervisor> Node<E> {
+    /// Opens (or creates from `genesis`) the node's state and index.
+    pub async fn open(
+        ctx: E,
+        name: String,
+        genesis: Genesis,
+        index_path: &std::path::Path,
+        state_cfg: &umbra_state::StateConfig,
+    ) -> Result<Node<E>, NodeError> {
+        genesis.validate().map_err(|e| NodeError::Config(e.to_string()))?;
+        let runtime = Runtime::new();
+        let index = Index::open(index_path)?;
+        let mut state = State::open(ctx.child("state"), state_cfg).await?;
+        let fresh = runtime.tip(&Committed_(&state)).await.is_err();
+        let genesis_block = if fresh {
+            if index.head()?.is_some_and(|h| h > 0) {
+                return Err(NodeError::Inconsistent(
+                    "the block index has blocks but the state is empty; remove the data directory to resync".into(),
+                ));
+            }
+            let changes = runtime.genesis(&genesis, &Committed_(&state)).await?;
+            let pending = state.speculate(None, &changes).await?;
+            let block = Block {
+                header: Header {
+                    height: 0,
+                    parent: Hash::ZERO,
+                    timestamp_ms: genesis.genesis_time_ms,
+                    proposer: [0; 32],
+                    epoch: 0,
+                    tx_root: empty_root(),
+                    state_root: Hash(pending.root()),
+                    messages_root: empty_root(),
+                    next_committee: Some(genesis.validators.iter().map(|v| v.key).collect()),
+                },
+                txs: vec![],
+            };
+            index.put_block(&block, &[])?;
+            state.commit(&pending).await?;
+            info!(target: "node.genesis", hash = %block.hash(), chain_id = %genesis.chain_id, "created chain from genesis");
+            block
+        } else {
+            let (block, _) = index
+                .block(0)?
+                .ok_or_else(|| NodeError::Inconsistent("state exists but the block index has no genesis".into()))?;
+            block
+        };
+        let tip = runtime.tip(&Committed_(&state)).await?;
+        let (head, _) = index.block(tip.height)?.ok_or_else(|| {
+            NodeError::Inconsistent(format!("state is at height {} but the block index lacks that block", tip.height))
+        })?;
+        if head.header.state_root.0 != state.root() {
+            return Err(NodeError::Inconsistent(format!(
+                "state root {} does not match block {}'s {}",
+                Hash(state.root()),
+                tip.height,
+                head.header.state_root
+            )));
+        }
+        let (chain_id, params) = runtime.chain_params(&Committed_(&state)).await?;
+        if chain_id != genesis.chain_id || genesis_block.header.timestamp_ms != genesis.genesis_time_ms {
+            return Err(NodeError::Inconsistent(format!(
+                "the data directory belongs to chain '{chain_id}', not to this genesis ('{}')",
+                genesis.chain_id
+            )));
+        }
+        info!(target: "node.open", height = tip.height, hash = %head.hash(), "state opened");
+        let (heads, _) = tokio::sync::broadcast::channel(256);
+        Ok(Node {
+            inner: Arc::new(Inner {
+                committed: Mutex::new(Committed { hash: head.hash(), header: head.header, at: ctx.current() }),
+                ctx,
+                name,
+                genesis,
+                genesis_block,
+                runtime,
+                state: tokio::sync::RwLock::new(state),
+                executed: Mutex::new(BTreeMap::new()),
+                mempool: Mutex::new(Mempool::new(params.mempool_max_txs as usize)),
+                index,
+                params,
+                heads,
+                consensus: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Connects the node to its consensus engine (for certificates and gossip).
+    pub fn attach_consensus(&self, handle: ConsensusHandle) {
+        let _ = self.inner.consensus.set(handle);
+    }
+
+    /// The genesis block (consensus starts from it).
+    pub fn genesis_block(&self) -> Block {
+        self.inner.genesis_block.clone()
+    }
+
+    /// The genesis file the node runs.
+    pub fn genesis(&self) -> &Genesis {
+        &self.inner.genesis
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The chain parameters.
+    pub fn params(&self) -> &Params {
+        &self.inner.params
+    }
+
+    /// The latest finalized header applied to the state.
+    pub fn head(&self) -> (Header, Hash) {
+        let c = self.committed();
+        (c.header, c.hash)
+    }
+
+    /// Milliseconds since the latest finalized block was applied.
+    pub fn since_last_block_ms(&self) -> u64 {
+        let at = self.committed().at;
+        self.inner.ctx.current().duration_since(at).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
+    /// Transactions waiting.
+    pub fn mempool_len(&self) -> usize {
+        self.lock_mempool().len()
+    }
+
+    /// A receiver of every finalized header from now on.
+    pub fn subscribe_heads(&self) -> tokio::sync::broadcast::Receiver<Header> {
+        self.inner.heads.subscribe()
+    }
+
+    fn committed(&self) -> Committed {
+        match self.inner.committed.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn lock_mempool(&self) -> std::sync::MutexGuard<'_, Mempool> {
+        match self.inner.mempool.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn lock_executed(&self) -> std::sync::MutexGuard<'_, BTreeMap<Hash, Arc<Executed>>> {
+        match self.inner.executed.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    // ----- queries -----
+
+    /// A finalized block with its receipts and (if consensus has it) its finality certificate.
+    pub async fn block(&self, id: Option<umbra_rpc::BlockId>) -> Result<umbra_rpc::BlockResponse, RpcError> {
+        let height = match id {
+            None => self.head().0.height,
+            Some(umbra_rpc::BlockId::Height(h)) => h,
+            Some(umbra_rpc::BlockId::Hash(hash)) => self
+                .inner
+                .index
+                .height_of(&hash)
+                .map_err(|e| rpc_err(ErrorCode::Internal, e))?
+                .ok_or_else(|| rpc_err(ErrorCode::NotFound, format!("no finalized block with hash {hash}")))?,
+        };
+        if height > self.head().0.height {
+            return Err(rpc_err(ErrorCode::NotFound, format!("no finalized block at height {height} yet")));
+        }
+        let (block, receipts) = self
+            .inner
+            .index
+            .block(height)
+            .map_err(|e| rpc_err(ErrorCode::Internal, e))?
+            .ok_or_else(|| rpc_err(ErrorCode::NotFound, format!("no finalized block at height {height}")))?;
+        let finality_certificate = match (height, self.inner.consensus.get()) {
+            (0, _) | (_, None) => None,
+            (h, Some(c)) => c.finalization(h).await.map(hex::encode),
+        };
+        Ok(umbra_rpc::BlockResponse { hash: block.hash(), block, finality_certificate, receipts })
+    }
+
+    /// A transaction by hash: pending in the mempool or finalized with its receipt.
+    pub fn transaction(&self, hash: &Hash) -> Result<umbra_rpc::TxResponse, RpcError> {
+        if let Some((h, i)) = self.inner.index.tx_location(hash).map_err(|e| rpc_err(ErrorCode::Internal, e))?
+            && h <= self.head().0.height
+            && let Some((block, receipts)) = self.inner.index.block(h).map_err(|e| rpc_err(ErrorCode::Internal, e))?
+            && let Some(tx) = block.txs.get(i as usize)
+        {
+            return Ok(umbra_rpc::TxResponse {
+                tx: tx.clone(),
+                status: umbra_rpc::TxStatus::Finalized,
+                receipt: receipts.get(i as usize).cloned(),
+            });
+        }
+        match self.lock_mempool().get(hash) {
+            Some(tx) => Ok(umbra_rpc::TxResponse { tx, status: umbra_rpc::TxStatus::Pending, receipt: None }),
+            None => Err(rpc_err(ErrorCode::NotFound, format!("unknown transaction {hash}"))),
+        }
+    }
+
+    /// An account with (optionally) a proof against the latest finalized header.
+    pub async fn account(&self, who: &Address, prove: bool) -> Result<umbra_rpc::AccountResponse, RpcError> {
+        let state = self.inner.state.read().await;
+        // The committed header cannot move while the read lock is held (commits take the write lock).
+        let (header, _) = self.head();
+        let rec: AccountRecord = self
+            .inner
+            .runtime
+            .account(&Committed_(&state), who)
+            .await
+            .map_err(|e| rpc_err(ErrorCode::Unavailable, e))?;
+        let proof = if prove {
+            let p: StateProof =
+                state.prove(&StateKey::Account(*who).hash()).await.map_err(|e| rpc_err(ErrorCode::Unavailable, e))?;
+            Some(hex::encode(p.to_bytes()))
+        } else {
+            None
+        };
+        Ok(umbra_rpc::AccountResponse { address: *who, balance: rec.balance, nonce: rec.nonce, header, proof })
+    }
+
+    /// The nonce a new transaction from `who` should carry.
+    pub async fn next_nonce(&self, who: &Address) -> Result<u64, RpcError> {
+        let state = self.inner.state.read().await;
+        let rec = self
+            .inner
+            .runtime
+            .account(&Committed_(&state), who)
+            .await
+            .map_err(|e| rpc_err(ErrorCode::Unavailable, e))?;
+        Ok(self.lock_mempool().next_nonce(who, rec.nonce))
+    }
+
+    // ----- admission -----
+
+    /// Admits a transaction from a client and gossips it to the other validators.
+    pub async fn submit(&self, bytes: &[u8]) -> Result<Hash, RpcError> {
+        let hash = self.admit(bytes).await?;
+        if let Some(c) = self.inner.consensus.get() {
+            c.gossip(bytes.to_vec()).await;
+        }
+        Ok(hash)
+    }
+
+    /// Runs every admission check and adds the transaction to the mempool.
+    async fn admit(&self, bytes: &[u8]) -> Result<Hash, RpcError> {
+        let params = &self.inner.params;
+        let max = params.max_tx_bytes as usize;
+        if bytes.len() > max {
+            return Err(admission_err(AdmissionError::TooLarge { size: bytes.len(), max }));
+        }
+        let stx: SignedTransaction =
+            umbra_types::decode(bytes, max).map_err(|e| admission_err(AdmissionError::Malformed(e.to_string())))?;
+        stateless_check(&self.inner.genesis.chain_id, params, &stx, bytes.len(), true).map_err(admission_err)?;
+        let rec = {
+            let state = self.inner.state.read().await;
+            self.inner
+                .runtime
+                .account(&Committed_(&state), &stx.tx.signer)
+                .await
+                .map_err(|e| admission_err(AdmissionError::from(e)))?
+        };
+        if stx.tx.nonce < rec.nonce {
+            return Err(admission_err(AdmissionError::NonceUsed {
+                account: stx.tx.signer,
+                expected: rec.nonce,
+                got: stx.tx.nonce,
+            }));
+        }
+        let signer = stx.tx.signer;
+        let (fee, nonce) = (stx.tx.fee, stx.tx.nonce);
+        self.lock_mempool().insert(stx, rec.nonce, rec.balance).map_err(|e| match e {
+            PoolError::AlreadyKnown => rpc_err(ErrorCode::AlreadyKnown, format!("transaction already pending")),
+            PoolError::NonceUsed { expected } => {
+                admission_err(AdmissionError::NonceUsed { account: signer, expected, got: nonce })
+            }
+            PoolError::NonceGap { expected } => {
+                admission_err(AdmissionError::NonceGap { account: signer, expected, got: nonce })
+            }
+            PoolError::Full => rpc_err(ErrorCode::MempoolFull, "mempool is full of transactions paying higher fees"),
+            PoolError::CannotPayFees { pending } => rpc_err(
+                ErrorCode::CannotPayFee,
+                format!(
+                    "account {signer} cannot pay fee {fee} on top of {pending} in pending fees: balance {}",
+                    rec.balance
+                ),
+            ),
+        })
+    }
+
+    // ----- execution -----
+
+    /// Executes `block` (whose parent must be the committed tip or an executed block) unless already done.
+    async fn execute(&self, block: &Block, check_signatures: bool) -> Result<Option<Arc<Executed>>, String> {
+        let hash = block.hash();
+        if let Some(e) = self.lock_executed().get(&hash) {
+            return Ok(Some(e.clone()));
+        }
+        let state = self.inner.state.read().await;
+        let committed = self.committed();
+        let parent_pending = if block.header.parent == committed.hash {
+            None
+        } else {
+            match self.lock_executed().get(&block.header.parent) {
+                Some(p) => Some(p.clone()),
+                None => return Ok(None), // parent not executed (yet)
+            }
+        };
+        let env = BlockEnv {
+            height: block.header.height,
+            timestamp_ms: block.header.timestamp_ms,
+            proposer: Address(block.header.proposer),
+            epoch: block.header.epoch,
+        };
+        let outcome = match &parent_pending {
+            None => self.inner.runtime.execute_block(&Committed_(&state), &env, &block.txs, check_signatures).await,
+            Some(p) => {
+                self.inner.runtime.execute_block(&Speculative(&state, &p.pending), &env, &block.txs, check_signatures).await
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let pending = state
+            .speculate(parent_pending.as_ref().map(|p| &p.pending), &outcome.changes)
+            .await
+            .map_err(|e| e.to_string())?;
+        if pending.root() != block.header.state_root.0 {
+            return Err(format!(
+                "state root mismatch: block says {}, execution gives {}",
+                block.header.state_root,
+                Hash(pending.root())
+            ));
+        }
+        let executed = Arc::new(Executed { block: block.clone(), pending, receipts: outcome.receipts });
+        self.lock_executed().insert(hash, executed.clone());
+        Ok(Some(executed))
+    }
+
+    async fn build(&self, parent: &Block, ctx: &ProposeContext) -> Result<Option<Block>, String> {
+        // Hold the read lock first: the committed tip cannot move while it is held.
+        let state = self.inner.state.read().await;
+        let committed = self.committed();
+        let parent_hash = parent.hash();
+        let parent_pending = if parent_hash == committed.hash {
+            None
+        } else if let Some(p) = self.lock_executed().get(&parent_hash).cloned() {
+            Some(p)
+        } else {
+            debug!(target: "node.propose", height = ctx.height, "parent not executed here; declining");
+            return Ok(None);
+        };
+        let timestamp_ms = millis(self.inner.ctx.current()).max(parent.header.timestamp_ms + 1);
+        let env = BlockEnv { height: ctx.height, timestamp_ms, proposer: Address(ctx.proposer), epoch: ctx.epoch };
+        let candidates = self.lock_mempool().candidates(self.inner.params.max_block_txs as usize);
+        let built = match &parent_pending {
+            None => self.inner.runtime.build_block(&Committed_(&state), &env, candidates).await,
+            Some(p) => self.inner.runtime.build_block(&Speculative(&state, &p.pending), &env, candidates).await,
+        }
+        .map_err(|e| e.to_string())?;
+        let pending = state
+            .speculate(parent_pending.as_ref().map(|p| &p.pending), &built.outcome.changes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let block = Block {
+            header: Header {
+                height: ctx.height,
+                parent: parent_hash,
+                timestamp_ms,
+                proposer: ctx.proposer,
+                epoch: ctx.epoch,
+                tx_root: tx_root(&built.txs),
+                state_root: Hash(pending.root()),
+                messages_root: empty_root(),
+                next_committee: None,
+            },
+            txs: built.txs,
+        };
+        let executed = Arc::new(Executed { block: block.clone(), pending, receipts: built.outcome.receipts });
+        self.lock_executed().insert(block.hash(), executed);
+        debug!(target: "node.propose", height = ctx.height, txs = block.txs.len(), "proposed");
+        Ok(Some(block))
+    }
+
+    /// Header checks that need no state. `Err` means permanently invalid.
+    fn check_header(&self, parent: &Block, block: &Block) -> Result<(), String> {
+        let h = &block.header;
+        if h.height != parent.header.height + 1 {
+            return Err(format!("height {} does not follow parent {}", h.height, parent.header.height));
+        }
+        if h.parent != parent.hash() {
+            return Err("parent hash mismatch".into());
+        }
+        if h.timestamp_ms <= parent.header.timestamp_ms {
+            return Err("timestamp does not increase".into());
+        }
+        if h.tx_root != tx_root(&block.txs) {
+            return Err("tx_root does not match the transactions".into());
+        }
+        if h.messages_root != empty_root() {
+            return Err("messages_root must be empty: no module emits messages yet".into());
+        }
+        if h.next_committee.is_some() {
+            return Err("committee changes are not enabled on this chain".into());
+        }
+        if h.epoch != 0 {
+            return Err(format!("epoch {} is not the current epoch 0", h.epoch));
+        }
+        Ok(())
+    }
+
+    async fn apply_finalized(&self, block: Block) {
+        let height = block.height();
+        let committed = self.committed();
+        if height == 0 || height <= committed.header.height {
+            debug!(target: "node.finalize", height, "already applied");
+            return;
+        }
+        if block.header.parent != committed.hash {
+            // Marshal delivers in height order, so this means our state diverged from the chain.
+            error!(target: "node.finalize", height, "finalized block does not extend the applied tip; halting application");
+            futures::future::pending::<()>().await;
+        }
+        let executed = loop {
+            match self.execute(&block, true).await {
+                Ok(Some(e)) => break e,
+                Ok(None) => {
+                    error!(target: "node.finalize", height, "cannot execute finalized block");
+                    futures::future::pending::<()>().await;
+                }
+                Err(e) => {
+                    error!(target: "node.finalize", height, error = %e, "finalized block fails here: this node diverged; halting application");
+                    futures::future::pending::<()>().await;
+                }
+            }
+        };
+        if let Err(e) = self.inner.index.put_block(&block, &executed.receipts) {
+            error!(target: "node.finalize", height, error = %e, "cannot write the block index; retrying");
+            self.inner.ctx.sleep(Duration::from_millis(500)).await;
+            return Box::pin(self.apply_finalized(block)).await;
+        }
+        let mut state = self.inner.state.write().await;
+        if let Err(e) = state.commit(&executed.pending).await {
+            error!(target: "node.finalize", height, error = %e, "state commit failed; halting application");
+            drop(state);
+            return futures::future::pending::<()>().await;
+        }
+        {
+            let hash = block.hash();
+            let mut c = match self.inner.committed.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            *c = Committed { header: block.header.clone(), hash, at: self.inner.ctx.current() };
+        }
+        self.lock_executed().retain(|_, e| e.block.header.height > height);
+        // Drop what the block included (and anything its new nonces made void).
+        let mut signers: Vec<Address> = block.txs.iter().map(|t| t.tx.signer).collect();
+        signers.sort();
+        signers.dedup();
+        let mut nonces = Vec::with_capacity(signers.len());
+        for s in &signers {
+            if let Ok(rec) = self.inner.runtime.account(&Committed_(&state), s).await {
+                nonces.push((*s, rec.nonce));
+            }
+        }
+        drop(state);
+        {
+            let mut pool = self.lock_mempool();
+            for (s, n) in nonces {
+                pool.prune_account(&s, n);
+            }
+        }
+        let _ = self.inner.heads.send(block.header.clone());
+        let failed = executed.receipts.iter().filter(|r| !r.is_success()).count();
+        info!(target: "node.finalize", height, txs = block.txs.len(), failed, hash = %block.hash(), "finalized");
+    }
+}
+
+impl<E: Clock + Storage + Metrics + Spawner + Send + Sync + 'static> Executor for Node<E> {
+    async fn propose(&self, parent: Block, ctx: ProposeContext) -> Option<Block> {
+        match self.build(&parent, &ctx).await {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(target: "node.propose", height = ctx.height, error = %e, "could not build a block");
+                None
+            }
+        }
+    }
+
+    async fn verify(&self, parent: Block, block: Block) -> bool {
+        if let Err(e) = self.check_header(&parent, &block) {
+            warn!(target: "node.verify", height = block.height(), reason = %e, "rejecting proposal");
+            return false;
+        }
+        // A timestamp too far ahead of our clock is not yet acceptable: wait until it is.
+        loop {
+            let now = millis(self.inner.ctx.current());
+            if block.header.timestamp_ms <= now + MAX_CLOCK_DRIFT_MS {
+                break;
+            }
+            self.inner.ctx.sleep(Duration::from_millis(50)).await;
+        }
+        loop {
+            let committed = self.committed();
+            if block.header.height <= committed.header.height {
+                // Only a block we already finalized can be valid here.
+                return self.inner.index.height_of(&block.hash()).ok().flatten().is_some();
+            }
+            match self.execute(&block, true).await {
+                Ok(Some(_)) => return true,
+                Ok(None) => {
+                    // Our copy of the parent is not executed yet (we were behind): wait for it.
+                    self.inner.ctx.sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => {
+                    warn!(target: "node.verify", height = block.height(), reason = %e, "rejecting proposal");
+                    return false;
+                }
+            }
+        }
+    }
+
+    async fn finalized(&self, block: Block) {
+        self.apply_finalized(block).await;
+    }
+
+    async fn gossip(&self, _from: ValidatorKey, bytes: Vec<u8>) {
+        if let Err(e) = self.admit(&bytes).await {
+            debug!(target: "node.gossip", error = %e, "gossiped transaction not admitted");
+        }
+    }
+}

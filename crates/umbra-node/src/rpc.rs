@@ -1,0 +1,122 @@
+//! The JSON-RPC server (HTTP and WebSocket on one port), a thin layer over [`Node`].
+
+use crate::node::Node;
+use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use jsonrpsee::server::{RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use std::net::SocketAddr;
+use umbra_rpc::{ErrorCode, RpcError, methods};
+use umbra_types::{Address, Hash};
+
+fn to_rpc(e: RpcError) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(e.code.code(), e.message, None::<()>)
+}
+
+fn bad_params(msg: impl std::fmt::Display) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(ErrorCode::InvalidParams.code(), msg.to_string(), None::<()>)
+}
+
+fn reg<T>(r: Result<T, jsonrpsee::core::RegisterMethodError>) -> Result<(), std::io::Error> {
+    r.map(|_| ()).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+fn one<T: serde::de::DeserializeOwned>(p: &Params<'_>, what: &str) -> Result<T, ErrorObjectOwned> {
+    let mut seq = p.sequence();
+    seq.next::<T>().map_err(|e| bad_params(format!("expected {what}: {}", e.message())))
+}
+
+/// Starts serving `node` on `addr`; returns the bound address and a handle that stops it when dropped
+/// or stopped.
+pub async fn serve<E>(node: Node<E>, addr: SocketAddr) -> Result<(SocketAddr, ServerHandle), std::io::Error>
+where
+    E: Clock + Storage + Metrics + Spawner + Send + Sync + 'static,
+{
+    let cfg = ServerConfig::builder().max_request_body_size(2 * 1024 * 1024).max_connections(1_000).build();
+    let server = Server::builder().set_config(cfg).build(addr).await?;
+    let bound = server.local_addr()?;
+    let mut m = RpcModule::new(node);
+
+    reg(m.register_method(methods::CHAIN_INFO, |_, node, _| {
+        let g = node.genesis();
+        Ok::<_, ErrorObjectOwned>(umbra_rpc::ChainInfo {
+            chain_id: g.chain_id.clone(),
+            genesis_hash: node.genesis_block().hash(),
+            token: g.token.clone(),
+            validators: g
+                .validators
+                .iter()
+                .map(|v| umbra_rpc::ValidatorInfo { name: v.name.clone(), key: hex::encode(v.key) })
+                .collect(),
+            tee_dev_enabled: g.tee.dev_enabled,
+            fees: node.params().fees.clone(),
+            max_tx_bytes: node.params().max_tx_bytes,
+        })
+    }))?;
+    reg(m.register_method(methods::CHAIN_GET_HEAD, |_, node, _| {
+        let (header, hash) = node.head();
+        Ok::<_, ErrorObjectOwned>(umbra_rpc::HeadResponse { header, hash })
+    }))?;
+    reg(m.register_async_method(methods::CHAIN_GET_BLOCK, |p, node, _| async move {
+        let mut seq = p.sequence();
+        let id: Option<umbra_rpc::BlockId> = seq
+            .optional_next::<Option<umbra_rpc::BlockId>>()
+            .map_err(|e| bad_params(format!("expected a block height, a block hash or null: {}", e.message())))?
+            .flatten();
+        node.block(id).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::TX_SUBMIT, |p, node, _| async move {
+        let hex_tx: String = one(&p, "the signed transaction as hex")?;
+        let bytes = hex::decode(hex_tx.trim_start_matches("0x")).map_err(|e| {
+            to_rpc(RpcError::new(ErrorCode::MalformedTransaction, format!("transaction is not hex: {e}")))
+        })?;
+        node.submit(&bytes).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_method(methods::TX_GET, |p, node, _| {
+        let hash: Hash = one(&p, "a transaction hash")?;
+        node.transaction(&hash).map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::STATE_GET_ACCOUNT, |p, node, _| async move {
+        let mut seq = p.sequence();
+        let who: Address = seq.next().map_err(|e| bad_params(format!("expected an umbra1… address: {}", e.message())))?;
+        let prove: Option<bool> = seq.optional_next().map_err(|e| bad_params(e.message()))?;
+        node.account(&who, prove.unwrap_or(true)).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::MEMPOOL_NEXT_NONCE, |p, node, _| async move {
+        let who: Address = one(&p, "an umbra1… address")?;
+        node.next_nonce(&who).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_method(methods::SYSTEM_HEALTH, |_, node, _| {
+        let since = node.since_last_block_ms();
+        Ok::<_, ErrorObjectOwned>(umbra_rpc::Health {
+            name: node.name().to_string(),
+            height: node.head().0.height,
+            since_last_block_ms: since,
+            mempool_size: node.mempool_len(),
+            healthy: since < 10_000,
+        })
+    }))?;
+    reg(m.register_subscription(
+        methods::SUBSCRIBE_HEADS,
+        methods::HEADS_NOTIFICATION,
+        methods::UNSUBSCRIBE_HEADS,
+        |_, pending, node, _| async move {
+            let mut rx = node.subscribe_heads();
+            let sink = pending.accept().await?;
+            loop {
+                match rx.recv().await {
+                    Ok(header) => {
+                        let msg = SubscriptionMessage::from(serde_json::value::to_raw_value(&header)?);
+                        if sink.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+            Ok(())
+        },
+    ))?;
+    let handle = server.start(m);
+    Ok((bound, handle))
+}
