@@ -3,12 +3,12 @@
 use crate::error::StateError;
 use commonware_codec::RangeCfg;
 use commonware_parallel::Sequential;
-use commonware_utils::{NZU64, NZUsize};
 use commonware_runtime::{BLOB_PAGE_SIZE, buffer::paged::CacheRef, buffer::paged::page_size};
 use commonware_storage::{
     journal::contiguous::variable::Config as LogConfig, merkle::full::Config as MerkleConfig,
     qmdb::current::VariableConfig,
 };
+use commonware_utils::{NZU64, NZUsize};
 use std::num::{NonZeroU16, NonZeroU64, NonZeroUsize};
 
 /// The hasher of every QMDB node and of the root (SHA-256). Part of the root: a hard fork to change.
@@ -85,10 +85,7 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self {
-            partition_prefix: "umbra-state".to_owned(),
-            cache_items: 1 << 16,
-        }
+        Self { partition_prefix: "umbra-state".to_owned(), cache_items: 1 << 16 }
     }
 }
 
@@ -98,9 +95,7 @@ impl StateConfig {
     pub fn validate(&self) -> Result<(), StateError> {
         let prefix = &self.partition_prefix;
         if prefix.is_empty() {
-            return Err(StateError::InvalidConfig(
-                "partition_prefix must not be empty".to_owned(),
-            ));
+            return Err(StateError::InvalidConfig("partition_prefix must not be empty".to_owned()));
         }
         if prefix.len() > MAX_PREFIX_LEN {
             return Err(StateError::InvalidConfig(format!(
@@ -108,10 +103,7 @@ impl StateConfig {
                 prefix.len()
             )));
         }
-        if let Some(bad) = prefix
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-        {
+        if let Some(bad) = prefix.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
             return Err(StateError::InvalidConfig(format!(
                 "partition_prefix contains {bad:?}; only ASCII letters, digits, '-' and '_' are allowed"
             )));
@@ -163,23 +155,14 @@ mod tests {
     #[test]
     fn an_empty_or_oddly_spelled_prefix_is_refused() {
         for prefix in ["", "has space", "slash/y", "dot.ted", &"x".repeat(65)] {
-            let cfg = StateConfig {
-                partition_prefix: prefix.to_owned(),
-                ..StateConfig::default()
-            };
-            assert!(
-                matches!(cfg.validate(), Err(StateError::InvalidConfig(_))),
-                "{prefix:?} should be refused"
-            );
+            let cfg = StateConfig { partition_prefix: prefix.to_owned(), ..StateConfig::default() };
+            assert!(matches!(cfg.validate(), Err(StateError::InvalidConfig(_))), "{prefix:?} should be refused");
         }
     }
 
     #[test]
     fn a_zero_cache_disables_the_init_cache() {
-        let cfg = StateConfig {
-            cache_items: 0,
-            ..StateConfig::default()
-        };
+        let cfg = StateConfig { cache_items: 0, ..StateConfig::default() };
         assert!(cfg.validate().is_ok());
         assert!(cfg.qmdb().init_cache.is_none());
     }

@@ -48,10 +48,7 @@ impl StateError {
     pub(crate) fn from_qmdb(op: &'static str, err: QmdbError<StateFamily>) -> Self {
         match err {
             QmdbError::StaleBatch | QmdbError::StaleRead => Self::Stale,
-            other => Self::Storage {
-                op,
-                source: Box::new(other),
-            },
+            other => Self::Storage { op, source: Box::new(other) },
         }
     }
 }

@@ -42,8 +42,8 @@
 //!
 //! Every successful [`State::commit`] is durable. QMDB's mutating calls consume the database
 //! handle; if one fails, [`State`] reopens the database from storage (recovering to the last
-//! durable commit, which [`State::root`] then reports) and returns the error, so the handle stays
-//! usable. Pending batches built before such a reopen become [`StateError::Stale`]. If the
+//! durable commit, which [`State::root`] then reports: the previous commit, or the failed one if
+//! its data reached storage anyway) and returns the error, so the handle stays usable. Pending batches built before such a reopen become [`StateError::Stale`]. If the
 //! reopen itself fails, every call returns [`StateError::Unavailable`] and the caller must
 //! [`State::open`] again. Every 64 commits the state prunes the operation log below QMDB's safe
 //! boundary, so disk use follows the live state rather than the full history.
@@ -54,8 +54,7 @@ mod proof;
 mod state;
 
 pub use config::{
-    CHUNK_BYTES, MAX_PROOF_DIGESTS, MAX_VALUE_LEN, StateConfig, StateFamily, StateHasher,
-    StateTranslator,
+    CHUNK_BYTES, MAX_PROOF_DIGESTS, MAX_VALUE_LEN, StateConfig, StateFamily, StateHasher, StateTranslator,
 };
 pub use error::{ProofError, StateError};
 pub use proof::{StateProof, verify_proof};

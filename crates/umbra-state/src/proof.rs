@@ -2,9 +2,7 @@
 
 use crate::{
     Key, Root,
-    config::{
-        CHUNK_BYTES, MAX_PROOF_BYTES, MAX_PROOF_DIGESTS, StateFamily, StateHasher, value_cfg,
-    },
+    config::{CHUNK_BYTES, MAX_PROOF_BYTES, MAX_PROOF_DIGESTS, StateFamily, StateHasher, value_cfg},
     error::ProofError,
 };
 use commonware_codec::{Buf, Copying, EncodeSize, Read, ReadExt as _, Write};
@@ -22,8 +20,7 @@ pub(crate) type DbKey = FixedBytes<32>;
 pub(crate) type InclusionInner = KeyValueProof<StateFamily, DbKey, Digest, CHUNK_BYTES>;
 
 /// QMDB's proof that a key currently holds no value.
-pub(crate) type ExclusionInner =
-    ExclusionProof<StateFamily, DbKey, VariableEncoding<Vec<u8>>, Digest, CHUNK_BYTES>;
+pub(crate) type ExclusionInner = ExclusionProof<StateFamily, DbKey, VariableEncoding<Vec<u8>>, Digest, CHUNK_BYTES>;
 
 /// Leading byte of an encoded inclusion proof.
 const TAG_INCLUSION: u8 = 0;
@@ -41,10 +38,7 @@ pub struct StateProof(Inner);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Inner {
-    Inclusion {
-        value: Vec<u8>,
-        proof: InclusionInner,
-    },
+    Inclusion { value: Vec<u8>, proof: InclusionInner },
     Exclusion(ExclusionInner),
 }
 
@@ -82,26 +76,17 @@ impl StateProof {
     /// input panics. Decoding does not verify: call [`verify_proof`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProofError> {
         if bytes.len() > MAX_PROOF_BYTES {
-            return Err(ProofError::TooLarge {
-                len: bytes.len(),
-                max: MAX_PROOF_BYTES,
-            });
+            return Err(ProofError::TooLarge { len: bytes.len(), max: MAX_PROOF_BYTES });
         }
         let mut buf = Copying(bytes);
-        let proof = Self::read(&mut buf).map_err(|e| ProofError::Malformed {
-            reason: e.to_string(),
-        })?;
+        let proof = Self::read(&mut buf).map_err(|e| ProofError::Malformed { reason: e.to_string() })?;
         if !buf.0.is_empty() {
-            return Err(ProofError::Malformed {
-                reason: format!("{} trailing bytes", buf.0.len()),
-            });
+            return Err(ProofError::Malformed { reason: format!("{} trailing bytes", buf.0.len()) });
         }
         // Some fields (varints, options) admit more than one spelling; accept only ours so a
         // proof has exactly one byte representation.
         if proof.to_bytes() != bytes {
-            return Err(ProofError::Malformed {
-                reason: "non-canonical encoding".to_owned(),
-            });
+            return Err(ProofError::Malformed { reason: "non-canonical encoding".to_owned() });
         }
         Ok(proof)
     }
@@ -163,38 +148,26 @@ mod tests {
 
     #[test]
     fn empty_input_is_malformed() {
-        assert!(matches!(
-            StateProof::from_bytes(&[]),
-            Err(ProofError::Malformed { .. })
-        ));
+        assert!(matches!(StateProof::from_bytes(&[]), Err(ProofError::Malformed { .. })));
     }
 
     #[test]
     fn an_unknown_tag_is_malformed() {
         let mut bytes = vec![7u8];
         bytes.extend_from_slice(&[0u8; 64]);
-        assert!(matches!(
-            StateProof::from_bytes(&bytes),
-            Err(ProofError::Malformed { .. })
-        ));
+        assert!(matches!(StateProof::from_bytes(&bytes), Err(ProofError::Malformed { .. })));
     }
 
     #[test]
     fn an_oversized_input_is_refused_before_decoding() {
         let bytes = vec![0u8; MAX_PROOF_BYTES + 1];
-        assert!(matches!(
-            StateProof::from_bytes(&bytes),
-            Err(ProofError::TooLarge { .. })
-        ));
+        assert!(matches!(StateProof::from_bytes(&bytes), Err(ProofError::TooLarge { .. })));
     }
 
     #[test]
     fn a_huge_declared_value_length_is_refused_without_allocating_it() {
         // Tag, then a varint length of u32::MAX for the value.
         let bytes = [TAG_INCLUSION, 0xff, 0xff, 0xff, 0xff, 0x0f];
-        assert!(matches!(
-            StateProof::from_bytes(&bytes),
-            Err(ProofError::Malformed { .. })
-        ));
+        assert!(matches!(StateProof::from_bytes(&bytes), Err(ProofError::Malformed { .. })));
     }
 }

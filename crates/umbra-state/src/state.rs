@@ -26,20 +26,10 @@ use std::{
 use tracing::warn;
 
 /// The QMDB database behind a [`State`].
-type Db<E> = variable::Db<
-    StateFamily,
-    E,
-    DbKey,
-    Vec<u8>,
-    StateHasher,
-    StateTranslator,
-    CHUNK_BYTES,
-    Sequential,
->;
+type Db<E> = variable::Db<StateFamily, E, DbKey, Vec<u8>, StateHasher, StateTranslator, CHUNK_BYTES, Sequential>;
 
 /// A merkleized, unapplied QMDB batch.
-type Batch =
-    MerkleizedBatch<StateFamily, Digest, Update<DbKey, VariableEncoding<Vec<u8>>>, CHUNK_BYTES, Sequential>;
+type Batch = MerkleizedBatch<StateFamily, Digest, Update<DbKey, VariableEncoding<Vec<u8>>>, CHUNK_BYTES, Sequential>;
 
 /// Commits between two prunes of the operation log.
 const PRUNE_INTERVAL: u64 = 64;
@@ -127,12 +117,8 @@ impl<E: Storage + Clock + Metrics + Spawner> State<E> {
     }
 
     async fn init_db(ctx: &E, cfg: &StateConfig) -> Result<Db<E>, StateError> {
-        let ctx = ctx
-            .child("state")
-            .with_attribute("partition", &cfg.partition_prefix);
-        Db::init(ctx, cfg.qmdb(), None)
-            .await
-            .map_err(|e| StateError::from_qmdb("open", e))
+        let ctx = ctx.child("state").with_attribute("partition", &cfg.partition_prefix);
+        Db::init(ctx, cfg.qmdb(), None).await.map_err(|e| StateError::from_qmdb("open", e))
     }
 
     /// Reopens the database after a failed write consumed it. On failure the state stays
@@ -153,11 +139,7 @@ impl<E: Storage + Clock + Metrics + Spawner> State<E> {
     }
 
     fn check_instance(&self, pending: &Pending) -> Result<(), StateError> {
-        if pending.inner.instance == self.instance {
-            Ok(())
-        } else {
-            Err(StateError::Stale)
-        }
+        if pending.inner.instance == self.instance { Ok(()) } else { Err(StateError::Stale) }
     }
 
     /// The root of the committed state: what a block header commits to and what
@@ -168,10 +150,7 @@ impl<E: Storage + Clock + Metrics + Spawner> State<E> {
 
     /// The committed value of `key`, if any.
     pub async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StateError> {
-        self.db()?
-            .get(&DbKey::new(*key))
-            .await
-            .map_err(|e| StateError::from_qmdb("get", e))
+        self.db()?.get(&DbKey::new(*key)).await.map_err(|e| StateError::from_qmdb("get", e))
     }
 
     /// Builds a merkleized batch applying `changes` (`Some(value)` writes, `None` deletes) on top
@@ -185,16 +164,8 @@ impl<E: Storage + Clock + Metrics + Spawner> State<E> {
         changes: &BTreeMap<Key, Option<Vec<u8>>>,
     ) -> Result<Pending, StateError> {
         let db = self.db()?;
-        if let Some(len) = changes
-            .values()
-            .flatten()
-            .map(Vec::len)
-            .find(|len| *len > MAX_VALUE_LEN)
-        {
-            return Err(StateError::ValueTooLarge {
-                len,
-                max: MAX_VALUE_LEN,
-            });
+        if let Some(len) = changes.values().flatten().map(Vec::len).find(|len| *len > MAX_VALUE_LEN) {
+            return Err(StateError::ValueTooLarge { len, max: MAX_VALUE_LEN });
         }
         let mut batch = match parent {
             None => db.new_batch(),
@@ -206,10 +177,8 @@ impl<E: Storage + Clock + Metrics + Spawner> State<E> {
         for (key, value) in changes {
             batch = batch.write(DbKey::new(*key), value.clone());
         }
-        let batch = batch
-            .merkleize(db, None, &mut Proportional)
-            .await
-            .map_err(|e| StateError::from_qmdb("speculate", e))?;
+        let batch =
+            batch.merkleize(db, None, &mut Proportional).await.map_err(|e| StateError::from_qmdb("speculate", e))?;
         Ok(Pending {
             inner: Arc::new(PendingInner {
                 root: to_root(batch.root()),
@@ -222,32 +191,23 @@ impl<E: Storage + Clock + Metrics + Spawner> State<E> {
 
     /// The value of `key` as `pending` sees it: its own writes, then its ancestors', then the
     /// committed state. Fails with [`StateError::Stale`] once the batch is stale.
-    pub async fn get_pending(
-        &self,
-        pending: &Pending,
-        key: &Key,
-    ) -> Result<Option<Vec<u8>>, StateError> {
+    pub async fn get_pending(&self, pending: &Pending, key: &Key) -> Result<Option<Vec<u8>>, StateError> {
         let db = self.db()?;
         self.check_instance(pending)?;
-        pending
-            .inner
-            .batch
-            .get(&DbKey::new(*key), db)
-            .await
-            .map_err(|e| StateError::from_qmdb("get_pending", e))
+        pending.inner.batch.get(&DbKey::new(*key), db).await.map_err(|e| StateError::from_qmdb("get_pending", e))
     }
 
     /// Applies `pending` and makes it durable with one fsync, returning the new root (always
     /// `pending.root()`). Ancestors are normally committed first; committing a batch whose
     /// ancestors are still pending commits them too, in the same step. Fails with
     /// [`StateError::Stale`] (state unchanged) if the batch no longer extends the committed
-    /// state. On a storage failure the state reopens at its last durable commit and returns the
-    /// error (see the crate docs).
+    /// state. On a storage failure the state reopens from storage and returns the error; the
+    /// recovered state is the previous commit or, if this batch's data reached storage anyway,
+    /// this one, so compare [`State::root`]. If the reopen fails too, the state is
+    /// [`StateError::Unavailable`] until opened again.
     pub async fn commit(&mut self, pending: &Pending) -> Result<Root, StateError> {
         self.check_instance(pending)?;
-        self.db()?
-            .validate_batch(&pending.inner.batch)
-            .map_err(|e| StateError::from_qmdb("commit", e))?;
+        self.db()?.validate_batch(&pending.inner.batch).map_err(|e| StateError::from_qmdb("commit", e))?;
         let db = self.db.take().ok_or(StateError::Unavailable)?;
         let db = match apply_and_commit(db, Arc::clone(&pending.inner.batch)).await {
             Ok(db) => db,
@@ -294,14 +254,9 @@ impl<E: Storage + Clock + Metrics + Spawner> State<E> {
         match db.key_value_proof(db_key.clone()).await {
             Ok(proof) => {
                 // The proof is of the key's current operation; read the value it carries.
-                let value = db
-                    .get(&db_key)
-                    .await
-                    .map_err(|e| StateError::from_qmdb("prove", e))?
-                    .ok_or_else(|| StateError::Storage {
-                        op: "prove",
-                        source: "key vanished between proof and read".into(),
-                    })?;
+                let value = db.get(&db_key).await.map_err(|e| StateError::from_qmdb("prove", e))?.ok_or_else(|| {
+                    StateError::Storage { op: "prove", source: "key vanished between proof and read".into() }
+                })?;
                 Ok(StateProof::inclusion(value, proof))
             }
             Err(QmdbError::KeyNotFound) => db
@@ -377,14 +332,8 @@ mod tests {
     #[test]
     fn every_fresh_state_has_the_same_root() {
         deterministic::Runner::default().start(|ctx| async move {
-            let one = StateConfig {
-                partition_prefix: "one".to_owned(),
-                ..StateConfig::default()
-            };
-            let two = StateConfig {
-                partition_prefix: "two".to_owned(),
-                ..StateConfig::default()
-            };
+            let one = StateConfig { partition_prefix: "one".to_owned(), ..StateConfig::default() };
+            let two = StateConfig { partition_prefix: "two".to_owned(), ..StateConfig::default() };
             let a = State::open(ctx.child("a"), &one).await.expect("opens");
             let b = State::open(ctx.child("b"), &two).await.expect("opens");
             assert_eq!(a.root(), b.root());

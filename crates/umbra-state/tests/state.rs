@@ -4,16 +4,11 @@ use commonware_cryptography::{Hasher as _, Sha256};
 use commonware_runtime::{
     Clock, Metrics, Runner as _, Spawner, Storage, Supervisor as _, deterministic, tokio as cw_tokio,
 };
-use proptest::prelude::*;
 use commonware_utils::probability;
-use std::{
-    collections::BTreeMap,
-    sync::OnceLock,
-    time::Instant,
-};
+use proptest::prelude::*;
+use std::{collections::BTreeMap, sync::OnceLock, time::Instant};
 use umbra_state::{
-    Key, MAX_VALUE_LEN, Pending, ProofError, Root, State, StateConfig, StateError, StateProof,
-    verify_proof,
+    Key, MAX_VALUE_LEN, Pending, ProofError, Root, State, StateConfig, StateError, StateProof, verify_proof,
 };
 
 type Changes = BTreeMap<Key, Option<Vec<u8>>>;
@@ -34,20 +29,14 @@ fn writes(range: std::ops::Range<u64>, salt: u64) -> Changes {
 }
 
 fn cfg(prefix: &str) -> StateConfig {
-    StateConfig {
-        partition_prefix: prefix.to_owned(),
-        cache_items: 1024,
-    }
+    StateConfig { partition_prefix: prefix.to_owned(), cache_items: 1024 }
 }
 
 async fn open<E: Storage + Clock + Metrics + Spawner>(ctx: E, prefix: &str) -> State<E> {
     State::open(ctx, &cfg(prefix)).await.expect("state opens")
 }
 
-async fn speculate_commit<E: Storage + Clock + Metrics + Spawner>(
-    state: &mut State<E>,
-    changes: &Changes,
-) -> Root {
+async fn speculate_commit<E: Storage + Clock + Metrics + Spawner>(state: &mut State<E>, changes: &Changes) -> Root {
     let pending = state.speculate(None, changes).await.expect("speculate");
     let root = state.commit(&pending).await.expect("commit");
     assert_eq!(root, pending.root());
@@ -89,7 +78,9 @@ fn a_value_over_the_limit_is_refused() {
         let mut changes = Changes::new();
         changes.insert(key(1), Some(vec![0; MAX_VALUE_LEN + 1]));
         let err = state.speculate(None, &changes).await.expect_err("too large");
-        assert!(matches!(err, StateError::ValueTooLarge { len, max } if len == MAX_VALUE_LEN + 1 && max == MAX_VALUE_LEN));
+        assert!(
+            matches!(err, StateError::ValueTooLarge { len, max } if len == MAX_VALUE_LEN + 1 && max == MAX_VALUE_LEN)
+        );
     });
 }
 
@@ -111,18 +102,12 @@ fn a_chain_of_pending_batches_commits_to_the_predicted_roots() {
         assert_eq!(state.get_pending(&b, &key(1)).await.expect("B read"), Some(value(1)));
         assert_eq!(state.get_pending(&b, &key(0)).await.expect("B read"), None);
         assert_eq!(state.get_pending(&a, &key(0)).await.expect("A read"), Some(value(0)));
-        assert_eq!(
-            state.get_pending(&b, &key(15)).await.expect("B read"),
-            Some(value(1015))
-        );
+        assert_eq!(state.get_pending(&b, &key(15)).await.expect("B read"), Some(value(1015)));
 
         assert_eq!(state.commit(&a).await.expect("commit A"), a.root());
         assert_eq!(state.root(), a.root());
         // B still reads through its committed parent.
-        assert_eq!(
-            state.get_pending(&b, &key(25)).await.expect("B read"),
-            Some(value(1025))
-        );
+        assert_eq!(state.get_pending(&b, &key(25)).await.expect("B read"), Some(value(1025)));
         assert_eq!(state.commit(&b).await.expect("commit B"), b.root());
         assert_eq!(state.root(), b.root());
         assert_eq!(state.get(&key(0)).await.expect("get"), None);
@@ -162,10 +147,7 @@ fn committing_a_sibling_makes_the_other_fork_stale() {
         assert!(matches!(state.commit(&right).await, Err(StateError::Stale)));
         assert!(matches!(state.commit(&right_child).await, Err(StateError::Stale)));
         assert!(matches!(state.get_pending(&right, &key(5)).await, Err(StateError::Stale)));
-        assert!(matches!(
-            state.speculate(Some(&right), &Changes::new()).await,
-            Err(StateError::Stale)
-        ));
+        assert!(matches!(state.speculate(Some(&right), &Changes::new()).await, Err(StateError::Stale)));
 
         // The state is untouched by the refusals and keeps working.
         assert_eq!(state.root(), root);
@@ -185,10 +167,7 @@ fn a_pending_batch_from_another_state_is_stale() {
         let foreign = two.speculate(None, &writes(0..2, 0)).await.expect("speculate");
         assert!(matches!(one.commit(&foreign).await, Err(StateError::Stale)));
         assert!(matches!(one.get_pending(&foreign, &key(0)).await, Err(StateError::Stale)));
-        assert!(matches!(
-            one.speculate(Some(&foreign), &Changes::new()).await,
-            Err(StateError::Stale)
-        ));
+        assert!(matches!(one.speculate(Some(&foreign), &Changes::new()).await, Err(StateError::Stale)));
     });
 }
 
@@ -320,15 +299,9 @@ fn a_tampered_proof_is_rejected() {
 
 #[test]
 fn garbage_bytes_do_not_decode_into_a_proof() {
-    for bytes in [
-        vec![],
-        vec![0],
-        vec![1],
-        vec![2; 100],
-        vec![0; 1000],
-        vec![0xff; 1000],
-        (0..=255u8).collect::<Vec<_>>(),
-    ] {
+    for bytes in
+        [vec![], vec![0], vec![1], vec![2; 100], vec![0; 1000], vec![0xff; 1000], (0..=255u8).collect::<Vec<_>>()]
+    {
         assert!(StateProof::from_bytes(&bytes).is_err(), "{bytes:?} decoded");
     }
 }
@@ -358,9 +331,12 @@ proptest! {
     }
 }
 
+/// A root with encoded proofs (key, proof bytes) against it.
+type Sample = (Root, Vec<(Key, Vec<u8>)>);
+
 /// A valid state with one inclusion and one exclusion proof, built once for the property tests.
-fn sample_proofs() -> &'static (Root, Vec<(Key, Vec<u8>)>) {
-    static SAMPLE: OnceLock<(Root, Vec<(Key, Vec<u8>)>)> = OnceLock::new();
+fn sample_proofs() -> &'static Sample {
+    static SAMPLE: OnceLock<Sample> = OnceLock::new();
     SAMPLE.get_or_init(|| {
         deterministic::Runner::default().start(|ctx| async move {
             let mut state = open(ctx, "sample").await;
@@ -393,29 +369,96 @@ proptest! {
         if let Some(cut) = cut {
             bad.truncate(cut.index(bad.len()));
         }
-        if bad != *bytes {
-            if let Ok(proof) = StateProof::from_bytes(&bad) {
-                prop_assert_eq!(verify_proof(root, k, &proof), Err(ProofError::Mismatch));
-            }
+        if bad != *bytes
+            && let Ok(proof) = StateProof::from_bytes(&bad)
+        {
+            prop_assert_eq!(verify_proof(root, k, &proof), Err(ProofError::Mismatch));
         }
     }
 }
 
 #[test]
-fn a_failed_commit_leaves_the_state_at_its_last_durable_commit() {
+fn a_failed_commit_whose_reopen_also_fails_makes_the_state_unavailable() {
     deterministic::Runner::default().start(|ctx| async move {
         let faults = ctx.storage_fault_config();
         let mut state = open(ctx.child("first"), "faults").await;
         let root = speculate_commit(&mut state, &writes(0..10, 0)).await;
         let pending = state.speculate(None, &writes(10..20, 0)).await.expect("speculate");
 
+        // Every fsync fails: the commit fails and so does the reopen behind it.
         faults.write().sync_rate = Some(probability!(1.0));
         let err = state.commit(&pending).await.expect_err("sync fails");
         faults.write().sync_rate = None;
         assert!(matches!(err, StateError::Storage { op: "commit", .. }), "{err:?}");
-        println!("after failed commit: {:?}", state.get(&key(5)).await);
+        assert!(matches!(state.get(&key(5)).await, Err(StateError::Unavailable)));
+        assert!(matches!(state.speculate(None, &Changes::new()).await, Err(StateError::Unavailable)));
+        assert!(matches!(state.prove(&key(5)).await, Err(StateError::Unavailable)));
         assert_eq!(state.root(), root);
+        drop(state);
+
+        // Opening again recovers a consistent state: the last commit, or the failed one if
+        // its data reached storage anyway.
+        let mut state = open(ctx.child("second"), "faults").await;
+        assert!(state.root() == root || state.root() == pending.root());
+        let expect_15 = (state.root() == pending.root()).then(|| value(15));
+        assert_eq!(state.get(&key(15)).await.expect("get"), expect_15);
+        assert!(matches!(state.commit(&pending).await, Err(StateError::Stale)));
+        speculate_commit(&mut state, &writes(20..30, 0)).await;
     });
+}
+
+#[test]
+fn random_storage_faults_never_leave_an_inconsistent_state() {
+    let mut failures = 0;
+    let mut reopened_in_place = 0;
+    for seed in 0..24 {
+        let (failed, reopened) = deterministic::Runner::seeded(seed).start(|ctx| async move {
+            let faults = ctx.storage_fault_config();
+            let mut state = open(ctx.child("first"), "random-faults").await;
+            let mut root = state.root();
+            faults.write().sync_rate = Some(probability!(0.3));
+            let mut outcome = (0, 0);
+            for round in 0..6u64 {
+                let changes = writes(round * 10..round * 10 + 10, round);
+                let Ok(pending) = state.speculate(None, &changes).await else {
+                    break;
+                };
+                match state.commit(&pending).await {
+                    Ok(new_root) => root = new_root,
+                    Err(StateError::Storage { .. }) => {
+                        outcome.0 += 1;
+                        assert!(state.root() == root || state.root() == pending.root());
+                        if state.get(&key(0)).await.is_ok() {
+                            outcome.1 += 1;
+                            root = state.root();
+                            continue;
+                        }
+                        break;
+                    }
+                    Err(other) => panic!("unexpected error {other:?}"),
+                }
+            }
+            faults.write().sync_rate = None;
+            let available = state.get(&key(0)).await.is_ok();
+            let last_root = state.root();
+            drop(state);
+            let state = open(ctx.child("second"), "random-faults").await;
+            if available {
+                assert_eq!(state.root(), last_root, "seed {seed}");
+            }
+            // Values agree with the recovered root: every round's first key is present iff
+            // its round is included, and the proof verifies against the recovered root.
+            let proof = state.prove(&key(0)).await.expect("prove");
+            let got = state.get(&key(0)).await.expect("get");
+            assert_eq!(verify_proof(&state.root(), &key(0), &proof), Ok(got));
+            outcome
+        });
+        failures += failed;
+        reopened_in_place += reopened;
+    }
+    println!("{failures} failed commits, {reopened_in_place} reopened in place");
+    assert!(failures > 0, "the fault rate never hit a commit");
+    assert!(reopened_in_place > 0, "no failed commit reopened in place");
 }
 
 #[test]
@@ -523,12 +566,9 @@ async fn scripted_roots<E: Storage + Clock + Metrics + Spawner>(ctx: E) -> Vec<R
 fn roots_are_identical_on_the_tokio_and_deterministic_runtimes() {
     let deterministic_roots = deterministic::Runner::seeded(7).start(scripted_roots);
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokio_roots = cw_tokio::Runner::new(
-        cw_tokio::Config::new()
-            .with_storage_directory(dir.path())
-            .with_worker_threads(2),
-    )
-    .start(scripted_roots);
+    let tokio_roots =
+        cw_tokio::Runner::new(cw_tokio::Config::new().with_storage_directory(dir.path()).with_worker_threads(2))
+            .start(scripted_roots);
     assert_eq!(deterministic_roots, tokio_roots);
     let other_seed = deterministic::Runner::seeded(8).start(scripted_roots);
     assert_eq!(deterministic_roots, other_seed);
@@ -537,9 +577,7 @@ fn roots_are_identical_on_the_tokio_and_deterministic_runtimes() {
 #[test]
 fn the_tokio_runtime_reopens_from_its_storage_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let runner = || {
-        cw_tokio::Runner::new(cw_tokio::Config::new().with_storage_directory(dir.path()))
-    };
+    let runner = || cw_tokio::Runner::new(cw_tokio::Config::new().with_storage_directory(dir.path()));
     let root = runner().start(|ctx| async move {
         let mut state = open(ctx, "tokio").await;
         speculate_commit(&mut state, &writes(0..100, 0)).await
@@ -560,80 +598,64 @@ fn measure_commit_throughput() {
     const PER_BLOCK: u64 = 5_000;
     const BLOCKS: u64 = 40;
     let dir = tempfile::tempdir().expect("tempdir");
-    cw_tokio::Runner::new(
-        cw_tokio::Config::new()
-            .with_storage_directory(dir.path())
-            .with_worker_threads(2),
-    )
-    .start(|ctx| async move {
-        let mut state = State::open(
-            ctx,
-            &StateConfig {
-                partition_prefix: "bench".to_owned(),
-                cache_items: KEYS as usize,
-            },
-        )
-        .await
-        .expect("open");
+    cw_tokio::Runner::new(cw_tokio::Config::new().with_storage_directory(dir.path()).with_worker_threads(2)).start(
+        |ctx| async move {
+            let mut state =
+                State::open(ctx, &StateConfig { partition_prefix: "bench".to_owned(), cache_items: KEYS as usize })
+                    .await
+                    .expect("open");
 
-        // Load the key set.
-        let started = Instant::now();
-        for chunk in 0..KEYS / 10_000 {
-            let changes = writes(chunk * 10_000..(chunk + 1) * 10_000, 0);
-            speculate_commit(&mut state, &changes).await;
-        }
-        let load = started.elapsed();
-        println!(
-            "load: {KEYS} new keys in {:.2?} = {:.0} inserts/s",
-            load,
-            KEYS as f64 / load.as_secs_f64()
-        );
+            // Load the key set.
+            let started = Instant::now();
+            for chunk in 0..KEYS / 10_000 {
+                let changes = writes(chunk * 10_000..(chunk + 1) * 10_000, 0);
+                speculate_commit(&mut state, &changes).await;
+            }
+            let load = started.elapsed();
+            println!("load: {KEYS} new keys in {:.2?} = {:.0} inserts/s", load, KEYS as f64 / load.as_secs_f64());
 
-        // Blocks of updates to pseudo-random existing keys, 32-byte values, one fsync per block.
-        let mut speculate_time = std::time::Duration::ZERO;
-        let started = Instant::now();
-        let mut pending: Option<Pending> = None;
-        for block in 0..BLOCKS {
-            let changes: Changes = (0..PER_BLOCK)
-                .map(|i| {
-                    let k = (i * 7919 + block * 104_729) % KEYS;
-                    (key(k), Some(vec![(block % 251) as u8; 32]))
-                })
-                .collect();
-            let t = Instant::now();
-            let next = state.speculate(None, &changes).await.expect("speculate");
-            speculate_time += t.elapsed();
-            state.commit(&next).await.expect("commit");
-            pending = Some(next);
-        }
-        let elapsed = started.elapsed();
-        let updates = (PER_BLOCK * BLOCKS) as f64;
-        println!(
-            "updates: {BLOCKS} blocks x {PER_BLOCK} over {KEYS} keys in {:.2?} = {:.0} durable updates/s \
+            // Blocks of updates to pseudo-random existing keys, 32-byte values, one fsync per block.
+            let mut speculate_time = std::time::Duration::ZERO;
+            let started = Instant::now();
+            let mut pending: Option<Pending> = None;
+            for block in 0..BLOCKS {
+                let changes: Changes = (0..PER_BLOCK)
+                    .map(|i| {
+                        let k = (i * 7919 + block * 104_729) % KEYS;
+                        (key(k), Some(vec![(block % 251) as u8; 32]))
+                    })
+                    .collect();
+                let t = Instant::now();
+                let next = state.speculate(None, &changes).await.expect("speculate");
+                speculate_time += t.elapsed();
+                state.commit(&next).await.expect("commit");
+                pending = Some(next);
+            }
+            let elapsed = started.elapsed();
+            let updates = (PER_BLOCK * BLOCKS) as f64;
+            println!(
+                "updates: {BLOCKS} blocks x {PER_BLOCK} over {KEYS} keys in {:.2?} = {:.0} durable updates/s \
              (speculate {:.2?}, commit {:.2?})",
-            elapsed,
-            updates / elapsed.as_secs_f64(),
-            speculate_time,
-            elapsed - speculate_time
-        );
-        drop(pending);
+                elapsed,
+                updates / elapsed.as_secs_f64(),
+                speculate_time,
+                elapsed - speculate_time
+            );
+            drop(pending);
 
-        let started = Instant::now();
-        let mut bytes = 0;
-        for i in 0..1000 {
-            bytes += state.prove(&key(i * 97)).await.expect("prove").to_bytes().len();
-        }
-        println!(
-            "prove: {:.1} us each, {} bytes average",
-            started.elapsed().as_secs_f64() * 1e3,
-            bytes / 1000
-        );
-        let proof = state.prove(&key(1)).await.expect("prove");
-        let root = state.root();
-        let started = Instant::now();
-        for _ in 0..1000 {
-            verify_proof(&root, &key(1), &proof).expect("verifies");
-        }
-        println!("verify: {:.1} us each", started.elapsed().as_secs_f64() * 1e3);
-    });
+            let started = Instant::now();
+            let mut bytes = 0;
+            for i in 0..1000 {
+                bytes += state.prove(&key(i * 97)).await.expect("prove").to_bytes().len();
+            }
+            println!("prove: {:.1} us each, {} bytes average", started.elapsed().as_secs_f64() * 1e3, bytes / 1000);
+            let proof = state.prove(&key(1)).await.expect("prove");
+            let root = state.root();
+            let started = Instant::now();
+            for _ in 0..1000 {
+                verify_proof(&root, &key(1), &proof).expect("verifies");
+            }
+            println!("verify: {:.1} us each", started.elapsed().as_secs_f64() * 1e3);
+        },
+    );
 }
