@@ -56,9 +56,8 @@ pub fn verify_account(address: &Address, resp: &AccountResponse) -> Result<Verif
     let proof = StateProof::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
     let header = &resp.header;
     let key = StateKey::Account(*address).hash();
-    let value = verify_proof(header.state_root.as_bytes(), &key, &proof).map_err(|e| {
-        bad(format!("{e} (state root {} of block {})", header.state_root, header.height))
-    })?;
+    let value = verify_proof(header.state_root.as_bytes(), &key, &proof)
+        .map_err(|e| bad(format!("{e} (state root {} of block {})", header.state_root, header.height)))?;
     let (record, exists) = match value {
         Some(v) => {
             let record = decode::<AccountRecord>(&v, MAX_RECORD_BYTES)
@@ -149,7 +148,13 @@ pub(crate) mod tests {
         Address([2; 32])
     }
 
-    fn response(address: Address, balance: Amount, nonce: u64, root: [u8; 32], proof: Option<String>) -> AccountResponse {
+    fn response(
+        address: Address,
+        balance: Amount,
+        nonce: u64,
+        root: [u8; 32],
+        proof: Option<String>,
+    ) -> AccountResponse {
         AccountResponse { address, balance, nonce, header: header(root), proof }
     }
 
@@ -178,8 +183,7 @@ pub(crate) mod tests {
     #[test]
     fn a_node_overstating_a_balance_is_caught() {
         let (root, proofs) = prove(&[(alice(), alice_record())], &[alice()]);
-        let err = verify_account(&alice(), &response(alice(), 501, 3, root, Some(proofs[0].clone())))
-            .expect_err("lie");
+        let err = verify_account(&alice(), &response(alice(), 501, 3, root, Some(proofs[0].clone()))).expect_err("lie");
         assert!(matches!(err, SdkError::ProofMismatch { .. }), "{err}");
         assert!(err.to_string().contains("balance"), "{err}");
     }
@@ -187,8 +191,7 @@ pub(crate) mod tests {
     #[test]
     fn a_node_misstating_a_nonce_is_caught() {
         let (root, proofs) = prove(&[(alice(), alice_record())], &[alice()]);
-        let err =
-            verify_account(&alice(), &response(alice(), 500, 2, root, Some(proofs[0].clone()))).expect_err("lie");
+        let err = verify_account(&alice(), &response(alice(), 500, 2, root, Some(proofs[0].clone()))).expect_err("lie");
         assert!(matches!(err, SdkError::ProofMismatch { .. }), "{err}");
     }
 

@@ -51,10 +51,8 @@ impl Client {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid("expected a URL starting with http:// or https://".into()));
         }
-        let http = HttpClientBuilder::default()
-            .request_timeout(timeout)
-            .build(&url)
-            .map_err(|e| invalid(innermost(&e)))?;
+        let http =
+            HttpClientBuilder::default().request_timeout(timeout).build(&url).map_err(|e| invalid(innermost(&e)))?;
         Ok(Client { url, http })
     }
 
@@ -263,12 +261,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_node_gives_one_clear_line() {
-        // Port 9 on loopback (discard) is closed on test machines; connecting is refused at once.
-        let client = Client::with_timeout("http://127.0.0.1:9", Duration::from_secs(5)).expect("valid url");
+        // A port just released on loopback: nothing listens there, so connecting is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("binds").local_addr().expect("addr").port();
+        let url = format!("http://127.0.0.1:{port}");
+        let client = Client::with_timeout(url.clone(), Duration::from_secs(5)).expect("valid url");
         let err = client.health().await.expect_err("nothing listens there");
         assert!(matches!(err, SdkError::Unreachable { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.starts_with("cannot reach the node at http://127.0.0.1:9: "), "{msg}");
+        assert!(msg.starts_with(&format!("cannot reach the node at {url}: ")), "{msg}");
         assert!(!msg.contains('\n'));
     }
 }

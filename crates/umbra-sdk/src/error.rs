@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 use umbra_rpc::RpcError;
-use umbra_types::{Address, Amount, Hash, format_amount};
+use umbra_types::{Address, Amount, Hash, SYMBOL, format_amount};
 
 /// Why a call to a node, a proof check or a transfer failed.
 ///
@@ -75,7 +75,7 @@ pub enum SdkError {
     },
     /// An explicit fee is below the chain's minimum for the transaction.
     #[error(
-        "fee {} is below the minimum {} for this transaction",
+        "fee {} {SYMBOL} is below the minimum {} {SYMBOL} for this transaction",
         format_amount(*offered),
         format_amount(*minimum)
     )]

@@ -168,10 +168,8 @@ impl Keystore {
         let key = Keypair::from_seed(seed);
         let info = KeyInfo { name: name.to_string(), address: key.address() };
         let file = KeyFile { name: name.to_string(), address: info.address, seed: hex::encode(seed) };
-        let body = serde_json::to_string_pretty(&file).map_err(|e| KeystoreError::Corrupt {
-            path: self.path_of(name),
-            reason: e.to_string(),
-        })?;
+        let body = serde_json::to_string_pretty(&file)
+            .map_err(|e| KeystoreError::Corrupt { path: self.path_of(name), reason: e.to_string() })?;
         self.write_new(name, format!("{body}\n").as_bytes())?;
         if self.default_name()?.is_none() {
             self.set_default(name)?;

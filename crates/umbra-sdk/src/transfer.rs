@@ -126,13 +126,7 @@ pub(crate) mod tests {
     #[test]
     fn a_zero_or_self_transfer_is_refused() {
         let key = Keypair::from_seed([1; 32]);
-        assert!(matches!(
-            build_transfer(&key, &chain(), 0, to(), 0, None),
-            Err(SdkError::InvalidTransfer(_))
-        ));
-        assert!(matches!(
-            build_transfer(&key, &chain(), 0, key.address(), 1, None),
-            Err(SdkError::InvalidTransfer(_))
-        ));
+        assert!(matches!(build_transfer(&key, &chain(), 0, to(), 0, None), Err(SdkError::InvalidTransfer(_))));
+        assert!(matches!(build_transfer(&key, &chain(), 0, key.address(), 1, None), Err(SdkError::InvalidTransfer(_))));
     }
 }
