@@ -11,15 +11,21 @@ fn umbra() -> Command {
     Command::new(env!("CARGO_BIN_EXE_umbra"))
 }
 
-/// A block of `n` consecutive free TCP ports on 127.0.0.1.
+/// A block of `n` consecutive free TCP ports on 127.0.0.1, never handed out twice in this process.
 fn free_ports(n: u16) -> u16 {
-    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ NEXT.fetch_add(0x9e37_79b9, Ordering::Relaxed);
     loop {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let base = 20_000 + ((x >> 33) % 30_000) as u16;
-        let ok = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if ok {
+        let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+        let clash = (0..n).any(|i| taken.contains(&(base + i)));
+        if !clash && (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            taken.extend((0..n).map(|i| base + i));
             return base;
         }
     }

@@ -59,6 +59,9 @@ pub fn run_node(cfg: NodeConfig, on_ready: impl FnOnce(Started) + Send + 'static
             hex::encode(me)
         )));
     }
+    // Commonware's p2p listener panics if its port is taken: find out first and say so.
+    std::net::TcpListener::bind(cfg.p2p_listen)
+        .map_err(|e| NodeError::Io(format!("cannot listen for p2p on {}: {e}", cfg.p2p_listen)))?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| NodeError::Io(format!("cannot create data directory {}: {e}", cfg.data_dir.display())))?;
     check_genesis_marker(&cfg.data_dir, &genesis)?;
