@@ -93,9 +93,7 @@ where
                 warn!(size = block.encoded_len(), max, "executor proposed an oversized block; declining");
                 return None;
             }
-            if umbra_types::decode::<Block>(&umbra_types::encode(block.block()), max).as_ref()
-                != Ok(block.block())
-            {
+            if umbra_types::decode::<Block>(&umbra_types::encode(block.block()), max).as_ref() != Ok(block.block()) {
                 warn!("executor proposed a block that does not round-trip; declining");
                 return None;
             }
@@ -123,9 +121,7 @@ where
                 warn!(reason, height = block.height().get(), "rejecting malformed block");
                 return false;
             }
-            executor
-                .verify(parent.inner().block().clone(), block.inner().block().clone())
-                .await
+            executor.verify(parent.inner().block().clone(), block.inner().block().clone()).await
         }
     }
 }
@@ -164,10 +160,7 @@ impl Reporter for Finalizer {
 }
 
 /// Applies finalized blocks one at a time and acknowledges each once the executor returns.
-pub(crate) async fn run_finalizer<X: Executor>(
-    executor: X,
-    mut deliveries: mpsc::UnboundedReceiver<Delivery>,
-) {
+pub(crate) async fn run_finalizer<X: Executor>(executor: X, mut deliveries: mpsc::UnboundedReceiver<Delivery>) {
     while let Some((block, ack)) = deliveries.next().await {
         executor.finalized(block.inner().block().clone()).await;
         ack.acknowledge();

@@ -2,9 +2,7 @@
 //! canonical bytes kept, so digest and encoding are never recomputed on the hot path.
 
 use bytes::BufMut;
-use commonware_codec::{
-    Buf, Copying, EncodeSize, Error as CodecError, Read, ReadExt as _, Write, varint::UInt,
-};
+use commonware_codec::{Buf, Copying, EncodeSize, Error as CodecError, Read, ReadExt as _, Write, varint::UInt};
 use commonware_consensus::{Heightable, types::Height};
 use commonware_cryptography::{Digestible, ed25519, sha256};
 use std::sync::Arc;
@@ -99,8 +97,8 @@ impl Read for ChainBlock {
         commonware_codec::util::at_least(buf, len)?;
         let mut bytes = vec![0u8; len];
         buf.copy_to_slice(&mut bytes);
-        let block: Block = umbra_types::decode(&bytes, *max)
-            .map_err(|_| CodecError::Invalid("umbra::Block", "malformed borsh"))?;
+        let block: Block =
+            umbra_types::decode(&bytes, *max).map_err(|_| CodecError::Invalid("umbra::Block", "malformed borsh"))?;
         let canonical = ChainBlock::new(block);
         if *canonical.bytes != *bytes {
             return Err(CodecError::Invalid("umbra::Block", "non-canonical encoding"));

@@ -156,9 +156,7 @@ impl ConsensusConfig {
             return Err(ConsensusError::InvalidConfig("certification timeout must exceed leader timeout"));
         }
         if t.skip <= t.certification || t.skip <= t.retry {
-            return Err(ConsensusError::InvalidConfig(
-                "skip timeout must exceed certification and retry timeouts",
-            ));
+            return Err(ConsensusError::InvalidConfig("skip timeout must exceed certification and retry timeouts"));
         }
         Ok(())
     }
@@ -170,10 +168,7 @@ impl ConsensusConfig {
         let n = u32::try_from(self.committee.len()).unwrap_or(u32::MAX);
         commonware_p2p::max_message_size(&[
             simplex::max_payload_size::<Scheme, sha256::Digest>(n),
-            marshal::max_payload_size::<marshal::standard::Standard<ChainBlock>, Scheme>(
-                n,
-                &self.max_block_bytes,
-            ),
+            marshal::max_payload_size::<marshal::standard::Standard<ChainBlock>, Scheme>(n, &self.max_block_bytes),
         ])
     }
 }

@@ -16,14 +16,11 @@ use commonware_consensus::{
     types::{Epoch, FixedEpocher, Height, ViewDelta},
 };
 use commonware_cryptography::{
-    Digested, Digestible as _, Sha256, Signer as _, certificate::ConstantProvider,
-    certificate::Verifier as _, ed25519,
+    Digested, Digestible as _, Sha256, Signer as _, certificate::ConstantProvider, certificate::Verifier as _, ed25519,
 };
 use commonware_p2p::{Blocker, Provider, Receiver, Recipients, Sender};
 use commonware_parallel::Sequential;
-use commonware_runtime::{
-    Clock, Metrics, Quota, Spawner, Storage, buffer::paged::CacheRef,
-};
+use commonware_runtime::{Clock, Metrics, Quota, Spawner, Storage, buffer::paged::CacheRef};
 use commonware_storage::archive::immutable;
 use commonware_utils::{NZDuration, NZU16, NZU32, NZU64, NZUsize, ordered::Set};
 use futures::{StreamExt as _, channel::mpsc};
@@ -124,8 +121,7 @@ where
     cfg.validate()?;
     let me = cfg.signer.public_key();
     let committee = committee_set(&cfg.committee)?;
-    let scheme = Scheme::signer(&cfg.namespace, committee, cfg.signer.clone())
-        .ok_or(ConsensusError::NotInCommittee)?;
+    let scheme = Scheme::signer(&cfg.namespace, committee, cfg.signer.clone()).ok_or(ConsensusError::NotInCommittee)?;
     let prefix = cfg.partition_prefix.clone();
     let max_block = cfg.max_block_bytes;
     let timeouts = cfg.timeouts.clone();
@@ -172,12 +168,10 @@ where
     )
     .await
     .map_err(|e| ConsensusError::Storage(e.to_string()))?;
-    let blocks = immutable::Archive::init(
-        ctx.child("blocks"),
-        archive_config(&prefix, "blocks", &page_cache, max_block),
-    )
-    .await
-    .map_err(|e| ConsensusError::Storage(e.to_string()))?;
+    let blocks =
+        immutable::Archive::init(ctx.child("blocks"), archive_config(&prefix, "blocks", &page_cache, max_block))
+            .await
+            .map_err(|e| ConsensusError::Storage(e.to_string()))?;
 
     let genesis = ChainBlock::new(cfg.genesis.clone());
     let genesis_digest = genesis.digest();
@@ -206,11 +200,10 @@ where
     .await;
     let (finalizer, deliveries) = Finalizer::new();
     actor.start(finalizer, buffer, resolver);
-    ctx.child("finalizer")
-        .spawn({
-            let executor = executor.clone();
-            move |_| run_finalizer(executor, deliveries)
-        });
+    ctx.child("finalizer").spawn({
+        let executor = executor.clone();
+        move |_| run_finalizer(executor, deliveries)
+    });
 
     // Simplex over the inline-verifying marshal wrapper.
     let wrapper = marshal::standard::Inline::new(
@@ -241,10 +234,7 @@ where
             certification_timeout: timeouts.certification,
             timeout_retry: timeouts.retry,
             view_retention: ViewDelta::new(64),
-            skip: simplex::SkipPolicy::Enabled {
-                timeout: timeouts.skip,
-                budget: simplex::SkipBudget::Participants,
-            },
+            skip: simplex::SkipPolicy::Enabled { timeout: timeouts.skip, budget: simplex::SkipBudget::Participants },
             fetch_timeout,
             fetch_retry_delay: timeouts.fetch_retry,
             forward: simplex::ForwardPolicy::SilentLeader,
@@ -259,11 +249,7 @@ where
     ctx.child("gossip_out").spawn(move |_| send_gossip(app_sender, gossip_rx));
     ctx.child("gossip_in").spawn(move |_| receive_gossip(app_receiver, executor));
 
-    Ok(ConsensusHandle {
-        marshal: mailbox,
-        gossip: gossip_tx,
-        max_gossip_bytes: cfg.max_message_size() as usize,
-    })
+    Ok(ConsensusHandle { marshal: mailbox, gossip: gossip_tx, max_gossip_bytes: cfg.max_message_size() as usize })
 }
 
 /// The committee as Commonware's ordered participant set.
@@ -314,19 +300,13 @@ fn archive_config<C>(prefix: &str, name: &str, page_cache: &CacheRef, codec_conf
     }
 }
 
-async fn send_gossip<S: Sender<PublicKey = ed25519::PublicKey>>(
-    mut sender: S,
-    mut queue: mpsc::Receiver<Vec<u8>>,
-) {
+async fn send_gossip<S: Sender<PublicKey = ed25519::PublicKey>>(mut sender: S, mut queue: mpsc::Receiver<Vec<u8>>) {
     while let Some(bytes) = queue.next().await {
         sender.send(Recipients::All, bytes, false);
     }
 }
 
-async fn receive_gossip<R: Receiver<PublicKey = ed25519::PublicKey>, X: Executor>(
-    mut receiver: R,
-    executor: X,
-) {
+async fn receive_gossip<R: Receiver<PublicKey = ed25519::PublicKey>, X: Executor>(mut receiver: R, executor: X) {
     loop {
         match receiver.recv().await {
             Ok((from, message)) => {

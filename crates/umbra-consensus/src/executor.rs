@@ -12,11 +12,7 @@ pub trait Executor: Clone + Send + Sync + 'static {
     /// Build the block at `ctx.height` on top of `parent` (`ctx.parent_digest == parent.hash()`).
     /// `None` declines (the view is nullified). The block must name `parent`, `ctx.height`,
     /// `ctx.epoch` and `ctx.proposer` in its header, or the engine drops it.
-    fn propose(
-        &self,
-        parent: Block,
-        ctx: ProposeContext,
-    ) -> impl Future<Output = Option<Block>> + Send;
+    fn propose(&self, parent: Block, ctx: ProposeContext) -> impl Future<Output = Option<Block>> + Send;
 
     /// Re-execute `block` on top of `parent` and check it. Return `false` only if the block is
     /// permanently invalid; to abstain, do not resolve.

@@ -21,8 +21,8 @@ mod network;
 pub use block::{public_key, validator_key};
 pub use config::{ConsensusConfig, ConsensusError, NetConfig, ProposeContext, Timeouts};
 pub use engine::{
-    APPLICATION_CHANNEL, BACKFILL_CHANNEL, BLOCK_CHANNEL, CERTIFICATE_CHANNEL, Channels,
-    ConsensusHandle, RESOLVER_CHANNEL, VOTE_CHANNEL, start_with_channels,
+    APPLICATION_CHANNEL, BACKFILL_CHANNEL, BLOCK_CHANNEL, CERTIFICATE_CHANNEL, Channels, ConsensusHandle,
+    RESOLVER_CHANNEL, VOTE_CHANNEL, start_with_channels,
 };
 pub use executor::Executor;
 pub use network::start;

@@ -4,8 +4,8 @@
 use crate::{
     ConsensusConfig, ConsensusError, ConsensusHandle, Executor, NetConfig,
     engine::{
-        APPLICATION_CHANNEL, BACKFILL_CHANNEL, BLOCK_CHANNEL, CERTIFICATE_CHANNEL, Channels,
-        RESOLVER_CHANNEL, VOTE_CHANNEL, committee_set, quota, start_with_channels,
+        APPLICATION_CHANNEL, BACKFILL_CHANNEL, BLOCK_CHANNEL, CERTIFICATE_CHANNEL, Channels, RESOLVER_CHANNEL,
+        VOTE_CHANNEL, committee_set, quota, start_with_channels,
     },
     public_key,
 };
@@ -48,8 +48,7 @@ where
         let pk = public_key(key).ok_or(ConsensusError::InvalidPeers("a peer key is not an ed25519 key"))?;
         addresses.push((pk, Address::from(*addr)));
     }
-    let addresses = Map::try_from(addresses)
-        .map_err(|_| ConsensusError::InvalidPeers("a peer is listed twice"))?;
+    let addresses = Map::try_from(addresses).map_err(|_| ConsensusError::InvalidPeers("a peer is listed twice"))?;
     if addresses.keys() != &committee {
         return Err(ConsensusError::InvalidPeers("peers must be exactly the committee"));
     }
@@ -73,9 +72,13 @@ where
         cfg.max_message_size(),
         NZUsize!(1_024),
     );
-    // A small permissioned committee: private addresses are fine, and a restarted peer should
-    // be redialed within a second, not after the one-minute production cooldown.
+    // A small permissioned committee (only listed keys at listed IPs get in): private addresses
+    // are fine, several validators may share one IP (`umbra dev` runs them all on 127.0.0.1, and
+    // the production limit of one handshake per IP per 5 s would delay startup by many seconds),
+    // and a restarted peer should be redialed within a second, not after a one-minute cooldown.
     p2p.allow_private_ips = true;
+    p2p.allowed_handshake_rate_per_ip = quota(16);
+    p2p.allowed_handshake_rate_per_subnet = quota(128);
     p2p.peer_connection_cooldown = Duration::from_secs(1);
     p2p.dial_frequency = Duration::from_millis(500);
     p2p.ping_frequency = Duration::from_secs(5);

@@ -1,13 +1,13 @@
 //! Whole-network scenarios: seeded simulations on Commonware's deterministic runtime and
 //! simulated p2p, plus one real-socket run on the tokio runtime.
 
-use commonware_codec::{Decode as _, Encode as _};
+use commonware_codec::Decode as _;
 use commonware_consensus::simplex::{scheme::ed25519::Scheme, types::Finalization};
 use commonware_cryptography::{Signer as _, certificate::Verifier as _, ed25519, sha256};
 use commonware_macros::select;
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_parallel::Sequential;
-use commonware_runtime::{Clock, Handle, Metrics as _, Runner as _, Spawner, Supervisor as _, deterministic};
+use commonware_runtime::{Clock, Handle, Runner as _, Spawner, Supervisor as _, deterministic};
 use commonware_utils::{NZUsize, ordered::Set, probability};
 use std::{
     collections::BTreeMap,
@@ -15,9 +15,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 use umbra_consensus::{
-    APPLICATION_CHANNEL, BACKFILL_CHANNEL, BLOCK_CHANNEL, CERTIFICATE_CHANNEL, Channels,
-    ConsensusConfig, ConsensusHandle, Executor, ProposeContext, RESOLVER_CHANNEL, Timeouts,
-    VOTE_CHANNEL, start_with_channels, validator_key,
+    APPLICATION_CHANNEL, BACKFILL_CHANNEL, BLOCK_CHANNEL, CERTIFICATE_CHANNEL, Channels, ConsensusConfig,
+    ConsensusHandle, Executor, ProposeContext, RESOLVER_CHANNEL, Timeouts, VOTE_CHANNEL, start_with_channels,
+    validator_key,
 };
 use umbra_types::{Block, Hash, Header, ValidatorKey, sha256 as hash};
 
@@ -40,18 +40,27 @@ struct Ledger {
     deliveries: Vec<u64>,
     /// When each height was first applied (runtime clock).
     applied_at: BTreeMap<u64, SystemTime>,
+    /// When this executor proposed a block at each height (runtime clock).
+    proposed_at: BTreeMap<u64, (SystemTime, ValidatorKey)>,
     /// Blocks `verify` refused.
     rejected: u64,
+    /// Simulates a crash in the middle of `finalized`: after applying this height, never return.
+    stall_at: Option<u64>,
     /// Gossip received: (from, bytes).
     gossip: Vec<(ValidatorKey, Vec<u8>)>,
 }
 
-#[derive(Clone)]
 struct TestExecutor<C: Clock> {
     clock: Arc<C>,
     /// Proposes blocks with a wrong state root.
     lies: bool,
     ledger: Arc<Mutex<Ledger>>,
+}
+
+impl<C: Clock> Clone for TestExecutor<C> {
+    fn clone(&self) -> Self {
+        Self { clock: self.clock.clone(), lies: self.lies, ledger: self.ledger.clone() }
+    }
 }
 
 impl<C: Clock> TestExecutor<C> {
@@ -72,6 +81,7 @@ impl<C: Clock> Executor for TestExecutor<C> {
     async fn propose(&self, parent: Block, ctx: ProposeContext) -> Option<Block> {
         assert_eq!(parent.hash(), ctx.parent_digest);
         assert_eq!(parent.header.height + 1, ctx.height);
+        self.ledger().proposed_at.insert(ctx.height, (self.clock.current(), ctx.proposer));
         let state_root = if self.lies { Hash([0xBA; 32]) } else { next_root(&parent, ctx.height) };
         Some(Block {
             header: Header {
@@ -99,6 +109,19 @@ impl<C: Clock> Executor for TestExecutor<C> {
     }
 
     async fn finalized(&self, block: Block) {
+        if self.apply(block) {
+            futures::future::pending::<()>().await;
+        }
+    }
+
+    async fn gossip(&self, from: ValidatorKey, bytes: Vec<u8>) {
+        self.ledger().gossip.push((from, bytes));
+    }
+}
+
+impl<C: Clock> TestExecutor<C> {
+    /// Applies a finalized block; returns true if this height is where the executor "crashes".
+    fn apply(&self, block: Block) -> bool {
         let now = self.clock.current();
         let mut ledger = self.ledger();
         let height = block.header.height;
@@ -118,10 +141,7 @@ impl<C: Clock> Executor for TestExecutor<C> {
                 ledger.applied_at.insert(height, now);
             }
         }
-    }
-
-    async fn gossip(&self, from: ValidatorKey, bytes: Vec<u8>) {
-        self.ledger().gossip.push((from, bytes));
+        ledger.stall_at == Some(height)
     }
 }
 
@@ -199,11 +219,15 @@ impl Sim {
         )
         .await;
         network.start();
-        let link = Link { latency: Duration::from_millis(5), jitter: Duration::from_millis(1), success_rate: probability!(1.0) };
-        for a in &keys {
-            for b in &keys {
+        let link = Link {
+            latency: Duration::from_millis(5),
+            jitter: Duration::from_millis(1),
+            success_rate: probability!(1.0),
+        };
+        for a in keys.iter().map(|k| k.public_key()) {
+            for b in keys.iter().map(|k| k.public_key()) {
                 if a != b {
-                    oracle.add_link(a.public_key(), b.public_key(), link.clone()).await.expect("link");
+                    oracle.add_link(a.clone(), b, link.clone()).await.expect("link");
                 }
             }
         }
@@ -211,17 +235,14 @@ impl Sim {
     }
 
     /// Starts validator `i` as a child task of `ctx`; aborting the returned task stops it.
-    async fn start(
-        &self,
-        ctx: &Ctx,
-        i: usize,
-        executor: TestExecutor<Ctx>,
-    ) -> (ConsensusHandle, Handle<()>) {
+    async fn start(&self, ctx: &Ctx, i: usize, executor: TestExecutor<Ctx>) -> (ConsensusHandle, Handle<()>) {
         let pk = self.keys[i].public_key();
         let control = self.oracle.control(pk);
         let quota = commonware_runtime::Quota::per_second(commonware_utils::NZU32!(1_000));
         let mut registered = Vec::new();
-        for channel in [VOTE_CHANNEL, CERTIFICATE_CHANNEL, RESOLVER_CHANNEL, BLOCK_CHANNEL, BACKFILL_CHANNEL, APPLICATION_CHANNEL] {
+        for channel in
+            [VOTE_CHANNEL, CERTIFICATE_CHANNEL, RESOLVER_CHANNEL, BLOCK_CHANNEL, BACKFILL_CHANNEL, APPLICATION_CHANNEL]
+        {
             registered.push(control.register(channel, quota).await.expect("register"));
         }
         let mut it = registered.into_iter();
@@ -284,7 +305,10 @@ fn check_certificate(ctx: &mut Ctx, committee: &[ValidatorKey], bytes: Vec<u8>, 
         .expect("certificate decodes");
     assert!(finalization.verify(ctx, &verifier, &Sequential), "certificate verifies");
     assert_eq!(finalization.proposal.payload.0, block.hash().0, "certificate covers the block");
-    let wrong = Scheme::verifier(b"another-chain", Set::from_iter_dedup(committee.iter().map(|k| umbra_consensus::public_key(k).expect("key"))));
+    let wrong = Scheme::verifier(
+        b"another-chain",
+        Set::from_iter_dedup(committee.iter().map(|k| umbra_consensus::public_key(k).expect("key"))),
+    );
     assert!(!finalization.verify(ctx, &wrong, &Sequential), "a different namespace does not verify");
 }
 
@@ -331,8 +355,9 @@ fn run_honest(seed: u64, n: u64, height: u64) -> String {
         }
         let from = height / 4;
         eprintln!(
-            "seed {seed}, {n} validators: {:?} per block (simulated, heights {from}..{height}, 5 ms links)",
-            per_block(&executors[0], from.max(1), height)
+            "seed {seed}, {n} validators: {:?} per block (simulated, heights {from}..{height}, 5 ms links); propose-to-finalize p50 {:?}",
+            per_block(&executors[0], from.max(1), height),
+            median_latency(&executors, 0, from.max(1)),
         );
         ctx.auditor().state()
     })
@@ -400,17 +425,21 @@ fn a_crashed_validator_restarts_from_its_storage_and_catches_up() {
                 executors.push(executor);
                 tasks.push(task);
             }
-            wait_for_height(&ctx, &executors, 5, Duration::from_secs(60)).await;
-
-            // Crash validator 0 (its tasks die; its storage and applied state stay).
+            // Validator 0 applies height 5 durably but crashes before acknowledging it.
             let crashed = 0usize;
+            let crash_height = 5;
+            executors[crashed].ledger().stall_at = Some(crash_height);
+            wait_for_height(&ctx, &executors, crash_height, Duration::from_secs(60)).await;
             let task = tasks.remove(crashed);
             task.abort();
             let _ = task.await;
+            executors[crashed].ledger().stall_at = None;
             let tip_at_crash = executors[crashed].tip();
+            assert_eq!(tip_at_crash, crash_height);
 
             // The other three keep finalizing without it.
             wait_for_height(&ctx, &executors[1..], tip_at_crash + 10, Duration::from_secs(60)).await;
+            assert_eq!(executors[crashed].tip(), tip_at_crash, "a crashed validator applies nothing");
 
             // Restart from the same partitions with the same (durable) executor state.
             let (handle, _task) = sim.start(&ctx, crashed, executors[crashed].clone()).await;
@@ -419,11 +448,16 @@ fn a_crashed_validator_restarts_from_its_storage_and_catches_up() {
             assert_same_chain(&executors, target);
             assert!(handle.finalization(target).await.is_some());
 
-            // Deliveries after the restart began at or below the crash tip (re-delivery is
-            // allowed) and, beyond that, only moved forward one height at a time (checked in
-            // `finalized`).
+            // The unacknowledged height was delivered again (and applied idempotently); beyond
+            // it, heights only moved forward one at a time (also checked in `finalized`).
             let ledger = executors[crashed].ledger();
+            let repeats = ledger.deliveries.iter().filter(|h| **h == crash_height).count();
+            assert_eq!(repeats, 2, "the unacknowledged block is re-delivered once after restart");
             let after: Vec<u64> = ledger.deliveries.iter().copied().skip_while(|h| *h <= tip_at_crash).collect();
+            eprintln!(
+                "seed {seed}: crashed at tip {tip_at_crash}, caught up to {target}; deliveries {:?}",
+                ledger.deliveries
+            );
             assert_eq!(after.first().copied(), Some(tip_at_crash + 1));
             assert!(after.windows(2).all(|w| w[1] == w[0] + 1), "no repeats beyond the crash tip: {after:?}");
         });
@@ -458,4 +492,101 @@ fn gossip_reaches_every_other_validator_and_oversized_gossip_is_dropped() {
             }
         }
     });
+}
+
+#[test]
+fn four_validators_on_localhost_sockets_finalize_thirty_blocks() {
+    use commonware_runtime::tokio;
+    use umbra_consensus::{NetConfig, start};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Pick free ports by binding to port 0 and releasing them.
+    let addrs: Vec<std::net::SocketAddr> = (0..4)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr")
+        })
+        .collect();
+    let cfg = tokio::Config::new().with_storage_directory(dir.path()).with_worker_threads(2);
+    tokio::Runner::new(cfg).start(|ctx| async move {
+        let keys = keys(4);
+        let committee: Vec<ValidatorKey> = keys.iter().map(|k| validator_key(&k.public_key())).collect();
+        let peers: Vec<(ValidatorKey, std::net::SocketAddr)> = committee.iter().copied().zip(addrs.iter().copied()).collect();
+        let mut executors = Vec::new();
+        let mut handles = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let executor = TestExecutor::new(ctx.child("clock"), false);
+            let net = NetConfig { listen: addrs[i], peers: peers.clone() };
+            let handle = start(
+                ctx.child("validator").with_attribute("index", i),
+                config(key.clone(), &committee, i),
+                net,
+                executor.clone(),
+            )
+            .await
+            .expect("validator starts");
+            executors.push(executor);
+            handles.push(handle);
+        }
+        let target = 30;
+        let started = ctx.current();
+        let poll = async {
+            while !executors.iter().all(|e| e.tip() >= target) {
+                ctx.sleep(Duration::from_millis(20)).await;
+            }
+        };
+        select! {
+            _ = poll => {},
+            _ = ctx.sleep(Duration::from_secs(60)) => {
+                let tips: Vec<u64> = executors.iter().map(TestExecutor::tip).collect();
+                panic!("localhost network did not reach height {target} in 60 s: tips {tips:?}");
+            },
+        }
+        let first = executors[0].ledger().applied_at[&1];
+        eprintln!(
+            "localhost, 4 validators: first block after {:?}; steady state {:?} per block (heights 10..{target}); propose-to-finalize p50 {:?}",
+            first.duration_since(started).unwrap_or_default(),
+            per_block_any(&executors[0], 10, target),
+            median_latency(&executors, 0, 10),
+        );
+        for i in 1..executors.len() {
+            for h in 0..=10 {
+                assert_eq!(executors[i].ledger().applied.get(&h), executors[0].ledger().applied.get(&h));
+            }
+        }
+        for handle in &handles {
+            assert!(handle.finalization(10).await.is_some());
+        }
+    });
+}
+
+/// Median time from a block's proposal (on its proposer) to its application (on `observer`),
+/// over heights from `from`, and the number of samples.
+fn median_latency<C: Clock>(executors: &[TestExecutor<C>], observer: usize, from: u64) -> (Duration, usize) {
+    let (applied_at, proposers): (BTreeMap<u64, SystemTime>, BTreeMap<u64, ValidatorKey>) = {
+        let ledger = executors[observer].ledger();
+        (ledger.applied_at.clone(), ledger.applied.iter().map(|(h, b)| (*h, b.header.proposer)).collect())
+    };
+    let mut samples: Vec<Duration> = Vec::new();
+    for e in executors {
+        let ledger = e.ledger();
+        for (h, (proposed, me)) in ledger.proposed_at.range(from..) {
+            // Count only proposals that became the finalized block at that height (a later
+            // proposal at the same height overwrites an earlier, nullified one).
+            if let Some(at) = applied_at.get(h)
+                && proposers.get(h) == Some(me)
+            {
+                samples.push(at.duration_since(*proposed).unwrap_or_default());
+            }
+        }
+    }
+    samples.sort();
+    (samples.get(samples.len() / 2).copied().unwrap_or_default(), samples.len())
+}
+
+/// Average time per block between `from` and `to` on any runtime's executor.
+fn per_block_any<C: Clock>(e: &TestExecutor<C>, from: u64, to: u64) -> Duration {
+    let ledger = e.ledger();
+    let elapsed = ledger.applied_at[&to].duration_since(ledger.applied_at[&from]).unwrap_or_default();
+    elapsed / (to - from) as u32
 }
