@@ -142,7 +142,13 @@ struct Chain {
 
 impl Chain {
     fn transfer(&self, from: &Keypair, nonce: u64, to: Address, amount: u128) -> SignedTransaction {
-        let mut tx = Transaction { signer: from.address(), nonce, chain_id: self.chain_id.clone(), fee: 0, call: Call::Transfer { to, amount } };
+        let mut tx = Transaction {
+            signer: from.address(),
+            nonce,
+            chain_id: self.chain_id.clone(),
+            fee: 0,
+            call: Call::Transfer { to, amount },
+        };
         let size = sign_transaction(from, tx.clone()).to_bytes().len();
         tx.fee = self.fees.min_fee(size, &tx.call);
         sign_transaction(from, tx)
@@ -193,7 +199,10 @@ async fn transfers(args: TransferBench, json: bool, home: Option<PathBuf>) -> Re
     let client = Client::new(urls[0].clone())?;
     let info = client.chain_info().await?;
     let chain = Chain { chain_id: info.chain_id.clone(), fees: info.fees.clone() };
-    let http = HttpClientBuilder::default().request_timeout(Duration::from_secs(60)).max_request_size(64 * 1024 * 1024).build(&urls[0])?;
+    let http = HttpClientBuilder::default()
+        .request_timeout(Duration::from_secs(60))
+        .max_request_size(64 * 1024 * 1024)
+        .build(&urls[0])?;
 
     // Fund the senders.
     let senders: Vec<Keypair> = (0..args.senders).map(|_| Keypair::generate()).collect();
@@ -284,7 +293,8 @@ async fn transfers(args: TransferBench, json: bool, home: Option<PathBuf>) -> Re
     let t0 = Instant::now();
     let batch_size = args.batch.max(1);
     for w in 0..workers {
-        let (http, stop, admitted, senders, chain) = (http.clone(), stop.clone(), admitted.clone(), senders.clone(), chain.clone());
+        let (http, stop, admitted, senders, chain) =
+            (http.clone(), stop.clone(), admitted.clone(), senders.clone(), chain.clone());
         let mine: Vec<usize> = (w * per_worker..((w + 1) * per_worker).min(senders.len())).collect();
         let mut my_nonces: Vec<u64> = mine.iter().map(|s| nonces[*s]).collect();
         tasks.push(tokio::spawn(async move {
@@ -356,8 +366,18 @@ async fn transfers(args: TransferBench, json: bool, home: Option<PathBuf>) -> Re
         println!("{report}");
     } else {
         println!("umbra bench transfers ({} validator(s), {} senders)", urls.len(), args.senders);
-        println!("  finality latency at {} transfers/s: p50 {:.1} ms, p99 {:.1} ms ({} transfers)", args.latency_rate, percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies.len());
-        println!("  sustained: {n} transfers finalized in {:.1} s = {tps:.0} transfers/s ({blocks} blocks, {:.1} blocks/s)", total.as_secs_f64(), blocks as f64 / total.as_secs_f64());
+        println!(
+            "  finality latency at {} transfers/s: p50 {:.1} ms, p99 {:.1} ms ({} transfers)",
+            args.latency_rate,
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies.len()
+        );
+        println!(
+            "  sustained: {n} transfers finalized in {:.1} s = {tps:.0} transfers/s ({blocks} blocks, {:.1} blocks/s)",
+            total.as_secs_f64(),
+            blocks as f64 / total.as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -93,10 +93,8 @@ fn create(layout: &Layout, n: usize, args: &DevArgs) -> Result<()> {
         validators.push(GenesisValidator { name: format!("validator-{i}"), key: public });
         keys.push(public);
     }
-    let genesis_time_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let genesis_time_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let genesis = Genesis {
         chain_id: DEV_CHAIN_ID.into(),
         genesis_time_ms,
@@ -125,7 +123,8 @@ fn create(layout: &Layout, n: usize, args: &DevArgs) -> Result<()> {
             peers: peers.clone(),
         };
         let text = toml::to_string_pretty(&cfg).context("cannot encode node config")?;
-        std::fs::write(layout.config(i), text).with_context(|| format!("cannot write {}", layout.config(i).display()))?;
+        std::fs::write(layout.config(i), text)
+            .with_context(|| format!("cannot write {}", layout.config(i).display()))?;
     }
     Ok(())
 }
@@ -181,7 +180,11 @@ fn init_logging(home: &Path) -> Result<PathBuf> {
         .with_context(|| format!("cannot open log {}", path.display()))?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
     Ok(path)
 }
 
@@ -200,10 +203,9 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
         if !(1..=16).contains(&n) {
             bail!("--validators must be between 1 and 16");
         }
-        if home.exists() && std::fs::read_dir(&home).map(|mut d| d.next().is_some()).unwrap_or(false) {
-            if !layout.genesis().exists() {
-                bail!("{} exists but is not a dev network; pass --reset or another --home", home.display());
-            }
+        let non_empty = std::fs::read_dir(&home).map(|mut d| d.next().is_some()).unwrap_or(false);
+        if non_empty && !layout.genesis().exists() {
+            bail!("{} exists but is not a dev network; pass --reset or another --home", home.display());
         }
         create(&layout, n, &args)?;
         n
@@ -253,7 +255,12 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
     for s in &started {
         println!("  {:<12} rpc http://{}  (resumed at height {})", s.name, s.rpc, s.height);
     }
-    println!("  dev account  {} ({} UMB at genesis; key '{DEV_KEY_NAME}' in {})", dev.address(), format_amount(DEV_BALANCE), keystore.display());
+    println!(
+        "  dev account  {} ({} UMB at genesis; key '{DEV_KEY_NAME}' in {})",
+        dev.address(),
+        format_amount(DEV_BALANCE),
+        keystore.display()
+    );
     println!("  log          {}", log.display());
     println!("Try: umbra status · umbra transfer --to <address> --amount 1.5 · Ctrl-C stops");
     let urls: Vec<String> = started.iter().map(|s| format!("http://{}", s.rpc)).collect();

@@ -17,7 +17,8 @@ fn free_ports(n: u16) -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ NEXT.fetch_add(0x9e37_79b9, Ordering::Relaxed);
     loop {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -122,7 +123,8 @@ impl DevNet {
     }
 
     fn genesis(&self) -> Genesis {
-        Genesis::from_json(&std::fs::read_to_string(self.dir.join("net/genesis.json")).expect("genesis")).expect("valid")
+        Genesis::from_json(&std::fs::read_to_string(self.dir.join("net/genesis.json")).expect("genesis"))
+            .expect("valid")
     }
 
     fn kill9(&mut self) {
@@ -173,13 +175,67 @@ fn a_four_validator_dev_network_moves_tokens_and_every_node_agrees_on_balances_a
     net.wait_for_height(h, Duration::from_secs(30));
     for i in 0..4 {
         let a = net.balance(i, &alice);
-        assert!(a < parse_amount("10.25").expect("amount") && a > parse_amount("10.2").expect("amount"), "alice paid a fee: {a}");
+        assert!(
+            a < parse_amount("10.25").expect("amount") && a > parse_amount("10.2").expect("amount"),
+            "alice paid a fee: {a}"
+        );
         assert_eq!(net.balance(i, &bob), parse_amount("5.25").expect("amount"), "bob's balance on validator {i}");
         assert_eq!(total_supply(&net, i, &[alice.clone(), bob.clone()]), issued, "supply changed on validator {i}");
     }
     let status = net.status(3).expect("status");
     assert_eq!(status["chain_id"], "umbra-dev");
     assert_eq!(status["validators"].as_array().map(|v| v.len()), Some(4));
+
+    // Every finalized block is served with its finality certificate, by every node.
+    for i in 0..4 {
+        let out = net.cli_ok(i, &["block", "2", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("block json");
+        assert_eq!(v["block"]["header"]["height"], 2);
+        assert!(
+            v["finality_certificate"].as_str().is_some_and(|c| c.len() > 64),
+            "no certificate on validator {i}: {out}"
+        );
+    }
+}
+
+#[test]
+fn finalized_heads_stream_over_websocket_and_the_transfer_benchmark_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = DevNet::start(dir.path(), 1);
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    rt.block_on(async {
+        let c = umbra_sdk::Client::new(net.rpc(0)).expect("client");
+        let mut heads = c.subscribe_heads().await.expect("subscribed");
+        let a = heads.next().await.expect("a head").expect("valid head");
+        let b = heads.next().await.expect("a head").expect("valid head");
+        assert!(b.height > a.height, "heads must advance: {} then {}", a.height, b.height);
+    });
+    // A short benchmark run against this network (it funds its senders from the dev key).
+    let out = net.cli_ok(
+        0,
+        &[
+            "--json",
+            "bench",
+            "transfers",
+            "--network",
+            &net.rpc(0),
+            "--from",
+            "dev",
+            "--duration",
+            "2",
+            "--latency-duration",
+            "1",
+            "--latency-rate",
+            "20",
+            "--senders",
+            "8",
+            "--batch",
+            "50",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("bench json");
+    assert!(v["throughput_phase"]["transfers_per_s"].as_f64().is_some_and(|t| t > 0.0), "{out}");
+    assert!(v["latency_phase"]["finality_ms_p50"].as_f64().is_some_and(|t| t > 0.0), "{out}");
 }
 
 #[test]
@@ -227,7 +283,9 @@ fn tampering_proxy(upstream: u16) -> u16 {
                         let head = String::from_utf8_lossy(&buf[..pos]).to_lowercase();
                         let len = head
                             .lines()
-                            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                            .find_map(|l| {
+                                l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
                             .unwrap_or(0);
                         break (pos + 4, len);
                     }
@@ -267,7 +325,8 @@ fn tampering_proxy(upstream: u16) -> u16 {
                     *b = serde_json::Value::String((v + 1_000).to_string());
                 }
                 let new_body = serde_json::to_vec(&json).expect("json");
-                let status_line = String::from_utf8_lossy(&resp[..pos]).lines().next().unwrap_or("HTTP/1.1 200 OK").to_string();
+                let status_line =
+                    String::from_utf8_lossy(&resp[..pos]).lines().next().unwrap_or("HTTP/1.1 200 OK").to_string();
                 let out = format!(
                     "{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     new_body.len()
@@ -315,7 +374,16 @@ mod bad_input {
     }
 
     fn signed(k: &Keypair, nonce: u64, chain_id: &str, fee: u128, to: Address, amount: u128) -> SignedTransaction {
-        sign_transaction(k, Transaction { signer: k.address(), nonce, chain_id: chain_id.into(), fee, call: Call::Transfer { to, amount } })
+        sign_transaction(
+            k,
+            Transaction {
+                signer: k.address(),
+                nonce,
+                chain_id: chain_id.into(),
+                fee,
+                call: Call::Transfer { to, amount },
+            },
+        )
     }
 
     async fn code_of(c: &umbra_sdk::Client, tx: &SignedTransaction) -> Option<ErrorCode> {
@@ -344,7 +412,8 @@ mod bad_input {
                 .expect_err("garbage refused");
             let jsonrpsee::core::client::Error::Call(obj) = err else { panic!("expected a call error, got {err}") };
             assert_eq!(obj.code(), ErrorCode::MalformedTransaction.code());
-            let err = http.request::<String, _>("tx_submit", jsonrpsee::rpc_params!["not hex"]).await.expect_err("refused");
+            let err =
+                http.request::<String, _>("tx_submit", jsonrpsee::rpc_params!["not hex"]).await.expect_err("refused");
             let jsonrpsee::core::client::Error::Call(obj) = err else { panic!("expected a call error") };
             assert_eq!(obj.code(), ErrorCode::MalformedTransaction.code());
 
@@ -357,7 +426,10 @@ mod bad_input {
             // A fee below the minimum.
             assert_eq!(code_of(&c, &signed(&k, nonce, &info.chain_id, 1, to, 1)).await, Some(ErrorCode::FeeTooLow));
             // A nonce gap.
-            assert_eq!(code_of(&c, &signed(&k, nonce + 5, &info.chain_id, fee, to, 1)).await, Some(ErrorCode::NonceGap));
+            assert_eq!(
+                code_of(&c, &signed(&k, nonce + 5, &info.chain_id, fee, to, 1)).await,
+                Some(ErrorCode::NonceGap)
+            );
             // An oversized transaction: a chain id long enough to pass the size limit.
             let huge = signed(&k, nonce, &"x".repeat(info.max_tx_bytes as usize), fee, to, 1);
             assert_eq!(code_of(&c, &huge).await, Some(ErrorCode::TransactionTooLarge));
@@ -365,10 +437,16 @@ mod bad_input {
             let good = signed(&k, nonce, &info.chain_id, fee, to, 5);
             let hash = c.submit(&good).await.expect("admitted");
             assert_eq!(code_of(&c, &good).await, Some(ErrorCode::AlreadyKnown));
-            assert_eq!(code_of(&c, &signed(&k, nonce, &info.chain_id, fee + 1, to, 6)).await, Some(ErrorCode::NonceUsed));
+            assert_eq!(
+                code_of(&c, &signed(&k, nonce, &info.chain_id, fee + 1, to, 6)).await,
+                Some(ErrorCode::NonceUsed)
+            );
             let r = c.wait_for_tx(hash, Duration::from_secs(30)).await.expect("finalized");
             assert!(r.receipt.expect("receipt").is_success());
-            assert_eq!(code_of(&c, &signed(&k, nonce, &info.chain_id, fee + 2, to, 7)).await, Some(ErrorCode::NonceUsed));
+            assert_eq!(
+                code_of(&c, &signed(&k, nonce, &info.chain_id, fee + 2, to, 7)).await,
+                Some(ErrorCode::NonceUsed)
+            );
             // An account that cannot pay the fee.
             let poor = Keypair::generate();
             assert_eq!(code_of(&c, &signed(&poor, 0, &info.chain_id, fee, to, 1)).await, Some(ErrorCode::CannotPayFee));

@@ -59,8 +59,7 @@ fn public_key(a: &Address) -> Result<VerifyingKey, CryptoError> {
 /// Verifies `sig` over `msg` by `signer` (strict: rejects small-order keys and malleable signatures).
 pub fn verify(signer: &Address, msg: &[u8], sig: &[u8; 64]) -> Result<(), CryptoError> {
     let key = public_key(signer)?;
-    key.verify_strict(msg, &Signature::from_bytes(sig))
-        .map_err(|_| CryptoError::BadSignature(*signer))
+    key.verify_strict(msg, &Signature::from_bytes(sig)).map_err(|_| CryptoError::BadSignature(*signer))
 }
 
 /// Verifies many signatures at once (about 2.5-3x faster than one by one). On failure it does not

@@ -15,4 +15,6 @@ pub use config::{NodeConfig, PeerConfig};
 pub use index::IndexError;
 pub use node::{Node, NodeError};
 pub use rpc::serve;
-pub use service::{Started, load_genesis, load_validator_key, max_block_bytes, parse_key_hex, run_node, validator_public};
+pub use service::{
+    Started, load_genesis, load_validator_key, max_block_bytes, parse_key_hex, run_node, validator_public,
+};

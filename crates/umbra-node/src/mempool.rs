@@ -40,6 +40,11 @@ impl Mempool {
         self.by_hash.len()
     }
 
+    /// Whether the transaction is pending here (so its signature was verified at admission).
+    pub(crate) fn contains(&self, hash: &Hash) -> bool {
+        self.by_hash.contains_key(hash)
+    }
+
     pub(crate) fn get(&self, hash: &Hash) -> Option<SignedTransaction> {
         let (a, n) = self.by_hash.get(hash)?;
         self.by_account.get(a)?.get(n).cloned()
@@ -57,7 +62,12 @@ impl Mempool {
     }
 
     /// Adds a transaction whose signer has `state_nonce` and `balance` in the committed state.
-    pub(crate) fn insert(&mut self, stx: SignedTransaction, state_nonce: u64, balance: Amount) -> Result<Hash, PoolError> {
+    pub(crate) fn insert(
+        &mut self,
+        stx: SignedTransaction,
+        state_nonce: u64,
+        balance: Amount,
+    ) -> Result<Hash, PoolError> {
         let hash = stx.hash();
         if self.by_hash.contains_key(&hash) {
             return Err(PoolError::AlreadyKnown);

@@ -9,7 +9,7 @@
 
 use crate::index::{Index, IndexError};
 use crate::mempool::{Mempool, PoolError};
-use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use commonware_runtime::{Clock, Metrics, Spawner, Storage, Supervisor};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,6 +27,10 @@ const MAX_CLOCK_DRIFT_MS: u64 = 2_000;
 /// transactions before proposing an empty block, so an idle chain makes about five blocks a second
 /// instead of hundreds. It stays below the consensus leader timeout (250 ms) so the view is not lost.
 const EMPTY_BLOCK_INTERVAL_MS: u64 = 200;
+/// How often admitted transactions are gossiped, as one batch.
+const GOSSIP_INTERVAL: Duration = Duration::from_millis(2);
+/// The largest gossip batch (well under the p2p message limit).
+const GOSSIP_BATCH_BYTES: usize = 512 * 1024;
 
 /// Why the node could not start or continue.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,8 @@ struct Inner<E: Clock + Storage + Metrics + Spawner> {
     params: Params,
     heads: tokio::sync::broadcast::Sender<Header>,
     consensus: OnceLock<ConsensusHandle>,
+    /// Admitted transactions waiting to be gossiped in the next batch.
+    gossip_out: Mutex<Vec<Vec<u8>>>,
 }
 
 /// A running node's shared core. Cheap to clone.
@@ -147,7 +153,7 @@ fn admission_err(e: AdmissionError) -> RpcError {
     }
 }
 
-impl<E: Clock + Storage + Metrics + Spawner + commonware_runtime::Supervisor> Node<E> {
+impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
     /// Opens (or creates from `genesis`) the node's state and index.
     pub async fn open(
         ctx: E,
@@ -229,13 +235,44 @@ impl<E: Clock + Storage + Metrics + Spawner + commonware_runtime::Supervisor> No
                 params,
                 heads,
                 consensus: OnceLock::new(),
+                gossip_out: Mutex::new(Vec::new()),
             }),
         })
     }
 
-    /// Connects the node to its consensus engine (for certificates and gossip).
+    /// Connects the node to its consensus engine (for certificates and gossip) and starts the task
+    /// that gossips admitted transactions in batches (one p2p message per batch, every 2 ms).
     pub fn attach_consensus(&self, handle: ConsensusHandle) {
-        let _ = self.inner.consensus.set(handle);
+        if self.inner.consensus.set(handle.clone()).is_err() {
+            return;
+        }
+        let node = self.clone();
+        self.inner.ctx.child("gossip").spawn(move |ctx| async move {
+            loop {
+                ctx.sleep(GOSSIP_INTERVAL).await;
+                let queued = std::mem::take(&mut *node.lock_gossip());
+                let mut batch: Vec<Vec<u8>> = Vec::new();
+                let mut size = 0;
+                for tx in queued {
+                    if size + tx.len() + 4 > GOSSIP_BATCH_BYTES && !batch.is_empty() {
+                        handle.gossip(umbra_types::encode(&std::mem::take(&mut batch))).await;
+                        size = 0;
+                    }
+                    size += tx.len() + 4;
+                    batch.push(tx);
+                }
+                if !batch.is_empty() {
+                    handle.gossip(umbra_types::encode(&batch)).await;
+                }
+            }
+        });
+    }
+
+    fn lock_gossip(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        match self.inner.gossip_out.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
     }
 
     /// The genesis block (consensus starts from it).
@@ -388,8 +425,8 @@ impl<E: Clock + Storage + Metrics + Spawner + commonware_runtime::Supervisor> No
     /// Admits a transaction from a client and gossips it to the other validators.
     pub async fn submit(&self, bytes: &[u8]) -> Result<Hash, RpcError> {
         let hash = self.admit(bytes).await?;
-        if let Some(c) = self.inner.consensus.get() {
-            c.gossip(bytes.to_vec()).await;
+        if self.inner.consensus.get().is_some() {
+            self.lock_gossip().push(bytes.to_vec());
         }
         Ok(hash)
     }
@@ -422,7 +459,7 @@ impl<E: Clock + Storage + Metrics + Spawner + commonware_runtime::Supervisor> No
         let signer = stx.tx.signer;
         let (fee, nonce) = (stx.tx.fee, stx.tx.nonce);
         self.lock_mempool().insert(stx, rec.nonce, rec.balance).map_err(|e| match e {
-            PoolError::AlreadyKnown => rpc_err(ErrorCode::AlreadyKnown, format!("transaction already pending")),
+            PoolError::AlreadyKnown => rpc_err(ErrorCode::AlreadyKnown, "transaction already pending"),
             PoolError::NonceUsed { expected } => {
                 admission_err(AdmissionError::NonceUsed { account: signer, expected, got: nonce })
             }
@@ -443,10 +480,19 @@ impl<E: Clock + Storage + Metrics + Spawner + commonware_runtime::Supervisor> No
     // ----- execution -----
 
     /// Executes `block` (whose parent must be the committed tip or an executed block) unless already done.
-    async fn execute(&self, block: &Block, check_signatures: bool) -> Result<Option<Arc<Executed>>, String> {
+    async fn execute(&self, block: &Block) -> Result<Option<Arc<Executed>>, String> {
         let hash = block.hash();
         if let Some(e) = self.lock_executed().get(&hash) {
             return Ok(Some(e.clone()));
+        }
+        // Signatures: transactions pending in our mempool were verified when admitted; verify the
+        // rest in one batch. This halves signature work on validators that saw the gossip.
+        let unverified: Vec<SignedTransaction> = {
+            let pool = self.lock_mempool();
+            block.txs.iter().filter(|t| !pool.contains(&t.hash())).cloned().collect()
+        };
+        if let Err((i, e)) = umbra_crypto::verify_transactions(&unverified) {
+            return Err(format!("transaction {} has a bad signature: {e}", unverified[i].hash()));
         }
         let state = self.inner.state.read().await;
         let committed = self.committed();
@@ -465,9 +511,9 @@ impl<E: Clock + Storage + Metrics + Spawner + commonware_runtime::Supervisor> No
             epoch: block.header.epoch,
         };
         let outcome = match &parent_pending {
-            None => self.inner.runtime.execute_block(&Committed_(&state), &env, &block.txs, check_signatures).await,
+            None => self.inner.runtime.execute_block(&Committed_(&state), &env, &block.txs, false).await,
             Some(p) => {
-                self.inner.runtime.execute_block(&Speculative(&state, &p.pending), &env, &block.txs, check_signatures).await
+                self.inner.runtime.execute_block(&Speculative(&state, &p.pending), &env, &block.txs, false).await
             }
         }
         .map_err(|e| e.to_string())?;
@@ -576,7 +622,7 @@ impl<E: Clock + Storage + Metrics + Spawner + commonware_runtime::Supervisor> No
             futures::future::pending::<()>().await;
         }
         let executed = loop {
-            match self.execute(&block, true).await {
+            match self.execute(&block).await {
                 Ok(Some(e)) => break e,
                 Ok(None) => {
                     error!(target: "node.finalize", height, "cannot execute finalized block");
@@ -661,7 +707,7 @@ impl<E: Clock + Storage + Metrics + Spawner + Send + Sync + 'static> Executor fo
                 // Only a block we already finalized can be valid here.
                 return self.inner.index.height_of(&block.hash()).ok().flatten().is_some();
             }
-            match self.execute(&block, true).await {
+            match self.execute(&block).await {
                 Ok(Some(_)) => return true,
                 Ok(None) => {
                     // Our copy of the parent is not executed yet (we were behind): wait for it.
@@ -679,9 +725,18 @@ impl<E: Clock + Storage + Metrics + Spawner + Send + Sync + 'static> Executor fo
         self.apply_finalized(block).await;
     }
 
-    async fn gossip(&self, _from: ValidatorKey, bytes: Vec<u8>) {
-        if let Err(e) = self.admit(&bytes).await {
-            debug!(target: "node.gossip", error = %e, "gossiped transaction not admitted");
+    async fn gossip(&self, from: ValidatorKey, bytes: Vec<u8>) {
+        let batch: Vec<Vec<u8>> = match umbra_types::decode(&bytes, GOSSIP_BATCH_BYTES * 2) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(target: "node.gossip", peer = %hex::encode(&from[..4]), error = %e, "malformed gossip dropped");
+                return;
+            }
+        };
+        for tx in batch {
+            if let Err(e) = self.admit(&tx).await {
+                debug!(target: "node.gossip", error = %e, "gossiped transaction not admitted");
+            }
         }
     }
 }

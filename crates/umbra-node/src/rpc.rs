@@ -77,7 +77,8 @@ where
     }))?;
     reg(m.register_async_method(methods::STATE_GET_ACCOUNT, |p, node, _| async move {
         let mut seq = p.sequence();
-        let who: Address = seq.next().map_err(|e| bad_params(format!("expected an umbra1… address: {}", e.message())))?;
+        let who: Address =
+            seq.next().map_err(|e| bad_params(format!("expected an umbra1… address: {}", e.message())))?;
         let prove: Option<bool> = seq.optional_next().map_err(|e| bad_params(e.message()))?;
         node.account(&who, prove.unwrap_or(true)).await.map_err(to_rpc)
     }))?;

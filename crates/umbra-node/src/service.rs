@@ -118,7 +118,10 @@ pub fn run_node(cfg: NodeConfig, on_ready: impl FnOnce(Started) + Send + 'static
 /// The largest encoded block the chain can produce with its parameters.
 pub fn max_block_bytes(g: &Genesis) -> usize {
     // Header plus the most transactions of the largest size, with framing slack.
-    (g.params.max_block_txs as usize).saturating_mul(g.params.max_tx_bytes as usize + 16).saturating_add(64 * 1024).min(256 * 1024 * 1024)
+    (g.params.max_block_txs as usize)
+        .saturating_mul(g.params.max_tx_bytes as usize + 16)
+        .saturating_add(64 * 1024)
+        .min(256 * 1024 * 1024)
 }
 
 /// Refuses to run a data directory created for another genesis.
@@ -138,7 +141,8 @@ fn check_genesis_marker(dir: &Path, g: &Genesis) -> Result<(), NodeError> {
                     dir.display()
                 )));
             }
-            std::fs::write(&marker, digest).map_err(|e| NodeError::Io(format!("cannot write {}: {e}", marker.display())))
+            std::fs::write(&marker, digest)
+                .map_err(|e| NodeError::Io(format!("cannot write {}: {e}", marker.display())))
         }
         Err(e) => Err(NodeError::Io(format!("cannot read {}: {e}", marker.display()))),
     }

@@ -10,7 +10,7 @@ mod types;
 
 pub use errors::{ErrorCode, RpcError};
 pub use types::{
-    AccountResponse, BlockId, BlockResponse, ChainInfo, Health, HeadResponse, TxResponse, TxStatus, ValidatorInfo,
+    AccountResponse, BlockId, BlockResponse, ChainInfo, HeadResponse, Health, TxResponse, TxStatus, ValidatorInfo,
 };
 
 /// Method names, `module_verb`.

@@ -19,8 +19,11 @@ pub type ChangeSet = BTreeMap<[u8; 32], Option<Vec<u8>>>;
 pub struct Overlay<'a, S> {
     base: &'a S,
     writes: ChangeSet,
-    undo: Vec<Vec<([u8; 32], Option<Option<Vec<u8>>>)>>,
+    undo: Vec<UndoFrame>,
 }
+
+/// The previous entry (if any) of every key written since a checkpoint.
+type UndoFrame = Vec<([u8; 32], Option<Option<Vec<u8>>>)>;
 
 impl<'a, S: StateRead> Overlay<'a, S> {
     /// An empty overlay over `base`.
@@ -45,7 +48,11 @@ impl<'a, S: StateRead> Overlay<'a, S> {
     }
 
     /// Reads and decodes a typed value.
-    pub async fn get<T: BorshDeserialize>(&self, key: &StateKey, what: &'static str) -> Result<Option<T>, RuntimeError> {
+    pub async fn get<T: BorshDeserialize>(
+        &self,
+        key: &StateKey,
+        what: &'static str,
+    ) -> Result<Option<T>, RuntimeError> {
         match self.get_raw(&key.hash()).await? {
             None => Ok(None),
             Some(bytes) => borsh::from_slice(&bytes).map(Some).map_err(|_| RuntimeError::Corrupt(what)),

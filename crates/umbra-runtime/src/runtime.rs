@@ -133,7 +133,12 @@ impl Runtime {
         self.balances.begin_block(env, s).await
     }
 
-    async fn end<S: StateRead>(&self, env: &BlockEnv, s: &mut Overlay<'_, S>, fees: Amount) -> Result<(), RuntimeError> {
+    async fn end<S: StateRead>(
+        &self,
+        env: &BlockEnv,
+        s: &mut Overlay<'_, S>,
+        fees: Amount,
+    ) -> Result<(), RuntimeError> {
         self.balances.distribute_fees(env, s, fees).await?;
         self.system.end_block(env, s).await?;
         self.balances.end_block(env, s).await
@@ -157,13 +162,7 @@ impl Runtime {
             Ok(()) => s.commit_checkpoint(),
             Err(_) => s.revert(),
         }
-        Ok(Receipt {
-            tx_hash: stx.hash(),
-            height: env.height,
-            index,
-            fee_paid: stx.tx.fee,
-            error: result.err(),
-        })
+        Ok(Receipt { tx_hash: stx.hash(), height: env.height, index, fee_paid: stx.tx.fee, error: result.err() })
     }
 
     /// Executes a proposed block. Any transaction that could not have been admitted (bad signature

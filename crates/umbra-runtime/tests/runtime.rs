@@ -1,4 +1,5 @@
 //! Scenario tests of the state machine over an in-memory state.
+#![allow(clippy::result_large_err)]
 
 use futures::executor::block_on;
 use proptest::prelude::*;

@@ -58,15 +58,12 @@ impl fmt::Debug for Address {
 impl FromStr for Address {
     type Err = AddressError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (hrp, data) =
-            bech32::decode(s).map_err(|e| AddressError::Malformed(s.to_string(), e.to_string()))?;
+        let (hrp, data) = bech32::decode(s).map_err(|e| AddressError::Malformed(s.to_string(), e.to_string()))?;
         if hrp != HRP {
             return Err(AddressError::WrongPrefix(s.to_string()));
         }
         let len = data.len();
-        let arr: [u8; 32] = data
-            .try_into()
-            .map_err(|_| AddressError::WrongLength(s.to_string(), len))?;
+        let arr: [u8; 32] = data.try_into().map_err(|_| AddressError::WrongLength(s.to_string(), len))?;
         Ok(Address(arr))
     }
 }
@@ -108,8 +105,7 @@ mod tests {
 
     #[test]
     fn an_address_with_another_prefix_is_refused() {
-        let other = bech32::encode::<Bech32m>(Hrp::parse_unchecked("cosmos"), &[1u8; 32])
-            .expect("valid encoding");
+        let other = bech32::encode::<Bech32m>(Hrp::parse_unchecked("cosmos"), &[1u8; 32]).expect("valid encoding");
         assert!(matches!(other.parse::<Address>(), Err(AddressError::WrongPrefix(_))));
     }
 

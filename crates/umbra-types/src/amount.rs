@@ -46,10 +46,7 @@ pub fn parse_amount(s: &str) -> Result<Amount, AmountError> {
         let padded = format!("{frac:0<width$}", width = DECIMALS as usize);
         frac_units = padded.parse().map_err(|_| AmountError::NotANumber(s.to_string()))?;
     }
-    let total = whole_units
-        .checked_mul(UNIT)
-        .and_then(|w| w.checked_add(frac_units))
-        .ok_or_else(too_large)?;
+    let total = whole_units.checked_mul(UNIT).and_then(|w| w.checked_add(frac_units)).ok_or_else(too_large)?;
     if total > MAX_SUPPLY {
         return Err(too_large());
     }
@@ -87,10 +84,7 @@ mod tests {
         assert!(matches!(parse_amount(""), Err(AmountError::NotANumber(_))));
         assert!(matches!(parse_amount("1.0000000000001"), Err(AmountError::TooPrecise(_))));
         assert!(matches!(parse_amount("1000000000.1"), Err(AmountError::TooLarge(_))));
-        assert!(matches!(
-            parse_amount("999999999999999999999999999999999999999999"),
-            Err(AmountError::TooLarge(_))
-        ));
+        assert!(matches!(parse_amount("999999999999999999999999999999999999999999"), Err(AmountError::TooLarge(_))));
     }
 
     proptest! {

@@ -96,9 +96,7 @@ impl FeeParams {
         let per_call = match call {
             crate::Call::Transfer { .. } => self.transfer,
         };
-        self.base
-            .saturating_add(self.per_byte.saturating_mul(size as Amount))
-            .saturating_add(per_call)
+        self.base.saturating_add(self.per_byte.saturating_mul(size as Amount)).saturating_add(per_call)
     }
 }
 
@@ -169,10 +167,7 @@ impl Genesis {
             && self.chain_id.len() <= 64
             && self.chain_id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !id_ok {
-            return bad(format!(
-                "chain_id '{}' must be 1-64 lowercase letters, digits or dashes",
-                self.chain_id
-            ));
+            return bad(format!("chain_id '{}' must be 1-64 lowercase letters, digits or dashes", self.chain_id));
         }
         if self.token.decimals != DECIMALS {
             return bad(format!("token.decimals must be {DECIMALS}"));
@@ -231,9 +226,7 @@ pub(crate) mod amount_str {
             N(u64),
         }
         match Either::deserialize(d)? {
-            Either::S(s) => s
-                .parse()
-                .map_err(|_| serde::de::Error::custom(format!("'{s}' is not an integer amount"))),
+            Either::S(s) => s.parse().map_err(|_| serde::de::Error::custom(format!("'{s}' is not an integer amount"))),
             Either::N(n) => Ok(u128::from(n)),
         }
     }

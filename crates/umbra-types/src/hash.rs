@@ -44,9 +44,7 @@ impl FromStr for Hash {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.strip_prefix("0x").unwrap_or(s);
         let bytes = hex::decode(s).map_err(|e| format!("invalid hash hex: {e}"))?;
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| format!("a hash is 32 bytes, got {}", b.len()))?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| format!("a hash is 32 bytes, got {}", b.len()))?;
         Ok(Hash(arr))
     }
 }
@@ -72,10 +70,7 @@ mod tests {
     fn a_hash_round_trips_through_its_text_form() {
         let h = sha256(&[b"abc"]);
         assert_eq!(h.to_string().parse::<Hash>(), Ok(h));
-        assert!(
-            h.to_string()
-                .starts_with("0xba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        );
+        assert!(h.to_string().starts_with("0xba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
     }
 
     #[test]

@@ -12,7 +12,11 @@ pub(crate) fn treasury() -> Address {
 pub(crate) struct Balances;
 
 impl Balances {
-    pub(crate) async fn account<S: StateRead>(&self, s: &Overlay<'_, S>, a: &Address) -> Result<AccountRecord, RuntimeError> {
+    pub(crate) async fn account<S: StateRead>(
+        &self,
+        s: &Overlay<'_, S>,
+        a: &Address,
+    ) -> Result<AccountRecord, RuntimeError> {
         Ok(s.get(&StateKey::Account(*a), "account").await?.unwrap_or_default())
     }
 
@@ -25,7 +29,11 @@ impl Balances {
     }
 
     /// The stateful admission check: exact nonce and a balance that covers the fee.
-    pub(crate) async fn check<S: StateRead>(&self, s: &Overlay<'_, S>, stx: &SignedTransaction) -> Result<(), AdmissionError> {
+    pub(crate) async fn check<S: StateRead>(
+        &self,
+        s: &Overlay<'_, S>,
+        stx: &SignedTransaction,
+    ) -> Result<(), AdmissionError> {
         let tx = &stx.tx;
         let acct = self.account(s, &tx.signer).await?;
         if tx.nonce < acct.nonce {
@@ -42,7 +50,11 @@ impl Balances {
 
     /// Charges the fee and advances the nonce (after [`Balances::check`] passed). The fee is held
     /// by the caller until [`Balances::distribute_fees`] at block end.
-    pub(crate) async fn charge<S: StateRead>(&self, s: &mut Overlay<'_, S>, stx: &SignedTransaction) -> Result<(), RuntimeError> {
+    pub(crate) async fn charge<S: StateRead>(
+        &self,
+        s: &mut Overlay<'_, S>,
+        stx: &SignedTransaction,
+    ) -> Result<(), RuntimeError> {
         let tx = &stx.tx;
         let mut acct = self.account(s, &tx.signer).await?;
         acct.balance -= tx.fee;
@@ -100,7 +112,12 @@ impl Balances {
         Ok(Ok(()))
     }
 
-    async fn credit<S: StateRead>(&self, s: &mut Overlay<'_, S>, to: &Address, amount: Amount) -> Result<(), RuntimeError> {
+    async fn credit<S: StateRead>(
+        &self,
+        s: &mut Overlay<'_, S>,
+        to: &Address,
+        amount: Amount,
+    ) -> Result<(), RuntimeError> {
         if amount == 0 {
             return Ok(());
         }
