@@ -8,6 +8,7 @@
 mod bench;
 mod cmds;
 mod dev;
+mod genesis;
 mod keys;
 mod node;
 
@@ -50,8 +51,10 @@ enum Command {
     Status,
     /// Run the whole network locally, in the foreground.
     Dev(dev::DevArgs),
-    /// Run a node from its config.
+    /// Run a node from its config, or make one (`umbra node init`).
     Node(node::NodeArgs),
+    /// Create a genesis file for validators made with `umbra node init`.
+    Genesis(genesis::GenesisArgs),
     /// Measure the network: sustained transfers/s and finality latency.
     Bench(bench::BenchArgs),
 }
@@ -81,7 +84,8 @@ fn main() -> ExitCode {
         Command::Block(args) => cmds::block::run(&ctx, args),
         Command::Status => cmds::status::run(&ctx),
         Command::Dev(args) => dev::run(args),
-        Command::Node(args) => node::run(args),
+        Command::Node(args) => node::run(&ctx, args),
+        Command::Genesis(args) => genesis::run(args),
         Command::Bench(args) => bench::run(&ctx, args),
     };
     match result {

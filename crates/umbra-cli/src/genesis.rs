@@ -1,0 +1,85 @@
+//! `umbra genesis new`: a genesis file for validators made with `umbra node init`.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use umbra_node::PeerConfig;
+use umbra_types::{Address, Allocation, Genesis, GenesisValidator, Params, TeePolicy, TokenInfo, parse_amount};
+
+/// `umbra genesis ...`
+#[derive(Args, Debug)]
+pub(crate) struct GenesisArgs {
+    #[command(subcommand)]
+    cmd: GenesisCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum GenesisCmd {
+    /// Write a genesis file naming the given nodes as validators, and point their configs at it
+    /// and at each other.
+    New(NewArgs),
+}
+
+#[derive(Args, Debug)]
+struct NewArgs {
+    /// The chain id (lowercase letters, digits, dashes).
+    #[arg(long)]
+    chain_id: String,
+    /// A node directory made by `umbra node init` (repeat for each validator).
+    #[arg(long = "node", required = true)]
+    nodes: Vec<PathBuf>,
+    /// An initial balance, ADDRESS=AMOUNT in whole tokens (repeatable).
+    #[arg(long = "alloc")]
+    allocs: Vec<String>,
+    /// Accept simulated (dev) attestation: never on a production chain.
+    #[arg(long)]
+    dev_tee: bool,
+    /// Where to write the genesis file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub(crate) fn run(args: GenesisArgs) -> Result<()> {
+    let GenesisCmd::New(a) = args.cmd;
+    let mut configs = Vec::new();
+    for dir in &a.nodes {
+        let path = dir.join("node.toml");
+        let cfg = crate::dev::load_config(&path)?;
+        let key = umbra_node::validator_public(&umbra_node::load_validator_key(&cfg.key)?);
+        configs.push((path, cfg, key));
+    }
+    let mut allocations = Vec::new();
+    for spec in &a.allocs {
+        let Some((addr, amount)) = spec.split_once('=') else { bail!("--alloc '{spec}' must be ADDRESS=AMOUNT") };
+        let address: Address = addr.trim().parse()?;
+        allocations.push(Allocation { address, amount: parse_amount(amount)? });
+    }
+    let genesis = Genesis {
+        chain_id: a.chain_id.clone(),
+        genesis_time_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+        token: TokenInfo::default(),
+        allocations,
+        validators: configs.iter().map(|(_, c, k)| GenesisValidator { name: c.name.clone(), key: *k }).collect(),
+        params: Params::default(),
+        tee: TeePolicy { dev_enabled: a.dev_tee },
+    };
+    genesis.validate()?;
+    if let Some(parent) = a.out.parent() {
+        std::fs::create_dir_all(parent).ok();
+    }
+    std::fs::write(&a.out, genesis.to_json()).with_context(|| format!("cannot write {}", a.out.display()))?;
+    let out = a.out.canonicalize().with_context(|| format!("cannot resolve {}", a.out.display()))?;
+    let peers: Vec<PeerConfig> =
+        configs.iter().map(|(_, c, k)| PeerConfig { key: hex::encode(k), address: c.p2p_listen }).collect();
+    for (path, mut cfg, _) in configs {
+        cfg.genesis = out.clone();
+        cfg.peers = peers.clone();
+        std::fs::write(&path, toml::to_string_pretty(&cfg)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("genesis for chain '{}' with {} validator(s) written to {}", a.chain_id, peers.len(), out.display());
+    Ok(())
+}

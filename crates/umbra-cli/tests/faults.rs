@@ -1,0 +1,186 @@
+//! Process-level fault tests: four real `umbra node` processes on 127.0.0.1, made with
+//! `umbra node init` and `umbra genesis new`, killed with SIGKILL, restarted and wiped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn umbra() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_umbra"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Net {
+    dir: PathBuf,
+    rpc: Vec<u16>,
+    procs: Vec<Option<Child>>,
+}
+
+impl Net {
+    fn init(dir: &Path, n: usize) -> Net {
+        let mut rpc = Vec::new();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let (p2p, r) = (free_port(), free_port());
+            let home = dir.join(format!("v{i}"));
+            ok(
+                umbra()
+                    .args(["node", "init", "--name", &format!("v{i}")])
+                    .args(["--p2p-listen", &format!("127.0.0.1:{p2p}"), "--rpc-listen", &format!("127.0.0.1:{r}")])
+                    .arg("--dir")
+                    .arg(&home)
+                    .output()
+                    .expect("runs"),
+                "node init",
+            );
+            rpc.push(r);
+            nodes.push("--node".to_string());
+            nodes.push(home.display().to_string());
+        }
+        let dev = umbra_crypto::Keypair::from_seed(umbra_types::sha256(&[b"umbra/dev/account/0"]).0).address();
+        ok(
+            umbra()
+                .args(["genesis", "new", "--chain-id", "umbra-faults"])
+                .args(&nodes)
+                .args(["--alloc", &format!("{dev}=1000000")])
+                .arg("--out")
+                .arg(dir.join("genesis.json"))
+                .output()
+                .expect("runs"),
+            "genesis new",
+        );
+        let mut net = Net { dir: dir.to_path_buf(), rpc, procs: (0..n).map(|_| None).collect() };
+        for i in 0..n {
+            net.start(i);
+        }
+        net
+    }
+
+    fn start(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("v{i}.log")))
+            .expect("log");
+        let child = umbra()
+            .arg("node")
+            .arg("--config")
+            .arg(self.dir.join(format!("v{i}/node.toml")))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("node starts");
+        self.procs[i] = Some(child);
+    }
+
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            let _ = Command::new("kill").args(["-9", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+    }
+
+    fn cli(&self, i: usize, args: &[&str]) -> Output {
+        umbra()
+            .args(["--rpc", &format!("http://127.0.0.1:{}", self.rpc[i])])
+            .args(args)
+            .env("UMBRA_HOME", self.dir.join("home"))
+            .output()
+            .expect("runs")
+    }
+
+    fn height(&self, i: usize) -> Option<u64> {
+        let out = self.cli(i, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["height"].as_u64()
+    }
+
+    fn wait_height(&self, nodes: &[usize], h: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for &i in nodes {
+            while !self.height(i).is_some_and(|x| x >= h) {
+                assert!(
+                    Instant::now() < deadline,
+                    "v{i} did not reach height {h} within {timeout:?} (at {:?})",
+                    self.height(i)
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn block_hash(&self, i: usize, h: u64) -> String {
+        let out = ok(self.cli(i, &["block", &h.to_string(), "--json"]), "block");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        v["hash"].as_str().expect("hash").to_string()
+    }
+
+    /// No fork: every node that has a height has the same block there.
+    fn assert_same_chain(&self, nodes: &[usize], upto: u64) {
+        for h in 1..=upto {
+            let first = self.block_hash(nodes[0], h);
+            for &i in &nodes[1..] {
+                assert_eq!(self.block_hash(i, h), first, "v{i} disagrees with v{} at height {h}", nodes[0]);
+            }
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+#[test]
+fn four_node_processes_survive_crashes_stall_without_forking_and_resync_from_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = Net::init(dir.path(), 4);
+    let all = [0, 1, 2, 3];
+    net.wait_height(&all, 3, Duration::from_secs(90));
+
+    // One validator down: the other three keep finalizing.
+    net.kill9(3);
+    let h = net.height(0).expect("height");
+    net.wait_height(&[0, 1, 2], h + 5, Duration::from_secs(30));
+
+    // Two down: no quorum, finality stops, and what was finalized stays the same everywhere.
+    net.kill9(2);
+    std::thread::sleep(Duration::from_secs(2));
+    let stalled = net.height(0).expect("height");
+    std::thread::sleep(Duration::from_secs(3));
+    let later = net.height(0).expect("height");
+    assert!(later <= stalled + 1, "finality continued without a quorum: {stalled} -> {later}");
+    net.assert_same_chain(&[0, 1], later.min(net.height(1).expect("height")));
+
+    // Both back: the network continues and the restarted nodes catch up.
+    net.start(2);
+    net.start(3);
+    net.wait_height(&all, later + 5, Duration::from_secs(90));
+    net.assert_same_chain(&all, later + 5);
+
+    // A node whose data is wiped re-syncs from the others.
+    net.kill9(1);
+    std::fs::remove_dir_all(dir.path().join("v1/data")).expect("wipe");
+    let tip = net.height(0).expect("height");
+    net.start(1);
+    net.wait_height(&all, tip + 3, Duration::from_secs(120));
+    net.assert_same_chain(&all, tip + 3);
+}
