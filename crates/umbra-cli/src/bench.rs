@@ -33,6 +33,27 @@ pub(crate) struct BenchArgs {
 enum BenchCmd {
     /// Sustained finalized transfers per second and finality latency.
     Transfers(TransferBench),
+    /// Block finality: propose-to-finalize latency p50/p99 and blocks/s under a light load.
+    Finality(FinalityBench),
+}
+
+#[derive(Args, Debug)]
+struct FinalityBench {
+    /// Benchmark this running network (its JSON-RPC URL) instead of starting one.
+    #[arg(long, value_name = "URL")]
+    network: Option<String>,
+    /// Funding key name when using --network (default: the keystore's default key).
+    #[arg(long)]
+    from: Option<String>,
+    /// Validators of the network the benchmark starts.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Transfers per second of background load (0: idle chain).
+    #[arg(long, default_value_t = 50)]
+    rate: u64,
 }
 
 #[derive(Args, Debug)]
@@ -68,6 +89,7 @@ pub(crate) fn run(ctx: &crate::Ctx, args: BenchArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match args.what {
         BenchCmd::Transfers(t) => rt.block_on(transfers(t, ctx.json, ctx.home.clone())),
+        BenchCmd::Finality(f) => rt.block_on(finality(f, ctx.json, ctx.home.clone())),
     }
 }
 
@@ -177,25 +199,109 @@ async fn wait_nonce(client: &Client, who: &Address, nonce: u64, timeout: Duratio
     }
 }
 
-async fn transfers(args: TransferBench, json: bool, home: Option<PathBuf>) -> Result<()> {
-    let (_own, urls, funder) = match &args.network {
+/// The network to measure: the one at `network`, or a new one with `validators` validators.
+async fn network(
+    network: &Option<String>,
+    from: &Option<String>,
+    validators: usize,
+    home: Option<PathBuf>,
+) -> Result<(Option<OwnNet>, Vec<String>, Keypair)> {
+    Ok(match network {
         Some(url) => {
             let store = match home {
                 Some(h) => umbra_sdk::Keystore::in_home(&h),
                 None => umbra_sdk::Keystore::default_location()?,
             };
-            let key = match &args.from {
+            let key = match from {
                 Some(n) => store.get(n)?,
                 None => store.default_key()?.1,
             };
             (None, vec![url.clone()], key)
         }
         None => {
-            eprintln!("starting a {}-validator network for the benchmark ...", args.validators);
-            let (n, u, k) = start_network(args.validators).await?;
+            eprintln!("starting a {validators}-validator network for the benchmark ...");
+            let (n, u, k) = start_network(validators).await?;
             (Some(n), u, k)
         }
+    })
+}
+
+async fn finality(args: FinalityBench, json: bool, home: Option<PathBuf>) -> Result<()> {
+    let (_own, urls, funder) = network(&args.network, &args.from, args.validators, home).await?;
+    let client = Client::new(urls[0].clone())?;
+    let info = client.chain_info().await?;
+    let chain = Chain { chain_id: info.chain_id.clone(), fees: info.fees.clone() };
+    let http = HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(&urls[0])?;
+    let mut heads = client.subscribe_heads().await.context("cannot subscribe to finalized heads")?;
+    // Background load: one funded key sending small transfers at `rate`.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, http, client) = (stop.clone(), http.clone(), client.clone());
+        let rate = args.rate;
+        tokio::spawn(async move {
+            if rate == 0 {
+                return Ok::<u64, anyhow::Error>(0);
+            }
+            let mut nonce = client.next_nonce(&funder.address()).await?;
+            let sink = Address::module("bench-sink");
+            let interval = Duration::from_micros(1_000_000 / rate);
+            let mut sent = 0;
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let tx = chain.transfer(&funder, nonce, sink, 1);
+                if submit_batch(&http, &[tx]).await?.pop().is_some_and(|r| r.is_ok()) {
+                    nonce += 1;
+                    sent += 1;
+                }
+                next += interval;
+                tokio::time::sleep(next.saturating_duration_since(Instant::now())).await;
+            }
+            Ok(sent)
+        })
     };
+    let mut latencies = Vec::new();
+    let start = Instant::now();
+    let mut first: Option<u64> = None;
+    let mut last = 0;
+    while start.elapsed() < Duration::from_secs(args.duration) {
+        let Ok(Some(head)) = tokio::time::timeout(Duration::from_secs(5), heads.next()).await else {
+            bail!("no finalized head for 5 s");
+        };
+        let header = head?;
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+        // The proposer stamps the header when it proposes; the node notifies once it is finalized
+        // and applied. Both clocks are this machine's.
+        latencies.push(now_ms.saturating_sub(header.timestamp_ms) as f64);
+        first.get_or_insert(header.height);
+        last = header.height;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = load.await??;
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let blocks = last.saturating_sub(first.unwrap_or(last));
+    let report = serde_json::json!({
+        "validators": urls.len(), "seconds": elapsed, "load_transfers_per_s": args.rate, "transfers_sent": sent,
+        "blocks": blocks, "blocks_per_s": blocks as f64 / elapsed,
+        "finality_ms_p50": percentile(&latencies, 0.5), "finality_ms_p99": percentile(&latencies, 0.99),
+    });
+    if json {
+        println!("{report}");
+    } else {
+        println!("umbra bench finality ({} validator(s), {} transfers/s background load)", urls.len(), args.rate);
+        println!(
+            "  propose-to-finalize: p50 {:.1} ms, p99 {:.1} ms over {} blocks ({:.1} blocks/s)",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies.len(),
+            blocks as f64 / elapsed
+        );
+    }
+    Ok(())
+}
+
+async fn transfers(args: TransferBench, json: bool, home: Option<PathBuf>) -> Result<()> {
+    let (_own, urls, funder) = network(&args.network, &args.from, args.validators, home).await?;
     let client = Client::new(urls[0].clone())?;
     let info = client.chain_info().await?;
     let chain = Chain { chain_id: info.chain_id.clone(), fees: info.fees.clone() };
