@@ -13,7 +13,7 @@ use commonware_consensus::{
     simplex::types::Context,
 };
 use commonware_cryptography::{Digested, Digestible as _, ed25519, sha256};
-use commonware_utils::{Acknowledgement as _, acknowledgement::Exact};
+use commonware_utils::acknowledgement::Exact;
 use futures::{StreamExt as _, channel::mpsc};
 use tracing::warn;
 use umbra_types::Block;
@@ -156,13 +156,5 @@ impl Reporter for Finalizer {
             Update::Tip(..) => {}
         }
         Feedback::Ok
-    }
-}
-
-/// Applies finalized blocks one at a time and acknowledges each once the executor returns.
-pub(crate) async fn run_finalizer<X: Executor>(executor: X, mut deliveries: mpsc::UnboundedReceiver<Delivery>) {
-    while let Some((block, ack)) = deliveries.next().await {
-        executor.finalized(block.inner().block().clone()).await;
-        ack.acknowledge();
     }
 }

@@ -11,6 +11,10 @@ use umbra_types::{Block, Hash, ValidatorKey};
 /// double vote is slashable evidence).
 pub(crate) type Scheme = simplex::scheme::ed25519::Scheme;
 
+/// Largest committee the message size limit is computed for (see
+/// [`ConsensusConfig::max_message_size`]).
+pub const MAX_COMMITTEE: usize = 128;
+
 /// Consensus timing. Commonware checks the ordering with a panic; [`ConsensusConfig::validate`]
 /// checks it first and returns an error instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,9 +56,14 @@ pub struct ConsensusConfig {
     pub namespace: Vec<u8>,
     /// This validator's consensus (and p2p identity) key.
     pub signer: ed25519::PrivateKey,
-    /// The genesis committee, equal weight. One epoch for now; rotation comes at epoch
-    /// boundaries later.
+    /// The genesis committee (epoch 0), equal weight. Later committees come from the
+    /// `next_committee` of each epoch's last block. This node's key need not be a member: a
+    /// non-member follows the chain and starts voting in the first epoch whose committee names it.
     pub committee: Vec<ValidatorKey>,
+    /// Heights per epoch: epoch `e` is heights `[e * epoch_length, (e + 1) * epoch_length)`. At
+    /// least 2; every node of a chain must use the same value (the genesis `params.epoch_length`).
+    /// `u64::MAX` keeps a single epoch forever.
+    pub epoch_length: u64,
     /// The height-0 block every validator starts from.
     pub genesis: Block,
     /// Prefix of every storage partition this engine opens; unique per node on shared storage.
@@ -104,7 +113,7 @@ pub enum ConsensusError {
     /// The committee lists a key twice.
     #[error("the committee lists a validator twice")]
     DuplicateValidator,
-    /// The signer's key is not in the committee.
+    /// The signer's key is not in the committee. No longer returned: a non-member follows.
     #[error("this validator's key is not in the committee")]
     NotInCommittee,
     /// The genesis block is not at height 0 or exceeds `max_block_bytes`.
@@ -142,6 +151,9 @@ impl ConsensusConfig {
         if umbra_types::encode(&self.genesis).len() > self.max_block_bytes {
             return Err(ConsensusError::InvalidGenesis("larger than max_block_bytes"));
         }
+        if self.epoch_length < 2 {
+            return Err(ConsensusError::InvalidConfig("epoch_length must be at least 2"));
+        }
         if self.gossip_rate_per_sec == 0 {
             return Err(ConsensusError::InvalidConfig("gossip_rate_per_sec is 0"));
         }
@@ -164,10 +176,13 @@ impl ConsensusConfig {
     /// The largest p2p message this configuration sends (votes, certificates, blocks,
     /// backfill responses); the network must admit at least this much. Gossip on the
     /// application channel is capped at the same size.
+    ///
+    /// Sized for committees of up to [`MAX_COMMITTEE`] members (or the genesis committee, if
+    /// larger), so that the limit does not change when committees rotate.
     pub fn max_message_size(&self) -> u32 {
-        let n = u32::try_from(self.committee.len()).unwrap_or(u32::MAX);
+        let n = u32::try_from(self.committee.len().max(MAX_COMMITTEE)).unwrap_or(u32::MAX);
         commonware_p2p::max_message_size(&[
-            simplex::max_payload_size::<Scheme, sha256::Digest>(n),
+            commonware_p2p::utils::mux::prefixed(simplex::max_payload_size::<Scheme, sha256::Digest>(n)),
             marshal::max_payload_size::<marshal::standard::Standard<ChainBlock>, Scheme>(n, &self.max_block_bytes),
         ])
     }
@@ -184,6 +199,7 @@ mod tests {
             namespace: b"umbra-test".to_vec(),
             committee: vec![crate::validator_key(&signer.public_key())],
             signer,
+            epoch_length: 100,
             genesis: Block {
                 header: umbra_types::Header {
                     height: 0,
@@ -218,6 +234,15 @@ mod tests {
         let mut c = config();
         c.timeouts.skip = c.timeouts.certification;
         assert!(matches!(c.validate(), Err(ConsensusError::InvalidConfig(_))));
+    }
+
+    #[test]
+    fn an_epoch_shorter_than_two_heights_is_refused() {
+        let mut c = config();
+        c.epoch_length = 1;
+        assert!(matches!(c.validate(), Err(ConsensusError::InvalidConfig(_))));
+        c.epoch_length = u64::MAX;
+        c.validate().expect("a single endless epoch is valid");
     }
 
     #[test]

@@ -8,21 +8,24 @@
 //! network in tests) and a [`ConsensusHandle`] for finality certificates and gossip. All code is
 //! generic over Commonware runtime traits, so the same engine runs on the tokio runtime and,
 //! seeded and reproducible, on the deterministic one. Signatures are ed25519 (attributable, so
-//! equivocation is provable). There is one epoch for now; the epoch is carried in every header
-//! and context so that committee rotation can be added at epoch boundaries later.
+//! equivocation is provable, see [`verify_evidence`]). Epochs are fixed-length height ranges with
+//! one simplex instance each; the last block of an epoch names the next committee, and nodes
+//! outside the committee follow the chain until a committee includes them.
 
 mod application;
 mod block;
 mod config;
 mod engine;
+mod evidence;
 mod executor;
 mod network;
 
 pub use block::{public_key, validator_key};
-pub use config::{ConsensusConfig, ConsensusError, NetConfig, ProposeContext, Timeouts};
+pub use config::{ConsensusConfig, ConsensusError, MAX_COMMITTEE, NetConfig, ProposeContext, Timeouts};
 pub use engine::{
     APPLICATION_CHANNEL, BACKFILL_CHANNEL, BLOCK_CHANNEL, CERTIFICATE_CHANNEL, Channels, ConsensusHandle,
     RESOLVER_CHANNEL, VOTE_CHANNEL, start_with_channels,
 };
+pub use evidence::{EVIDENCE_VERSION, EvidenceError, MAX_EVIDENCE_BYTES, evidence_round, verify_evidence};
 pub use executor::Executor;
 pub use network::start;

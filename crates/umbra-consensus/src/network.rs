@@ -9,8 +9,11 @@ use crate::{
     },
     public_key,
 };
-use commonware_cryptography::{ChaCha20Poly1305, Signer as _};
-use commonware_p2p::{Address, AddressableManager as _, authenticated::lookup};
+use commonware_actor::Feedback;
+use commonware_cryptography::{ChaCha20Poly1305, Signer as _, ed25519};
+use commonware_p2p::{
+    Address, AddressableTrackedPeers, Manager, PeerSetSubscription, Provider, TrackedPeers, authenticated::lookup,
+};
 use commonware_runtime::{Clock, Metrics, Network, Resolver, Spawner, Storage};
 use commonware_stream::{
     cups::{self, Cups},
@@ -19,13 +22,16 @@ use commonware_stream::{
 use commonware_utils::{NZUsize, ordered::Map};
 use rand_core::CryptoRng;
 use std::time::Duration;
-
-/// Peer set id of the genesis committee (the epoch number, once epochs rotate).
-const GENESIS_PEER_SET: u64 = 0;
+use tracing::warn;
 
 /// Starts the engine on an authenticated TCP network: listens on `net.listen`, dials every
-/// address in `net.peers` (which must list exactly the committee, this validator included),
-/// registers the six channels and starts everything under `ctx`.
+/// address in `net.peers`, registers the six channels and starts everything under `ctx`.
+///
+/// `net.peers` lists every node of the network with its address: at least the genesis
+/// committee, plus any followers (non-voting full nodes) and future validators. Each epoch's
+/// peer set has that epoch's committee as primary peers and every other listed node as
+/// secondary peers, so followers receive blocks and certificates. A committee member without a
+/// listed address cannot be dialed.
 ///
 /// The tasks stop when the task owning `ctx` ends, so keep that task alive for the node's
 /// lifetime. With the tokio runtime, give the runner an explicit storage directory, or state is
@@ -49,8 +55,8 @@ where
         addresses.push((pk, Address::from(*addr)));
     }
     let addresses = Map::try_from(addresses).map_err(|_| ConsensusError::InvalidPeers("a peer is listed twice"))?;
-    if addresses.keys() != &committee {
-        return Err(ConsensusError::InvalidPeers("peers must be exactly the committee"));
+    if !committee.iter().all(|k| addresses.position(k).is_some()) {
+        return Err(ConsensusError::InvalidPeers("peers must include every genesis committee member"));
     }
 
     let handshake = Cups::<_, ChaCha20Poly1305>::new(
@@ -68,7 +74,7 @@ where
         handshake,
         &namespace,
         net.listen,
-        commonware_p2p::authenticated::peer_set_limit(committee.iter(), &me),
+        commonware_p2p::authenticated::peer_set_limit(addresses.keys().iter(), &me),
         cfg.max_message_size(),
         NZUsize!(1_024),
     );
@@ -83,8 +89,8 @@ where
     p2p.dial_frequency = Duration::from_millis(500);
     p2p.ping_frequency = Duration::from_secs(5);
 
-    let (mut network, mut oracle) = lookup::Network::new(ctx.child("p2p"), p2p);
-    let _ = oracle.track(GENESIS_PEER_SET, addresses);
+    let (mut network, oracle) = lookup::Network::new(ctx.child("p2p"), p2p);
+    let peers = LookupPeers { oracle: oracle.clone(), book: addresses };
     let rate = quota(cfg.gossip_rate_per_sec);
     let channels = Channels {
         votes: network.register(VOTE_CHANNEL, rate),
@@ -95,5 +101,55 @@ where
         application: network.register(APPLICATION_CHANNEL, rate),
     };
     network.start();
-    start_with_channels(ctx.child("consensus"), cfg, channels, oracle.clone(), oracle, executor).await
+    start_with_channels(ctx.child("consensus"), cfg, channels, peers, oracle, executor).await
+}
+
+/// The lookup network's oracle as a per-epoch [`Manager`]: each tracked set gets the listed
+/// addresses of its primary peers, and every other listed node as a secondary peer.
+#[derive(Clone, Debug)]
+struct LookupPeers {
+    oracle: lookup::Oracle<ed25519::PublicKey>,
+    book: Map<ed25519::PublicKey, Address>,
+}
+
+impl Provider for LookupPeers {
+    type PublicKey = ed25519::PublicKey;
+
+    fn peer_set(&mut self, id: u64) -> impl Future<Output = Option<TrackedPeers<ed25519::PublicKey>>> + Send {
+        self.oracle.peer_set(id)
+    }
+
+    fn subscribe(&mut self) -> impl Future<Output = PeerSetSubscription<ed25519::PublicKey>> + Send {
+        self.oracle.subscribe()
+    }
+}
+
+impl Manager for LookupPeers {
+    fn track<R>(&mut self, id: u64, peers: R) -> Feedback
+    where
+        R: Into<TrackedPeers<ed25519::PublicKey>> + Send,
+    {
+        let peers = peers.into().union();
+        let mut primary = Vec::new();
+        let mut secondary = Vec::new();
+        for (key, address) in self.book.iter_pairs() {
+            if peers.position(key).is_some() {
+                primary.push((key.clone(), address.clone()));
+            } else {
+                secondary.push((key.clone(), address.clone()));
+            }
+        }
+        let missing = peers.len() - primary.len();
+        if missing > 0 {
+            warn!(id, missing, "committee members without a listed address cannot be dialed");
+        }
+        let (Ok(primary), Ok(secondary)) = (Map::try_from(primary), Map::try_from(secondary)) else {
+            return Feedback::Ok;
+        };
+        commonware_p2p::AddressableManager::track(
+            &mut self.oracle,
+            id,
+            AddressableTrackedPeers::new(primary, secondary),
+        )
+    }
 }

@@ -186,6 +186,7 @@ fn config(signer: ed25519::PrivateKey, committee: &[ValidatorKey], index: usize)
         namespace: NAMESPACE.to_vec(),
         signer,
         committee: committee.to_vec(),
+        epoch_length: u64::MAX,
         genesis: genesis(),
         partition_prefix: format!("validator-{index}"),
         max_block_bytes: MAX_BLOCK_BYTES,

@@ -89,6 +89,10 @@ struct Inner<E: Clock + Storage + Metrics + Spawner> {
     consensus: OnceLock<ConsensusHandle>,
     /// Admitted transactions waiting to be gossiped in the next batch.
     gossip_out: Mutex<Vec<Vec<u8>>>,
+    /// Unfinalized blocks the engine showed us (as candidates or parents), by hash, so a missing
+    /// ancestor can be executed on demand instead of waiting for a finalization that may need our
+    /// own vote.
+    known: Mutex<BTreeMap<Hash, Block>>,
 }
 
 /// A running node's shared core. Cheap to clone.
@@ -236,6 +240,7 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 heads,
                 consensus: OnceLock::new(),
                 gossip_out: Mutex::new(Vec::new()),
+                known: Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -329,6 +334,48 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
+    }
+
+    fn lock_known(&self) -> std::sync::MutexGuard<'_, BTreeMap<Hash, Block>> {
+        match self.inner.known.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Executes `block`, first executing any unexecuted ancestors we know (up to 64 back).
+    async fn execute_with_ancestors(&self, block: &Block) -> Result<Option<Arc<Executed>>, String> {
+        let mut missing: Vec<Block> = Vec::new();
+        let mut cursor = block.clone();
+        loop {
+            match self.execute(&cursor).await? {
+                Some(done) => {
+                    if missing.is_empty() {
+                        return Ok(Some(done));
+                    }
+                    break;
+                }
+                None => {
+                    let parent = self.lock_known().get(&cursor.header.parent).cloned();
+                    match parent {
+                        Some(p) if missing.len() < 64 => {
+                            missing.push(cursor);
+                            cursor = p;
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+            }
+        }
+        // `cursor` is executed; now its descendants, oldest first.
+        let mut last = None;
+        while let Some(b) = missing.pop() {
+            last = self.execute(&b).await?;
+            if last.is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(last)
     }
 
     fn lock_executed(&self) -> std::sync::MutexGuard<'_, BTreeMap<Hash, Arc<Executed>>> {
@@ -547,8 +594,14 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         } else if let Some(p) = self.lock_executed().get(&parent_hash).cloned() {
             Some(p)
         } else {
-            debug!(target: "node.propose", height = ctx.height, "parent not executed here; declining");
-            return Ok(None);
+            // We never executed the parent (we missed its view): do it now, with its ancestors.
+            drop(state);
+            self.lock_known().insert(parent_hash, parent.clone());
+            if self.execute_with_ancestors(parent).await?.is_none() {
+                debug!(target: "node.propose", height = ctx.height, "parent not executable here; declining");
+                return Ok(None);
+            }
+            return Box::pin(self.build(parent, ctx)).await;
         };
         let timestamp_ms = millis(self.inner.ctx.current()).max(parent.header.timestamp_ms + 1);
         let env = BlockEnv { height: ctx.height, timestamp_ms, proposer: Address(ctx.proposer), epoch: ctx.epoch };
@@ -603,8 +656,10 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         if h.next_committee.is_some() {
             return Err("committee changes are not enabled on this chain".into());
         }
-        if h.epoch != 0 {
-            return Err(format!("epoch {} is not the current epoch 0", h.epoch));
+        // Heights are grouped into epochs of `epoch_length` blocks (Commonware's FixedEpocher).
+        let epoch = h.height / self.inner.params.epoch_length.max(1);
+        if h.epoch != epoch {
+            return Err(format!("epoch {} is not height {}'s epoch {epoch}", h.epoch, h.height));
         }
         Ok(())
     }
@@ -654,6 +709,7 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
             *c = Committed { header: block.header.clone(), hash, at: self.inner.ctx.current() };
         }
         self.lock_executed().retain(|_, e| e.block.header.height > height);
+        self.lock_known().retain(|_, b| b.header.height > height);
         // Drop what the block included (and anything its new nonces made void).
         let mut signers: Vec<Address> = block.txs.iter().map(|t| t.tx.signer).collect();
         signers.sort();
@@ -701,13 +757,18 @@ impl<E: Clock + Storage + Metrics + Spawner + Send + Sync + 'static> Executor fo
             }
             self.inner.ctx.sleep(Duration::from_millis(50)).await;
         }
+        {
+            let mut known = self.lock_known();
+            known.insert(parent.hash(), parent.clone());
+            known.insert(block.hash(), block.clone());
+        }
         loop {
             let committed = self.committed();
             if block.header.height <= committed.header.height {
                 // Only a block we already finalized can be valid here.
                 return self.inner.index.height_of(&block.hash()).ok().flatten().is_some();
             }
-            match self.execute(&block).await {
+            match self.execute_with_ancestors(&block).await {
                 Ok(Some(_)) => return true,
                 Ok(None) => {
                     // Our copy of the parent is not executed yet (we were behind): wait for it.

@@ -98,6 +98,7 @@ pub fn run_node(cfg: NodeConfig, on_ready: impl FnOnce(Started) + Send + 'static
             genesis: node.genesis_block(),
             partition_prefix: "umbra".into(),
             max_block_bytes: max_block_bytes(&genesis),
+            epoch_length: genesis.params.epoch_length,
             timeouts: Default::default(),
             gossip_rate_per_sec: 10_000,
         };
