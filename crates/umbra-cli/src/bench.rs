@@ -35,6 +35,8 @@ enum BenchCmd {
     Transfers(TransferBench),
     /// Block finality: propose-to-finalize latency p50/p99 and blocks/s under a light load.
     Finality(FinalityBench),
+    /// DCAP quote verifications per second per core.
+    Attest(crate::attest::AttestBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -86,10 +88,14 @@ struct TransferBench {
 }
 
 pub(crate) fn run(ctx: &crate::Ctx, args: BenchArgs) -> Result<()> {
+    if let BenchCmd::Attest(a) = args.what {
+        return crate::attest::run_bench(ctx, a);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match args.what {
         BenchCmd::Transfers(t) => rt.block_on(transfers(t, ctx.json, ctx.home.clone())),
         BenchCmd::Finality(f) => rt.block_on(finality(f, ctx.json, ctx.home.clone())),
+        BenchCmd::Attest(_) => Ok(()),
     }
 }
 

@@ -5,6 +5,7 @@
 //! process with exit code 1 and one line, `error: <reason>`, on stderr; `--json` makes every
 //! client command print exactly one JSON value on stdout.
 
+mod attest;
 mod bench;
 mod cmds;
 mod dev;
@@ -57,6 +58,8 @@ enum Command {
     Genesis(genesis::GenesisArgs),
     /// Measure the network: sustained transfers/s and finality latency.
     Bench(bench::BenchArgs),
+    /// Verify TEE attestation quotes offline (SGX and TDX DCAP, dev).
+    Attest(attest::AttestArgs),
 }
 
 /// The global options every client command sees.
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node::run(&ctx, args),
         Command::Genesis(args) => genesis::run(args),
         Command::Bench(args) => bench::run(&ctx, args),
+        Command::Attest(args) => attest::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
