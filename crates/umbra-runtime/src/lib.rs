@@ -6,6 +6,11 @@
 //! re-execute a proposal before voting. Modules share one contract ([`Module`]) and are called in the
 //! order written out once, in [`Runtime`]. No clocks, no hash-map iteration, no floating point: the
 //! same inputs give the same bytes on every machine.
+//!
+//! Modules today: `system`, `balances` and `staking` (validator candidates, committee selection at
+//! epoch boundaries, equivocation slashing; see its module notes). Checking equivocation evidence
+//! needs the consensus engine's vote formats, which this crate does not depend on: the node injects
+//! an [`umbra_types::EvidenceVerifier`] with [`Runtime::with_evidence_verifier`].
 
 mod error;
 mod modules;

@@ -1,8 +1,13 @@
 use crate::modules::balances::Balances;
+use crate::modules::staking::Staking;
 use crate::modules::system::System;
 use crate::{AdmissionError, BlockError, ChangeSet, Module, Overlay, RuntimeError, StateRead};
 use std::collections::BTreeSet;
-use umbra_types::{Address, Amount, Call, Genesis, Hash, Params, Receipt, SignedTransaction};
+use umbra_types::state_keys::{CandidateRecord, OffenceRecord, StakeRecord};
+use umbra_types::{
+    Address, Amount, Call, EvidenceVerifier, Genesis, Hash, Params, Receipt, RejectAllEvidence, SignedTransaction,
+    ValidatorKey, epoch_of,
+};
 
 /// What a block's execution needs from its header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,7 +18,8 @@ pub struct BlockEnv {
     pub timestamp_ms: u64,
     /// The proposer's account, which receives its share of the fees.
     pub proposer: Address,
-    /// The consensus epoch.
+    /// The consensus epoch. The runtime derives the epoch from `height` and `epoch_length`
+    /// ([`umbra_types::epoch_of`]) and does not read this; the node checks that they agree.
     pub epoch: u64,
 }
 
@@ -26,6 +32,10 @@ pub struct BlockOutcome {
     pub receipts: Vec<Receipt>,
     /// Fees charged in the block.
     pub fees: Amount,
+    /// `Some` exactly in the last block of an epoch: the next epoch's committee, in selection order
+    /// (stake descending, then key ascending), for the node to put into the header and for
+    /// verifiers to compare with it.
+    pub next_committee: Option<Vec<ValidatorKey>>,
 }
 
 /// A block assembled by a proposer from candidate transactions.
@@ -65,28 +75,37 @@ pub fn stateless_check(
 }
 
 /// The state machine: the modules, applied in the order written in this type's methods.
-#[derive(Default)]
 pub struct Runtime {
     system: System,
     balances: Balances,
+    staking: Staking,
+    /// Checks equivocation evidence; part of the consensus rules, so every node must use the same.
+    verifier: Box<dyn EvidenceVerifier>,
 }
 
-impl Default for System {
+impl Default for Runtime {
     fn default() -> Self {
-        System
+        Runtime { system: System, balances: Balances, staking: Staking, verifier: Box::new(RejectAllEvidence) }
     }
 }
 
-impl Default for Balances {
-    fn default() -> Self {
-        Balances
-    }
+/// What every transaction of a block sees: read once per block.
+struct TxCtx<'a> {
+    chain_id: &'a str,
+    params: &'a Params,
 }
 
 impl Runtime {
-    /// A runtime with every module.
+    /// A runtime with every module and no evidence verifier: every `submit_evidence` call fails
+    /// with `TxError::BadEvidence`. Nodes use [`Runtime::with_evidence_verifier`].
     pub fn new() -> Self {
         Runtime::default()
+    }
+
+    /// A runtime with every module, checking equivocation evidence with `verifier` (the consensus
+    /// binding's implementation in production).
+    pub fn with_evidence_verifier(verifier: Box<dyn EvidenceVerifier>) -> Self {
+        Runtime { verifier, ..Runtime::default() }
     }
 
     /// The state changes that create the chain from `genesis` (applied to an empty state).
@@ -95,6 +114,7 @@ impl Runtime {
         let mut s = Overlay::new(empty);
         self.system.genesis(genesis, &mut s).await?;
         self.balances.genesis(genesis, &mut s).await?;
+        self.staking.genesis(genesis, &mut s).await?;
         Ok(s.into_changes())
     }
 
@@ -118,9 +138,101 @@ impl Runtime {
         self.system.tip(&Overlay::new(state)).await
     }
 
-    /// Total tokens issued (the sum of all balances).
+    /// Total tokens issued: the sum of all balances plus [`Runtime::total_bonded`] plus
+    /// [`Runtime::total_unbonding`].
     pub async fn total_issued<S: StateRead>(&self, state: &S) -> Result<Amount, RuntimeError> {
         self.balances.total_issued(&Overlay::new(state)).await
+    }
+
+    /// Total stake bonded to candidates.
+    pub async fn total_bonded<S: StateRead>(&self, state: &S) -> Result<Amount, RuntimeError> {
+        self.staking.total_bonded(&Overlay::new(state)).await
+    }
+
+    /// Total stake unbonding (not yet withdrawn).
+    pub async fn total_unbonding<S: StateRead>(&self, state: &S) -> Result<Amount, RuntimeError> {
+        self.staking.total_unbonding(&Overlay::new(state)).await
+    }
+
+    /// The committee of the epoch of the last applied block (the tip recorded in state). After the
+    /// last block of epoch `e` this is still epoch `e`'s; the next block's committee is
+    /// [`Runtime::next_committee`] then (or `committee_of(epoch_of(tip + 1))` in general).
+    pub async fn committee<S: StateRead>(&self, state: &S) -> Result<Vec<ValidatorKey>, RuntimeError> {
+        let s = Overlay::new(state);
+        let epoch = epoch_of(self.system.tip(&s).await?.height, self.system.params(&s).await?.epoch_length);
+        self.staking.committee_of(&s, epoch).await?.ok_or(RuntimeError::Missing("staking committee"))
+    }
+
+    /// The committee chosen for the epoch after the tip's, once the last block of the tip's epoch
+    /// has been applied; `None` before.
+    pub async fn next_committee<S: StateRead>(&self, state: &S) -> Result<Option<Vec<ValidatorKey>>, RuntimeError> {
+        let s = Overlay::new(state);
+        let epoch = epoch_of(self.system.tip(&s).await?.height, self.system.params(&s).await?.epoch_length);
+        self.staking.committee_of(&s, epoch.saturating_add(1)).await
+    }
+
+    /// The committee of `epoch`, if it has been chosen (epoch 0 is the genesis validators, in
+    /// genesis order).
+    pub async fn committee_of<S: StateRead>(
+        &self,
+        state: &S,
+        epoch: u64,
+    ) -> Result<Option<Vec<ValidatorKey>>, RuntimeError> {
+        self.staking.committee_of(&Overlay::new(state), epoch).await
+    }
+
+    /// A candidate's record (also for slashed candidates, whose record is kept).
+    pub async fn candidate<S: StateRead>(
+        &self,
+        state: &S,
+        key: &ValidatorKey,
+    ) -> Result<Option<CandidateRecord>, RuntimeError> {
+        self.staking.candidate(&Overlay::new(state), key).await
+    }
+
+    /// The records of the candidates that can still be selected, by key ascending.
+    pub async fn candidates<S: StateRead>(&self, state: &S) -> Result<Vec<CandidateRecord>, RuntimeError> {
+        let s = Overlay::new(state);
+        let mut out = Vec::new();
+        for key in self.staking.candidate_keys(&s).await? {
+            out.push(self.staking.candidate(&s, &key).await?.ok_or(RuntimeError::Missing("staking candidate"))?);
+        }
+        Ok(out)
+    }
+
+    /// One account's stake (bonded and unbonding) toward one candidate; empty if none.
+    pub async fn stake<S: StateRead>(
+        &self,
+        state: &S,
+        key: &ValidatorKey,
+        account: &Address,
+    ) -> Result<StakeRecord, RuntimeError> {
+        self.staking.stake(&Overlay::new(state), key, account).await
+    }
+
+    /// Every candidate an account has stake toward, with that stake, by key ascending.
+    pub async fn stakes_of<S: StateRead>(
+        &self,
+        state: &S,
+        account: &Address,
+    ) -> Result<Vec<(ValidatorKey, StakeRecord)>, RuntimeError> {
+        let s = Overlay::new(state);
+        let mut out = Vec::new();
+        for key in self.staking.account_stakes(&s, account).await? {
+            out.push((key, self.staking.stake(&s, &key, account).await?));
+        }
+        Ok(out)
+    }
+
+    /// Whether (and how) the offence of `key` in `epoch`, `view` was punished.
+    pub async fn offence<S: StateRead>(
+        &self,
+        state: &S,
+        key: &ValidatorKey,
+        epoch: u64,
+        view: u64,
+    ) -> Result<Option<OffenceRecord>, RuntimeError> {
+        self.staking.offence(&Overlay::new(state), key, epoch, view).await
     }
 
     /// The stateful admission check against `state`: exact nonce and a balance covering the fee.
@@ -130,18 +242,23 @@ impl Runtime {
 
     async fn begin<S: StateRead>(&self, env: &BlockEnv, s: &mut Overlay<'_, S>) -> Result<(), RuntimeError> {
         self.system.begin_block(env, s).await?;
-        self.balances.begin_block(env, s).await
+        self.balances.begin_block(env, s).await?;
+        self.staking.begin_block(env, s).await
     }
 
+    /// Ends the block; returns the next committee in the last block of an epoch.
     async fn end<S: StateRead>(
         &self,
         env: &BlockEnv,
         s: &mut Overlay<'_, S>,
+        params: &Params,
         fees: Amount,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<Option<Vec<ValidatorKey>>, RuntimeError> {
         self.balances.distribute_fees(env, s, fees).await?;
         self.system.end_block(env, s).await?;
-        self.balances.end_block(env, s).await
+        self.balances.end_block(env, s).await?;
+        self.staking.end_block(env, s).await?;
+        self.staking.select_at_boundary(env, s, params).await
     }
 
     /// Applies one admitted transaction: charge the fee, advance the nonce, run the call. A failing
@@ -149,14 +266,25 @@ impl Runtime {
     async fn apply_tx<S: StateRead>(
         &self,
         env: &BlockEnv,
+        ctx: &TxCtx<'_>,
         s: &mut Overlay<'_, S>,
         stx: &SignedTransaction,
         index: u32,
     ) -> Result<Receipt, RuntimeError> {
         self.balances.charge(s, stx).await?;
         s.checkpoint();
+        let (signer, params, bal, st) = (&stx.tx.signer, ctx.params, &self.balances, &self.staking);
         let result = match &stx.tx.call {
-            Call::Transfer { to, amount } => self.balances.transfer(s, &stx.tx.signer, to, *amount).await?,
+            Call::Transfer { to, amount } => bal.transfer(s, signer, to, *amount).await?,
+            Call::Bond { validator_key, amount } => st.bond(s, bal, params, signer, validator_key, *amount).await?,
+            Call::Nominate { validator_key, amount } => {
+                st.nominate(s, bal, params, signer, validator_key, *amount).await?
+            }
+            Call::Unbond { validator_key, amount } => st.unbond(env, s, params, signer, validator_key, *amount).await?,
+            Call::WithdrawUnbonded => st.withdraw_unbonded(env, s, bal, signer).await?,
+            Call::SubmitEvidence { evidence } => {
+                st.submit_evidence(env, s, bal, params, ctx.chain_id, self.verifier.as_ref(), evidence).await?
+            }
         };
         match result {
             Ok(()) => s.commit_checkpoint(),
@@ -189,6 +317,7 @@ impl Runtime {
             });
         }
         self.begin(env, &mut s).await?;
+        let ctx = TxCtx { chain_id: &chain.chain_id, params: &params };
         let mut seen = BTreeSet::new();
         let mut receipts = Vec::with_capacity(txs.len());
         let mut fees: Amount = 0;
@@ -201,10 +330,10 @@ impl Runtime {
             stateless_check(&chain.chain_id, &params, stx, stx.to_bytes().len(), false).map_err(invalid)?;
             self.balances.check(&s, stx).await.map_err(invalid)?;
             fees = fees.saturating_add(stx.tx.fee);
-            receipts.push(self.apply_tx(env, &mut s, stx, index as u32).await?);
+            receipts.push(self.apply_tx(env, &ctx, &mut s, stx, index as u32).await?);
         }
-        self.end(env, &mut s, fees).await?;
-        Ok(BlockOutcome { changes: s.into_changes(), receipts, fees })
+        let next_committee = self.end(env, &mut s, &params, fees).await?;
+        Ok(BlockOutcome { changes: s.into_changes(), receipts, fees, next_committee })
     }
 
     /// Assembles a block from `candidates` (already signature-checked at admission), in order,
@@ -219,6 +348,7 @@ impl Runtime {
         let chain = self.system.chain(&s).await?;
         let params = self.system.params(&s).await?;
         self.begin(env, &mut s).await?;
+        let ctx = TxCtx { chain_id: &chain.chain_id, params: &params };
         let mut built = BuiltBlock::default();
         let mut seen = BTreeSet::new();
         let mut fees: Amount = 0;
@@ -239,11 +369,11 @@ impl Runtime {
                 continue;
             }
             fees = fees.saturating_add(stx.tx.fee);
-            let receipt = self.apply_tx(env, &mut s, &stx, built.txs.len() as u32).await?;
+            let receipt = self.apply_tx(env, &ctx, &mut s, &stx, built.txs.len() as u32).await?;
             built.outcome.receipts.push(receipt);
             built.txs.push(stx);
         }
-        self.end(env, &mut s, fees).await?;
+        built.outcome.next_committee = self.end(env, &mut s, &params, fees).await?;
         built.outcome.fees = fees;
         built.outcome.changes = s.into_changes();
         Ok(built)

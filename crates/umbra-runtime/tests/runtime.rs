@@ -92,14 +92,17 @@ impl Chain {
         block_on(self.rt.account(&self.state, &self.keys[i].address())).expect("readable").nonce
     }
 
-    /// The supply invariant: every token is in some account, and the total never changes.
+    /// The supply invariant: every token is in some account or staked (bonded or unbonding), and
+    /// the total never changes.
     fn assert_supply_unchanged(&self) {
         let mut holders: Vec<Address> = self.keys.iter().map(|k| k.address()).collect();
         holders.push(self.proposer);
         holders.push(Address::module("treasury"));
         let sum: Amount = holders.iter().map(|a| self.balance(a)).sum();
+        let bonded = block_on(self.rt.total_bonded(&self.state)).expect("readable");
+        let unbonding = block_on(self.rt.total_unbonding(&self.state)).expect("readable");
         let issued = block_on(self.rt.total_issued(&self.state)).expect("readable");
-        assert_eq!(sum, issued, "tokens were created or lost at height {}", self.height);
+        assert_eq!(sum + bonded + unbonding, issued, "tokens were created or lost at height {}", self.height);
         assert!(issued <= umbra_types::MAX_SUPPLY);
     }
 }

@@ -80,12 +80,38 @@ pub struct FeeParams {
     pub transfer: Amount,
     /// Share of each fee paid to the block proposer, in basis points; the rest goes to the treasury.
     pub proposer_share_bps: u16,
+    /// Extra for a `bond` call (absent in older genesis files: 0).
+    #[serde(default, with = "amount_str")]
+    pub bond: Amount,
+    /// Extra for a `nominate` call (absent in older genesis files: 0).
+    #[serde(default, with = "amount_str")]
+    pub nominate: Amount,
+    /// Extra for an `unbond` call (absent in older genesis files: 0).
+    #[serde(default, with = "amount_str")]
+    pub unbond: Amount,
+    /// Extra for a `withdraw_unbonded` call (absent in older genesis files: 0).
+    #[serde(default, with = "amount_str")]
+    pub withdraw_unbonded: Amount,
+    /// Extra for a `submit_evidence` call (absent in older genesis files: 0, so reporting
+    /// misbehaviour costs only the size-based fee).
+    #[serde(default, with = "amount_str")]
+    pub submit_evidence: Amount,
 }
 
 impl Default for FeeParams {
     fn default() -> Self {
         // 0.001 UMB base, 0.00001 UMB per byte: a ~170-byte transfer costs about 0.0027 UMB.
-        FeeParams { base: 1_000_000_000, per_byte: 10_000_000, transfer: 0, proposer_share_bps: 5_000 }
+        FeeParams {
+            base: 1_000_000_000,
+            per_byte: 10_000_000,
+            transfer: 0,
+            proposer_share_bps: 5_000,
+            bond: 0,
+            nominate: 0,
+            unbond: 0,
+            withdraw_unbonded: 0,
+            submit_evidence: 0,
+        }
     }
 }
 
@@ -95,6 +121,11 @@ impl FeeParams {
     pub fn min_fee(&self, size: usize, call: &crate::Call) -> Amount {
         let per_call = match call {
             crate::Call::Transfer { .. } => self.transfer,
+            crate::Call::Bond { .. } => self.bond,
+            crate::Call::Nominate { .. } => self.nominate,
+            crate::Call::Unbond { .. } => self.unbond,
+            crate::Call::WithdrawUnbonded => self.withdraw_unbonded,
+            crate::Call::SubmitEvidence { .. } => self.submit_evidence,
         };
         self.base.saturating_add(self.per_byte.saturating_mul(size as Amount)).saturating_add(per_call)
     }
@@ -112,8 +143,59 @@ pub struct Params {
     pub max_block_txs: u32,
     /// Most transactions the mempool holds; the lowest fees are evicted first.
     pub mempool_max_txs: u32,
-    /// Blocks per consensus epoch.
+    /// Blocks per consensus epoch: epoch `e` is heights `[e * epoch_length, (e + 1) * epoch_length)`,
+    /// and the last of them carries the committee of epoch `e + 1` (see [`crate::epoch_of`]).
     pub epoch_length: u64,
+    /// Validator staking (absent in older genesis files: [`StakingParams::default`]).
+    #[serde(default)]
+    pub staking: StakingParams,
+}
+
+/// Validator staking: candidates, committee selection, unbonding and slashing.
+///
+/// Defaults: a committee of 4, a minimum self-bond of 1,000 UMB, an unbonding period of 200,000
+/// blocks (two default epochs), 5% slashed for equivocation, 10% of the future rewards budget to
+/// validators, at most 1,024 accounts staking toward one candidate and 16 pending unbondings per
+/// account and candidate. The committee size cannot default to the number of genesis validators
+/// (a `Default` cannot see them): a genesis with more validators than `committee_size` shrinks its
+/// committee to `committee_size` at the first epoch boundary, so set it explicitly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StakingParams {
+    /// K: the committee is the top K eligible candidates by total stake.
+    pub committee_size: u32,
+    /// The self-bond a candidate needs to register and to be eligible for the committee.
+    #[serde(with = "amount_str")]
+    pub min_self_bond: Amount,
+    /// Blocks between an `unbond` and the moment its tokens can be withdrawn. Must be at least
+    /// `epoch_length`, so stake that backed a committee stays slashable while evidence about that
+    /// epoch is accepted.
+    pub unbonding_period: u64,
+    /// Share of an equivocating validator's stake (self-bond, nominations and slashable
+    /// unbondings) moved to the treasury, in basis points.
+    pub slash_fraction_bps: u16,
+    /// Share of the per-block rewards budget paid to validators, in basis points. Recorded now;
+    /// it takes effect when the rewards budget exists (the economics issue). Until then validators
+    /// earn only the proposer's share of fees.
+    pub validator_reward_share_bps: u16,
+    /// Most accounts with stake (bonded or unbonding) toward one candidate.
+    pub max_stakers_per_candidate: u32,
+    /// Most pending unbonding entries one account may have toward one candidate.
+    pub max_unbonding_entries: u32,
+}
+
+impl Default for StakingParams {
+    fn default() -> Self {
+        StakingParams {
+            committee_size: 4,
+            min_self_bond: 1_000 * crate::UNIT,
+            unbonding_period: 200_000,
+            slash_fraction_bps: 500,
+            validator_reward_share_bps: 1_000,
+            max_stakers_per_candidate: 1_024,
+            max_unbonding_entries: 16,
+        }
+    }
 }
 
 impl Default for Params {
@@ -124,6 +206,7 @@ impl Default for Params {
             max_block_txs: 10_000,
             mempool_max_txs: 100_000,
             epoch_length: 100_000,
+            staking: StakingParams::default(),
         }
     }
 }
@@ -208,6 +291,19 @@ impl Genesis {
         if p.epoch_length < 2 {
             return bad("params.epoch_length must be at least 2".into());
         }
+        let st = &p.staking;
+        if st.committee_size == 0 {
+            return bad("params.staking.committee_size must be at least 1".into());
+        }
+        if st.unbonding_period < p.epoch_length {
+            return bad("params.staking.unbonding_period must be at least params.epoch_length".into());
+        }
+        if st.slash_fraction_bps > 10_000 || st.validator_reward_share_bps > 10_000 {
+            return bad("params.staking basis points must be at most 10000".into());
+        }
+        if st.max_stakers_per_candidate == 0 || st.max_unbonding_entries == 0 {
+            return bad("params.staking.max_stakers_per_candidate and max_unbonding_entries must be positive".into());
+        }
         Ok(())
     }
 }
@@ -279,6 +375,41 @@ mod tests {
         let mut g = sample();
         g.allocations.push(Allocation { address: Address([2; 32]), amount: MAX_SUPPLY });
         assert!(matches!(g.validate(), Err(GenesisError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_genesis_written_before_staking_still_parses_with_defaults() {
+        let mut json: serde_json::Value = serde_json::from_str(&sample().to_json()).expect("json");
+        let params = json["params"].as_object_mut().expect("params");
+        params.remove("staking");
+        let fees = params["fees"].as_object_mut().expect("fees");
+        for k in ["bond", "nominate", "unbond", "withdraw_unbonded", "submit_evidence"] {
+            fees.remove(k);
+        }
+        let g = Genesis::from_json(&json.to_string()).expect("an old genesis parses");
+        assert_eq!(g.params.staking, StakingParams::default());
+        assert_eq!(g.params.fees, FeeParams::default());
+        // A partial staking section fills in the rest.
+        json["params"]["staking"] = serde_json::json!({ "committee_size": 7 });
+        let g = Genesis::from_json(&json.to_string()).expect("parses");
+        assert_eq!(g.params.staking, StakingParams { committee_size: 7, ..StakingParams::default() });
+    }
+
+    #[test]
+    fn unusable_staking_parameters_are_refused() {
+        let bad = [
+            StakingParams { committee_size: 0, ..StakingParams::default() },
+            StakingParams { unbonding_period: Params::default().epoch_length - 1, ..StakingParams::default() },
+            StakingParams { slash_fraction_bps: 10_001, ..StakingParams::default() },
+            StakingParams { validator_reward_share_bps: 10_001, ..StakingParams::default() },
+            StakingParams { max_stakers_per_candidate: 0, ..StakingParams::default() },
+            StakingParams { max_unbonding_entries: 0, ..StakingParams::default() },
+        ];
+        for staking in bad {
+            let mut g = sample();
+            g.params.staking = staking.clone();
+            assert!(matches!(g.validate(), Err(GenesisError::Invalid(_))), "{staking:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod codec;
 mod genesis;
 mod hash;
 mod receipt;
+mod staking;
 pub mod state_keys;
 mod tx;
 
@@ -19,7 +20,13 @@ pub use address::{Address, AddressError};
 pub use amount::{Amount, AmountError, DECIMALS, MAX_SUPPLY, SYMBOL, UNIT, format_amount, parse_amount};
 pub use block::{Block, Header, ValidatorKey};
 pub use codec::{CodecError, decode, encode};
-pub use genesis::{Allocation, FeeParams, Genesis, GenesisError, GenesisValidator, Params, TeePolicy, TokenInfo};
+pub use genesis::{
+    Allocation, FeeParams, Genesis, GenesisError, GenesisValidator, Params, StakingParams, TeePolicy, TokenInfo,
+};
 pub use hash::{Hash, sha256};
 pub use receipt::{Receipt, TxError};
+pub use staking::{
+    Evidence, EvidenceVerifier, Offence, RejectAllEvidence, consensus_namespace, epoch_of, first_height_of,
+    is_last_in_epoch,
+};
 pub use tx::{Call, SignedTransaction, TX_DOMAIN, Transaction};

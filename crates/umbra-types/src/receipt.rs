@@ -25,6 +25,85 @@ pub enum TxError {
     /// A transfer to oneself.
     #[error("sender and recipient are the same account")]
     SelfTransfer,
+    /// A `bond` that would register a new candidate with less than the minimum self-bond.
+    #[error("self-bond {amount} is below the minimum {min}")]
+    BelowMinSelfBond {
+        /// The self-bond offered.
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+        /// The chain's minimum.
+        #[serde(with = "crate::genesis::amount_str")]
+        min: Amount,
+    },
+    /// No candidate has the named validator key.
+    #[error("no validator candidate has this key")]
+    UnknownCandidate,
+    /// A `bond` to a candidate owned by another account (nominate it instead).
+    #[error("the candidate belongs to another account; use nominate")]
+    NotCandidateOwner,
+    /// A `nominate` of one's own candidate (bond to it instead).
+    #[error("the candidate belongs to the signer; use bond")]
+    SelfNomination,
+    /// The candidate was slashed for equivocation and takes no new stake.
+    #[error("the candidate was slashed and is permanently excluded")]
+    CandidateJailed,
+    /// An `unbond` of more than the signer has bonded toward the candidate.
+    #[error("cannot unbond {requested}: only {bonded} is bonded")]
+    UnbondExceedsBond {
+        /// What the signer has bonded toward the candidate.
+        #[serde(with = "crate::genesis::amount_str")]
+        bonded: Amount,
+        /// What it asked to unbond.
+        #[serde(with = "crate::genesis::amount_str")]
+        requested: Amount,
+    },
+    /// The candidate already has the most stakers the chain allows.
+    #[error("the candidate already has the maximum of {max} stakers")]
+    TooManyStakers {
+        /// The limit.
+        max: u32,
+    },
+    /// The signer already has the most pending unbondings toward this candidate.
+    #[error("at most {max} pending unbondings per candidate")]
+    TooManyUnbondingEntries {
+        /// The limit.
+        max: u32,
+    },
+    /// A `withdraw_unbonded` with no matured unbonding entry.
+    #[error("no unbonded tokens are ready to withdraw")]
+    NothingToWithdraw,
+    /// The evidence does not decode or does not prove an equivocation.
+    #[error("bad evidence: {reason}")]
+    BadEvidence {
+        /// Why.
+        reason: String,
+    },
+    /// The evidence names an epoch with no committee on chain (a future epoch).
+    #[error("no committee is known for epoch {epoch}")]
+    EvidenceUnknownEpoch {
+        /// The evidence's epoch.
+        epoch: u64,
+    },
+    /// The evidence is older than the unbonding period allows: the stake it concerns may be gone.
+    #[error("evidence about epoch {epoch} is too old")]
+    EvidenceExpired {
+        /// The evidence's epoch.
+        epoch: u64,
+    },
+    /// The evidence's signer was not in the committee of its epoch.
+    #[error("the offender was not in the committee of epoch {epoch}")]
+    OffenderNotInCommittee {
+        /// The evidence's epoch.
+        epoch: u64,
+    },
+    /// This offence was already punished.
+    #[error("the offence in epoch {epoch}, view {view} was already punished")]
+    EvidenceReplay {
+        /// Its epoch.
+        epoch: u64,
+        /// Its view.
+        view: u64,
+    },
 }
 
 /// The outcome of one included transaction.
@@ -47,5 +126,28 @@ impl Receipt {
     /// Whether the call succeeded.
     pub fn is_success(&self) -> bool {
         self.error.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decode, encode};
+
+    #[test]
+    fn staking_errors_round_trip_and_older_errors_keep_their_encoding() {
+        assert_eq!(encode(&TxError::SelfTransfer), vec![3]);
+        let errors = [
+            TxError::BelowMinSelfBond { amount: 1, min: 2 },
+            TxError::UnknownCandidate,
+            TxError::UnbondExceedsBond { bonded: 0, requested: u128::MAX },
+            TxError::BadEvidence { reason: "no".into() },
+            TxError::EvidenceReplay { epoch: 1, view: 2 },
+        ];
+        for e in errors {
+            assert_eq!(decode::<TxError>(&encode(&e), 1024), Ok(e.clone()));
+            let json = serde_json::to_string(&e).expect("serializes");
+            assert_eq!(serde_json::from_str::<TxError>(&json).expect("parses"), e);
+        }
     }
 }

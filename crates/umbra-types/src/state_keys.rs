@@ -3,7 +3,7 @@
 //! The state stores 32-byte keys: each typed key is hashed with a per-module tag. They are public API
 //! because a proof names the key it is about, and clients rebuild the key to check a proof.
 
-use crate::{Address, Amount, sha256};
+use crate::{Address, Amount, ValidatorKey, sha256};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +18,43 @@ pub enum StateKey {
     SystemChain,
     /// `balances`: an account's balance and nonce.
     Account(Address),
-    /// `balances`: total tokens issued so far (never above the maximum supply).
+    /// `balances`: total tokens issued so far (never above the maximum supply). Every issued token
+    /// is in an account balance, bonded ([`StateKey::TotalBonded`]) or unbonding
+    /// ([`StateKey::TotalUnbonding`]).
     TotalIssued,
+    /// `staking`: a candidate ([`CandidateRecord`]), kept forever once registered (a slashed
+    /// candidate's record is its tombstone).
+    Candidate(ValidatorKey),
+    /// `staking`: the keys of the candidates that can still be selected (not slashed, and either
+    /// from genesis or with stake), sorted ascending.
+    Candidates,
+    /// `staking`: one account's stake toward one candidate ([`StakeRecord`]).
+    Stake {
+        /// The candidate.
+        validator: ValidatorKey,
+        /// The staking account (the owner for a self-bond, otherwise a nominator).
+        account: Address,
+    },
+    /// `staking`: the accounts with a [`StakeRecord`] toward a candidate, sorted ascending.
+    Stakers(ValidatorKey),
+    /// `staking`: the candidates an account has a [`StakeRecord`] with, sorted ascending.
+    AccountStakes(Address),
+    /// `staking`: the committee (a `Vec<ValidatorKey>`) of an epoch, written at genesis for epoch 0
+    /// and by the last block of epoch `e` for `e + 1`.
+    Committee(u64),
+    /// `staking`: the sum of all bonded stake (an `Amount`).
+    TotalBonded,
+    /// `staking`: the sum of all unbonding entries not yet withdrawn (an `Amount`).
+    TotalUnbonding,
+    /// `staking`: an offence already punished ([`OffenceRecord`]); evidence for it again is a replay.
+    Offence {
+        /// The offender.
+        validator: ValidatorKey,
+        /// The epoch of the conflicting votes.
+        epoch: u64,
+        /// Their view.
+        view: u64,
+    },
 }
 
 impl StateKey {
@@ -46,4 +81,85 @@ pub struct Tip {
     pub height: u64,
     /// Its timestamp.
     pub timestamp_ms: u64,
+}
+
+/// `staking`: a validator candidate. Its consensus key is separate from its owner's account.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    /// The consensus key (what the committee lists).
+    #[serde(with = "crate::block::hex32")]
+    pub key: ValidatorKey,
+    /// The account that registered it and holds its self-bond (for a genesis validator, its key
+    /// read as an address).
+    pub owner: Address,
+    /// The owner's bonded stake.
+    #[serde(with = "crate::genesis::amount_str")]
+    pub self_bond: Amount,
+    /// Everyone else's bonded stake.
+    #[serde(with = "crate::genesis::amount_str")]
+    pub nominated: Amount,
+    /// A genesis validator: eligible without the minimum self-bond, ranked by its stake like any
+    /// other candidate (so with no stake, after every bonded candidate).
+    pub genesis: bool,
+    /// Slashed for equivocation: never selected again and takes no new stake.
+    pub jailed: bool,
+}
+
+impl CandidateRecord {
+    /// Self-bond plus nominations: what committee selection ranks by.
+    pub fn total_stake(&self) -> Amount {
+        self.self_bond.saturating_add(self.nominated)
+    }
+}
+
+/// `staking`: an unbonding entry, withdrawable from `release_height` on.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct UnbondingEntry {
+    /// Tokens unbonding.
+    #[serde(with = "crate::genesis::amount_str")]
+    pub amount: Amount,
+    /// The height of the `unbond`.
+    pub start_height: u64,
+    /// The first height at which `withdraw_unbonded` releases it.
+    pub release_height: u64,
+}
+
+/// `staking`: one account's stake toward one candidate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct StakeRecord {
+    /// Bonded stake, counted for the candidate.
+    #[serde(with = "crate::genesis::amount_str")]
+    pub bonded: Amount,
+    /// Pending unbondings, oldest first.
+    pub unbonding: Vec<UnbondingEntry>,
+}
+
+impl StakeRecord {
+    /// Bonded plus unbonding.
+    pub fn total(&self) -> Amount {
+        self.unbonding.iter().fold(self.bonded, |t, e| t.saturating_add(e.amount))
+    }
+}
+
+/// `staking`: a punished offence.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct OffenceRecord {
+    /// The block that applied the evidence.
+    pub height: u64,
+    /// Tokens moved to the treasury.
+    #[serde(with = "crate::genesis::amount_str")]
+    pub slashed: Amount,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_older_modules_hash_as_before() {
+        // New keys are appended, so the encodings (and hashes) of existing ones never move.
+        assert_eq!(crate::encode(&StateKey::TotalIssued), vec![4]);
+        assert_eq!(crate::encode(&StateKey::Account(Address([0; 32])))[0], 3);
+        assert_ne!(StateKey::Committee(0).hash(), StateKey::Committee(1).hash());
+    }
 }

@@ -1,4 +1,4 @@
-use crate::{Address, Amount, Hash, encode, sha256};
+use crate::{Address, Amount, Hash, ValidatorKey, encode, sha256};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,45 @@ pub enum Call {
         #[serde(with = "crate::genesis::amount_str")]
         amount: Amount,
     },
+    /// Bond `amount` of the signer's tokens to its own candidate `validator_key`. If no candidate
+    /// has that key yet, this registers one owned by the signer, provided `amount` is at least
+    /// `params.staking.min_self_bond`; later bonds by the owner add to its self-bond.
+    Bond {
+        /// The candidate's consensus key (separate from the owner's account key).
+        #[serde(with = "crate::block::hex32")]
+        validator_key: ValidatorKey,
+        /// Amount in the smallest unit.
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+    },
+    /// Bond `amount` of the signer's tokens toward someone else's candidate.
+    Nominate {
+        /// The candidate's consensus key.
+        #[serde(with = "crate::block::hex32")]
+        validator_key: ValidatorKey,
+        /// Amount in the smallest unit.
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+    },
+    /// Start unbonding `amount` of the signer's stake toward `validator_key` (self-bond or
+    /// nomination); it can be withdrawn `params.staking.unbonding_period` blocks later.
+    Unbond {
+        /// The candidate's consensus key.
+        #[serde(with = "crate::block::hex32")]
+        validator_key: ValidatorKey,
+        /// Amount in the smallest unit.
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+    },
+    /// Return every matured unbonding entry of the signer to its balance.
+    WithdrawUnbonded,
+    /// Report an equivocation: `evidence` is the canonical encoding of an [`crate::Evidence`].
+    /// Anyone may submit it.
+    SubmitEvidence {
+        /// `encode(&Evidence)`.
+        #[serde(with = "crate::staking::hex_bytes")]
+        evidence: Vec<u8>,
+    },
 }
 
 impl Call {
@@ -26,6 +65,11 @@ impl Call {
     pub fn kind(&self) -> &'static str {
         match self {
             Call::Transfer { .. } => "transfer",
+            Call::Bond { .. } => "bond",
+            Call::Nominate { .. } => "nominate",
+            Call::Unbond { .. } => "unbond",
+            Call::WithdrawUnbonded => "withdraw_unbonded",
+            Call::SubmitEvidence { .. } => "submit_evidence",
         }
     }
 }
@@ -127,6 +171,27 @@ mod tests {
         let mut b = sample().to_bytes();
         b.push(0);
         assert!(decode::<SignedTransaction>(&b, 1 << 16).is_err());
+    }
+
+    #[test]
+    fn staking_calls_round_trip_and_the_transfer_encoding_is_unchanged() {
+        // Appending variants must not move `Transfer`: its tag byte stays 0.
+        let t = Call::Transfer { to: Address([2; 32]), amount: 5 };
+        assert_eq!(encode(&t)[0], 0);
+        let calls = [
+            Call::Bond { validator_key: [7; 32], amount: 1 },
+            Call::Nominate { validator_key: [7; 32], amount: u128::MAX },
+            Call::Unbond { validator_key: [7; 32], amount: 0 },
+            Call::WithdrawUnbonded,
+            Call::SubmitEvidence { evidence: vec![1, 2, 3] },
+        ];
+        for (i, c) in calls.into_iter().enumerate() {
+            assert_eq!(encode(&c)[0] as usize, i + 1, "{} keeps its position", c.kind());
+            assert_eq!(decode::<Call>(&encode(&c), 1 << 16), Ok(c.clone()));
+            let json = serde_json::to_string(&c).expect("serializes");
+            assert!(json.contains(c.kind()), "{json}");
+            assert_eq!(serde_json::from_str::<Call>(&json).expect("parses"), c);
+        }
     }
 
     proptest! {

@@ -1,4 +1,6 @@
 //! `balances`: the native token: accounts, transfers, fees and the supply invariant.
+//!
+//! Tokens bonded or unbonding in `staking` are not in any balance; `TotalIssued` counts them too.
 use crate::{AdmissionError, BlockEnv, Module, Overlay, RuntimeError, StateRead};
 use umbra_types::state_keys::{AccountRecord, StateKey};
 use umbra_types::{Address, Amount, Genesis, MAX_SUPPLY, SignedTransaction, TxError};
@@ -20,7 +22,7 @@ impl Balances {
         Ok(s.get(&StateKey::Account(*a), "account").await?.unwrap_or_default())
     }
 
-    fn set_account<S: StateRead>(&self, s: &mut Overlay<'_, S>, a: &Address, rec: &AccountRecord) {
+    pub(crate) fn set_account<S: StateRead>(&self, s: &mut Overlay<'_, S>, a: &Address, rec: &AccountRecord) {
         if *rec == AccountRecord::default() {
             s.put_raw(StateKey::Account(*a).hash(), None);
         } else {
@@ -112,7 +114,7 @@ impl Balances {
         Ok(Ok(()))
     }
 
-    async fn credit<S: StateRead>(
+    pub(crate) async fn credit<S: StateRead>(
         &self,
         s: &mut Overlay<'_, S>,
         to: &Address,

@@ -1,9 +1,12 @@
 //! The chain modules and the contract they share.
 //!
-//! Order of application (written out once, in `Runtime`): `system`, then `balances`. Later modules
-//! (registry, mq, contracts, staking, computation, governance) slot in after them in the design's order.
+//! Order of application (written out once, in `Runtime`): `system`, `balances`, then `staking`. Later
+//! modules (registry, mq, contracts, computation, governance) slot in after them in the design's
+//! order. At the end of every block the committee selection of `staking` runs last, after every
+//! module's end-of-block hook.
 
 pub(crate) mod balances;
+pub(crate) mod staking;
 pub(crate) mod system;
 
 use crate::{BlockEnv, Overlay, RuntimeError, StateRead};
