@@ -208,3 +208,110 @@ fn help_and_version_succeed() {
     assert!(ok(home.path(), &["transfer", "--help"]).contains("--no-wait"));
     assert!(ok(home.path(), &["--version"]).starts_with("umbra "));
 }
+
+/// A scripted JSON-RPC node on loopback (chain `umbra-mock`): a genesis block whose committee is
+/// the key of `seed`, and blocks 1..=5 whose finality certificates are forged (not signatures of
+/// that committee). Returns its URL, the genesis hash and what keeps it running.
+mod forged {
+    use jsonrpsee::server::{RpcModule, Server, ServerHandle};
+    use jsonrpsee::types::{ErrorObject, ErrorObjectOwned};
+    use umbra_rpc::{BlockId, BlockResponse, ChainInfo, ErrorCode, methods};
+    use umbra_types::{Block, FeeParams, Hash, Header, TokenInfo};
+
+    pub(super) struct MockNode {
+        pub(super) url: String,
+        pub(super) genesis: Hash,
+        _handle: ServerHandle,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    fn header(height: u64, committee: Option<Vec<[u8; 32]>>) -> Header {
+        Header {
+            height,
+            parent: Hash::ZERO,
+            timestamp_ms: 1_000 + height,
+            proposer: [0; 32],
+            epoch: 0,
+            tx_root: umbra_crypto::merkle_root(&[]),
+            state_root: Hash([height as u8; 32]),
+            messages_root: Hash::ZERO,
+            next_committee: committee,
+        }
+    }
+
+    pub(super) fn start(seed: u8) -> MockNode {
+        let committee = vec![umbra_crypto::Keypair::from_seed([seed; 32]).address().0];
+        let genesis = header(0, Some(committee));
+        let genesis_hash = genesis.hash();
+        let rt = tokio::runtime::Runtime::new().expect("tokio");
+        let (addr, handle) = rt.block_on(async move {
+            let server = Server::builder().build("127.0.0.1:0").await.expect("binds");
+            let addr = server.local_addr().expect("addr");
+            let mut m = RpcModule::new(genesis);
+            m.register_method(methods::CHAIN_INFO, |_, g, _| {
+                Ok::<_, ErrorObjectOwned>(ChainInfo {
+                    chain_id: "umbra-mock".into(),
+                    genesis_hash: g.hash(),
+                    token: TokenInfo::default(),
+                    validators: vec![],
+                    tee_dev_enabled: true,
+                    fees: FeeParams::default(),
+                    max_tx_bytes: 65_536,
+                })
+            })
+            .expect("registers");
+            m.register_method(methods::CHAIN_GET_BLOCK, |p, g, _| {
+                let (id,): (Option<BlockId>,) = p.parse()?;
+                let height = match id {
+                    None => 5,
+                    Some(BlockId::Height(h)) if h <= 5 => h,
+                    _ => return Err(ErrorObject::owned(ErrorCode::NotFound.code(), "no such block", None::<()>)),
+                };
+                let (header, cert) = match height {
+                    0 => (g.clone(), None),
+                    h => (header(h, None), Some("00".repeat(200))),
+                };
+                let block = Block { header, txs: vec![] };
+                Ok(BlockResponse { hash: block.hash(), block, finality_certificate: cert, receipts: vec![] })
+            })
+            .expect("registers");
+            (addr, server.start(m))
+        });
+        MockNode { url: format!("http://{addr}"), genesis: genesis_hash, _handle: handle, _rt: rt }
+    }
+}
+
+#[test]
+fn umbra_block_verifies_the_genesis_and_refuses_a_forged_certificate() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let node = forged::start(1);
+    let out = ok(home.path(), &["block", "0", "--rpc", &node.url]);
+    assert!(out.contains("verified: the pinned genesis block"), "{out}");
+    let v = json(&ok(home.path(), &["block", "0", "--json", "--rpc", &node.url]));
+    assert_eq!(v["verified"]["kind"], "trusted");
+    assert_eq!(v["block"]["header"]["height"], 0);
+    let line = fails(home.path(), &["block", "3", "--rpc", &node.url]);
+    assert!(line.contains("block 3 is not proven final"), "{line}");
+    let line = fails(home.path(), &["block", "--rpc", &node.url]);
+    assert!(line.contains("certificate"), "{line}");
+}
+
+#[test]
+fn the_chain_is_pinned_on_first_use_and_a_reset_chain_needs_explicit_trust() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let first = forged::start(1);
+    ok(home.path(), &["block", "0", "--rpc", &first.url]);
+    let pin = home.path().join("trust/umbra-mock.json");
+    assert!(pin.exists(), "first contact writes the pin");
+    #[cfg(unix)]
+    assert_eq!(mode(&pin), 0o600);
+
+    // Same chain id, another genesis: refused until trusted explicitly.
+    let reset = forged::start(2);
+    let line = fails(home.path(), &["block", "0", "--rpc", &reset.url]);
+    assert!(line.contains("untrusted chain 'umbra-mock'") && line.contains("--trust-genesis"), "{line}");
+    let genesis = reset.genesis.to_string();
+    ok(home.path(), &["block", "0", "--rpc", &reset.url, "--trust-genesis", &genesis]);
+    ok(home.path(), &["block", "0", "--rpc", &reset.url]);
+    assert!(fails(home.path(), &["block", "0", "--rpc", &first.url]).contains("untrusted chain"));
+}

@@ -81,6 +81,20 @@ pub enum Finality {
     },
 }
 
+impl std::fmt::Display for Finality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finality::Trusted => write!(f, "the pinned genesis block or checkpoint"),
+            Finality::Certificate { epoch, signers, committee } => {
+                write!(f, "finality certificate by {signers}/{committee} of the epoch {epoch} committee")
+            }
+            Finality::Ancestor { height } => {
+                write!(f, "ancestor of block {height}, which has a verified finality certificate")
+            }
+        }
+    }
+}
+
 /// A header the light client has verified. Only this crate can make one, so holding one means the
 /// checks were done: [`LightClient::verify_finalized`], [`LightClient::verify_ancestor`], or the
 /// trusted starting point.

@@ -28,6 +28,13 @@ impl TestCommittee {
         TestCommittee { keys }
     }
 
+    /// This committee with `other`'s members added.
+    pub fn with_member(&self, other: &TestCommittee) -> Self {
+        let mut keys = self.keys.clone();
+        keys.extend(other.keys.iter().cloned());
+        TestCommittee { keys }
+    }
+
     /// The members' public keys, as headers and genesis name them.
     pub fn keys(&self) -> Vec<ValidatorKey> {
         self.keys

@@ -2,6 +2,7 @@
 
 use crate::error::SdkError;
 use serde::{Deserialize, Serialize};
+use umbra_light::Finality;
 use umbra_rpc::AccountResponse;
 use umbra_state::{StateProof, verify_proof};
 use umbra_types::state_keys::{AccountRecord, StateKey};
@@ -13,9 +14,10 @@ const MAX_RECORD_BYTES: usize = 1024;
 /// An account's balance and nonce as proven against a block's state root.
 ///
 /// What is proven: the state under `state_root` holds exactly this record for `address` (or,
-/// when `exists` is false, holds no record for it). The header itself (and so which block
-/// `state_root` belongs to) is taken from the node; checking its finality certificate is not
-/// done here.
+/// when `exists` is false, holds no record for it). When `finality` is present (answers from
+/// [`crate::Client::account`]) the header holding `state_root` was also verified by the light
+/// client against the pinned chain: `finality` says how. When it is absent (answers checked with
+/// the standalone [`verify_account`]) the header was taken from the node unchecked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifiedAccount {
     /// The account.
@@ -33,11 +35,20 @@ pub struct VerifiedAccount {
     pub block_hash: Hash,
     /// That block's state root.
     pub state_root: Hash,
+    /// How the light client verified that block (absent: the header was not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finality: Option<Finality>,
 }
 
 /// Checks a `state_getAccount` answer for `address`: the proof must authenticate the account's
 /// state key against `resp.header.state_root`, and the balance and nonce the node states must
 /// equal the proven record (an absent account must be stated as balance 0, nonce 0).
+///
+/// **Weaker guarantee:** this checks the proof against the header the node names, not that the
+/// header is final on the trusted chain (the result has `finality: None`). A node can still
+/// invent a header and a state to go with it. [`crate::Client::account`] also verifies the
+/// header's finality certificate with the light client; use this function alone only for an
+/// answer whose header you verified some other way.
 ///
 /// A missing, malformed or non-authenticating proof is [`SdkError::BadProof`]; a valid proof
 /// that contradicts the stated fields (or an answer about another account) is
@@ -85,6 +96,7 @@ pub fn verify_account(address: &Address, resp: &AccountResponse) -> Result<Verif
         height: header.height,
         block_hash: header.hash(),
         state_root: header.state_root,
+        finality: None,
     })
 }
 

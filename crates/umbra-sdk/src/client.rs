@@ -2,13 +2,17 @@
 
 use crate::account::{VerifiedAccount, verify_account};
 use crate::error::SdkError;
+use crate::trust::{self, TrustPin};
 use jsonrpsee::core::client::{ClientT, Error as ClientError, Subscription, SubscriptionClientT};
 use jsonrpsee::core::params::ArrayParams;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use jsonrpsee::rpc_params;
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
 use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use umbra_light::{Finality, LightClient, VerifiedHeader};
 use umbra_rpc::{
     AccountResponse, BlockId, BlockResponse, ChainInfo, ErrorCode, HeadResponse, Health, RpcError, TxResponse,
     TxStatus, methods,
@@ -21,14 +25,51 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often [`Client::wait_for_tx`] asks the node again.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How many later blocks are fetched, at most, to verify a block the node has no certificate for
+/// (finality covers ancestors, so a certified descendant verifies it).
+const MAX_DESCENDANT_WALK: u64 = 64;
+
+/// How long to wait for the next blocks when a block without a certificate is the node's head.
+const DESCENDANT_WAIT: Duration = Duration::from_secs(10);
+
+/// What the client trusts and the light client that follows the chain from it.
+#[derive(Default)]
+struct Trust {
+    /// Where pins are kept (`None`: pinned for this client's lifetime only).
+    store: Option<PathBuf>,
+    /// A genesis hash the caller requires (overrides a stored pin).
+    genesis: Option<Hash>,
+    /// The light client, once the chain is pinned.
+    light: Option<LightClient>,
+}
+
+/// A block whose header the light client verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedBlock {
+    /// The node's answer (block, receipts, certificate). Its header, and with it the
+    /// transactions (through `tx_root`), are verified.
+    pub response: BlockResponse,
+    /// How the header was verified.
+    pub finality: Finality,
+}
+
 /// A connection to one node's JSON-RPC endpoint over HTTP.
 ///
 /// Every method maps node errors to [`SdkError::Rpc`] with the contract's [`ErrorCode`], and
 /// network failures to [`SdkError::Unreachable`].
+///
+/// **Trust.** [`Client::account`] and [`Client::verified_block`] check the node's answers with a
+/// light client ([`umbra_light`]). The chain (its genesis block, whose header names the first
+/// committee) is pinned on first contact: for the client's lifetime by default, or across runs
+/// with [`Client::with_trust_store`], which keeps `{chain_id, genesis_hash, committee}` in
+/// `DIR/<chain_id>.json` and refuses a node that serves another genesis
+/// ([`SdkError::Untrusted`]). [`Client::with_trusted_genesis`] requires a given genesis hash
+/// instead (and replaces a stored pin). Clones share the pin and the light client.
 #[derive(Clone)]
 pub struct Client {
     url: String,
     http: HttpClient,
+    trust: Arc<Mutex<Trust>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -53,7 +94,26 @@ impl Client {
         }
         let http =
             HttpClientBuilder::default().request_timeout(timeout).build(&url).map_err(|e| invalid(innermost(&e)))?;
-        Ok(Client { url, http })
+        Ok(Client { url, http, trust: Arc::default() })
+    }
+
+    /// Pins chains in `dir` (normally [`crate::trust_dir`] of the Umbra home): the first contact
+    /// with a chain writes its pin there (mode 0600), later contacts must match it.
+    pub fn with_trust_store(self, dir: impl Into<PathBuf>) -> Client {
+        self.lock_trust().store = Some(dir.into());
+        self
+    }
+
+    /// Requires the chain's genesis block to hash to `genesis`: an explicit trust anchor. A
+    /// stored pin for the chain that differs is replaced by this one.
+    pub fn with_trusted_genesis(self, genesis: Hash) -> Client {
+        self.lock_trust().genesis = Some(genesis);
+        self
+    }
+
+    fn lock_trust(&self) -> MutexGuard<'_, Trust> {
+        // The guarded data stays consistent even if a holder panicked: every update is one assignment.
+        self.trust.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The node's URL.
@@ -107,11 +167,217 @@ impl Client {
         self.call(methods::SYSTEM_HEALTH, rpc_params![]).await
     }
 
-    /// `state_getAccount` with a proof, checked against the state root of the header the node
-    /// names: the balance and nonce returned are the proven ones (see [`verify_account`]).
+    /// `state_getAccount` with a proof, checked with the light client: the proof must
+    /// authenticate the record against the state root of the header the node names (see
+    /// [`verify_account`]), and that header must be final on the trusted chain (its finality
+    /// certificate, or the pinned genesis). The balance and nonce returned are the proven ones.
     pub async fn account(&self, address: &Address) -> Result<VerifiedAccount, SdkError> {
         let resp: AccountResponse = self.call(methods::STATE_GET_ACCOUNT, rpc_params![address, true]).await?;
-        verify_account(address, &resp)
+        // The proof first: a node lying about the value is named as such, whatever its header.
+        let mut account = verify_account(address, &resp)?;
+        let verified = self.verify_header(&resp.header).await?;
+        let proof = resp.proof.as_deref().unwrap_or_default();
+        let bytes = hex::decode(proof.strip_prefix("0x").unwrap_or(proof))
+            .map_err(|e| SdkError::BadProof { address: *address, reason: format!("the proof is not hex: {e}") })?;
+        let record = self
+            .light_client()?
+            .verify_account(&verified, address, &bytes)
+            .map_err(|e| SdkError::BadProof { address: *address, reason: e.to_string() })?;
+        if record.is_some() != account.exists {
+            return Err(SdkError::BadProof { address: *address, reason: "the light client proves otherwise".into() });
+        }
+        account.finality = Some(verified.finality().clone());
+        Ok(account)
+    }
+
+    /// `chain_getBlock`, verified: the header must be final on the trusted chain (its finality
+    /// certificate checked by the light client, a later certified block it is an ancestor of, or
+    /// the pinned genesis), and the transactions must match its `tx_root`.
+    pub async fn verified_block(&self, id: Option<BlockId>) -> Result<VerifiedBlock, SdkError> {
+        let response = self.block(id).await?;
+        check_block(&response)?;
+        let verified = self.verify_response(&response).await?;
+        Ok(VerifiedBlock { finality: verified.finality().clone(), response })
+    }
+
+    /// Verifies `header` (named by the node in some answer) against the trusted chain: the
+    /// node's block at that height must be exactly this header, and final.
+    pub async fn verify_header(&self, header: &Header) -> Result<VerifiedHeader, SdkError> {
+        self.pin().await?;
+        if let Some(v) = self.light_client()?.trusted(header) {
+            return Ok(v);
+        }
+        let response = self.block(Some(BlockId::Height(header.height))).await?;
+        check_block(&response)?;
+        if response.block.header != *header {
+            return Err(SdkError::BadResponse {
+                method: methods::CHAIN_GET_BLOCK,
+                reason: format!(
+                    "the node's block {} is {}, not the header {} it answered with",
+                    header.height,
+                    response.hash,
+                    header.hash()
+                ),
+            });
+        }
+        self.verify_response(&response).await
+    }
+
+    /// A copy of the light client, pinning the chain first if needed.
+    pub async fn light(&self) -> Result<LightClient, SdkError> {
+        self.pin().await?;
+        self.light_client()
+    }
+
+    fn light_client(&self) -> Result<LightClient, SdkError> {
+        self.lock_trust()
+            .light
+            .clone()
+            .ok_or_else(|| SdkError::Unverified { height: 0, reason: "the chain is not pinned yet".into() })
+    }
+
+    /// Runs `f` on the shared light client (which must exist: call [`Client::pin`] first).
+    fn with_light<R>(
+        &self,
+        height: u64,
+        f: impl FnOnce(&mut LightClient) -> Result<R, umbra_light::LightError>,
+    ) -> Result<R, SdkError> {
+        let mut trust = self.lock_trust();
+        let light = trust
+            .light
+            .as_mut()
+            .ok_or_else(|| SdkError::Unverified { height, reason: "the chain is not pinned yet".into() })?;
+        f(light).map_err(|source| SdkError::NotFinal { height, source })
+    }
+
+    /// Verifies the header of a block answer (already checked with [`check_block`]).
+    async fn verify_response(&self, response: &BlockResponse) -> Result<VerifiedHeader, SdkError> {
+        self.pin().await?;
+        let header = &response.block.header;
+        let light = self.light_client()?;
+        if let Some(v) = light.trusted(header) {
+            return Ok(v);
+        }
+        if header.height == 0 {
+            let pinned = light.anchor().map(|a| a.hash()).unwrap_or_default();
+            return Err(SdkError::Untrusted {
+                chain_id: light.chain_id().into(),
+                reason: format!("the node's genesis block is {}, but the pinned genesis is {pinned}", response.hash),
+            });
+        }
+        if let Some(cert) = &response.finality_certificate {
+            let bytes =
+                decode_hex_certificate(cert).map_err(|source| SdkError::NotFinal { height: header.height, source })?;
+            return self.with_light(header.height, |l| l.verify_finalized(header, &bytes));
+        }
+        // No certificate of its own: a block finalized along with a later one, or one whose
+        // certificate the node lost (a node killed right after finalizing keeps the block but
+        // not always its certificate). Walk forward to a certified descendant (waiting a little
+        // for the next blocks at the head), verify it, then its parents back down to this block.
+        let mut chain = vec![header.clone()];
+        let deadline = Instant::now() + DESCENDANT_WAIT;
+        while (chain.len() as u64) <= MAX_DESCENDANT_WALK {
+            let height = header.height + chain.len() as u64;
+            let next = match self.block(Some(BlockId::Height(height))).await {
+                Ok(next) => next,
+                Err(SdkError::Rpc(e)) if e.code == ErrorCode::NotFound && Instant::now() < deadline => {
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                    continue;
+                }
+                Err(SdkError::Rpc(e)) if e.code == ErrorCode::NotFound => break,
+                Err(e) => return Err(e),
+            };
+            check_block(&next)?;
+            chain.push(next.block.header.clone());
+            let Some(cert) = &next.finality_certificate else { continue };
+            let top = &next.block.header;
+            let bytes =
+                decode_hex_certificate(cert).map_err(|source| SdkError::NotFinal { height: top.height, source })?;
+            let mut verified = self.with_light(top.height, |l| l.verify_finalized(top, &bytes))?;
+            let light = self.light_client()?;
+            for parent in chain.iter().rev().skip(1) {
+                verified = light
+                    .verify_ancestor(&verified, parent)
+                    .map_err(|source| SdkError::NotFinal { height: parent.height, source })?;
+            }
+            return Ok(verified);
+        }
+        Err(SdkError::Unverified {
+            height: header.height,
+            reason: format!(
+                "the node serves no finality certificate for it, nor for any of the {} blocks after it (waited up to {}s for more)",
+                chain.len().saturating_sub(1),
+                DESCENDANT_WAIT.as_secs()
+            ),
+        })
+    }
+
+    /// Pins the chain on first contact: the node's genesis block must hash to the genesis hash
+    /// it reports, and (with a trust store or an explicit genesis) match what is trusted.
+    async fn pin(&self) -> Result<(), SdkError> {
+        let (store, required) = {
+            let trust = self.lock_trust();
+            if trust.light.is_some() {
+                return Ok(());
+            }
+            (trust.store.clone(), trust.genesis)
+        };
+        let info = self.chain_info().await?;
+        trust::check_chain_id(&info.chain_id)
+            .map_err(|reason| SdkError::BadResponse { method: methods::CHAIN_INFO, reason })?;
+        let genesis = self.block(Some(BlockId::Height(0))).await?;
+        let header = &genesis.block.header;
+        let hash = header.hash();
+        let bad_genesis = |reason: String| SdkError::BadResponse { method: methods::CHAIN_GET_BLOCK, reason };
+        if hash != info.genesis_hash {
+            return Err(bad_genesis(format!(
+                "its genesis block hashes to {hash}, but it reports genesis {}",
+                info.genesis_hash
+            )));
+        }
+        let light = LightClient::from_genesis_header(&info.chain_id, header)
+            .map_err(|e| bad_genesis(format!("its genesis block cannot start a light client: {e}")))?;
+        let chain_id = info.chain_id.clone();
+        if let Some(required) = required
+            && required != hash
+        {
+            return Err(SdkError::Untrusted {
+                chain_id,
+                reason: format!("the node serves genesis {hash}, but genesis {required} is required"),
+            });
+        }
+        if let Some(dir) = store {
+            let pin = TrustPin::new(&chain_id, hash, light.committee());
+            match trust::load(&dir, &chain_id)? {
+                Some(old) if old == pin => {}
+                Some(old) if required.is_none() => {
+                    let path = trust::pin_path(&dir, &chain_id);
+                    let what = if old.genesis_hash != hash {
+                        format!("genesis {hash}, but {} pins genesis {}", path.display(), old.genesis_hash)
+                    } else {
+                        format!(
+                            "a genesis committee of {} that differs from the one pinned in {}",
+                            pin.committee.len(),
+                            path.display()
+                        )
+                    };
+                    return Err(SdkError::Untrusted {
+                        chain_id,
+                        reason: format!(
+                            "the node serves {what} (trusted on first use); if the chain was really reset, trust the new genesis explicitly (--trust-genesis {hash}) or delete that file"
+                        ),
+                    });
+                }
+                _ => {
+                    trust::save(&dir, &pin)?;
+                }
+            }
+        }
+        let mut trust = self.lock_trust();
+        if trust.light.is_none() {
+            trust.light = Some(light);
+        }
+        Ok(())
     }
 
     /// Polls `tx_get` until the transaction is in a finalized block, for at most `timeout`.
@@ -157,6 +423,26 @@ impl Client {
             .map_err(|e| map_client_error(&ws_url, methods::SUBSCRIBE_HEADS, e))?;
         Ok(HeadSubscription { _ws: ws, sub })
     }
+}
+
+/// Checks a block answer is self-consistent: the hash it names is its header's, and its
+/// transactions are the ones the header's `tx_root` commits to.
+fn check_block(resp: &BlockResponse) -> Result<(), SdkError> {
+    let bad = |reason: String| SdkError::BadResponse { method: methods::CHAIN_GET_BLOCK, reason };
+    let hash = resp.block.hash();
+    if resp.hash != hash {
+        return Err(bad(format!("it names block {} but the header hashes to {hash}", resp.hash)));
+    }
+    let hashes: Vec<Hash> = resp.block.txs.iter().map(|t| t.hash()).collect();
+    if umbra_crypto::merkle_root(&hashes) != resp.block.header.tx_root {
+        return Err(bad(format!("the transactions of block {} do not match its tx_root", resp.block.header.height)));
+    }
+    Ok(())
+}
+
+fn decode_hex_certificate(cert: &str) -> Result<Vec<u8>, umbra_light::LightError> {
+    hex::decode(cert.strip_prefix("0x").unwrap_or(cert))
+        .map_err(|e| umbra_light::LightError::MalformedCertificate(format!("not hex: {e}")))
 }
 
 /// A stream of finalized headers from [`Client::subscribe_heads`]. Dropping it unsubscribes.

@@ -63,6 +63,41 @@ pub enum SdkError {
         /// Which field disagrees and how.
         reason: String,
     },
+    /// The light client refused the block a node's answer rests on: a forged or mismatched
+    /// finality certificate, or a header in an epoch whose committee is not known.
+    #[error("block {height} is not proven final: {source}")]
+    NotFinal {
+        /// The block's height.
+        height: u64,
+        /// What the light client refused.
+        source: umbra_light::LightError,
+    },
+    /// A block could not be checked at all: the node serves no finality certificate for it or
+    /// any of its next blocks.
+    #[error("cannot verify block {height}: {reason}")]
+    Unverified {
+        /// The block's height.
+        height: u64,
+        /// What is missing.
+        reason: String,
+    },
+    /// The node serves another chain than the one trusted (pinned on first use or given
+    /// explicitly).
+    #[error("untrusted chain '{chain_id}': {reason}")]
+    Untrusted {
+        /// The chain id the node names.
+        chain_id: String,
+        /// What differs and how to proceed.
+        reason: String,
+    },
+    /// The trust store (`$UMBRA_HOME/trust`) could not be read or written.
+    #[error("trust store {}: {reason}", path.display())]
+    TrustStore {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// A transaction was not finalized in time.
     #[error("transaction {hash} was not finalized within {}s ({last_seen})", waited.as_secs())]
     Timeout {

@@ -81,7 +81,13 @@ pub(crate) mod tests {
             token: TokenInfo::default(),
             validators: vec![],
             tee_dev_enabled: true,
-            fees: FeeParams { base: 1_000, per_byte: 10, transfer: 7, proposer_share_bps: 5_000 },
+            fees: FeeParams {
+                base: 1_000,
+                per_byte: 10,
+                transfer: 7,
+                proposer_share_bps: 5_000,
+                ..FeeParams::default()
+            },
             max_tx_bytes: 65_536,
         }
     }

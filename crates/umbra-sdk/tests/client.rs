@@ -8,8 +8,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use umbra_crypto::Keypair;
+use umbra_light::testing::TestCommittee;
 use umbra_rpc::{AccountResponse, BlockId, BlockResponse, ChainInfo, ErrorCode, Health, TxResponse, TxStatus, methods};
-use umbra_sdk::{Client, SdkError};
+use umbra_sdk::{Client, Finality, LightError, SdkError};
 use umbra_types::state_keys::{AccountRecord, StateKey};
 use umbra_types::{
     Address, Block, FeeParams, Hash, Header, Receipt, SignedTransaction, TokenInfo, UNIT, decode, encode,
@@ -23,6 +24,25 @@ struct Node {
     /// `tx_get` answers "pending" this many times before "finalized".
     pending_polls: AtomicU32,
     account: Mutex<Option<AccountResponse>>,
+    /// The committee that signs every block's finality certificate.
+    committee: TestCommittee,
+    /// Blocks served instead of the generated ones, by height.
+    blocks: Mutex<BTreeMap<u64, BlockResponse>>,
+}
+
+/// The mock chain's latest height.
+const HEAD: u64 = 12;
+
+/// The genesis header of a chain whose first committee is `committee`.
+fn genesis(committee: &TestCommittee) -> Header {
+    Header { next_committee: Some(committee.keys()), ..header(0, [5; 32]) }
+}
+
+/// A block answer for `header` with a certificate by `by` (none if `None`).
+fn block_response(header: Header, by: Option<&TestCommittee>) -> BlockResponse {
+    let finality_certificate = by.map(|c| hex::encode(c.certify_all("umbra-mock", &header, header.height + 100)));
+    let block = Block { header, txs: vec![] };
+    BlockResponse { hash: block.hash(), block, finality_certificate, receipts: vec![] }
 }
 
 fn chain_info() -> ChainInfo {
@@ -32,7 +52,7 @@ fn chain_info() -> ChainInfo {
         token: TokenInfo::default(),
         validators: vec![],
         tee_dev_enabled: true,
-        fees: FeeParams { base: 1_000, per_byte: 10, transfer: 0, proposer_share_bps: 5_000 },
+        fees: FeeParams { base: 1_000, per_byte: 10, transfer: 0, proposer_share_bps: 5_000, ..FeeParams::default() },
         max_tx_bytes: 65_536,
     }
 }
@@ -101,15 +121,23 @@ async fn serve(node: Node) -> (Client, ServerHandle) {
         n.account.lock().expect("lock").clone().ok_or_else(|| err(ErrorCode::NotFound, "no account scripted"))
     })
     .expect("registers");
-    m.register_method(methods::CHAIN_GET_BLOCK, |p, _, _| {
+    m.register_method(methods::CHAIN_GET_BLOCK, |p, n, _| {
         let (id,): (Option<BlockId>,) = p.parse()?;
         let height = match id {
-            None => 12,
+            None => HEAD,
             Some(BlockId::Height(h)) => h,
             Some(BlockId::Hash(_)) => return Err(err(ErrorCode::NotFound, "no such block")),
         };
-        let block = Block { header: header(height, [0; 32]), txs: vec![] };
-        Ok(BlockResponse { hash: block.hash(), block, finality_certificate: Some("abcd".into()), receipts: vec![] })
+        if height > HEAD {
+            return Err(err(ErrorCode::NotFound, "no finalized block at that height yet"));
+        }
+        if let Some(b) = n.blocks.lock().expect("lock").get(&height) {
+            return Ok(b.clone());
+        }
+        Ok(match height {
+            0 => block_response(genesis(&n.committee), None),
+            h => block_response(header(h, [0; 32]), Some(&n.committee)),
+        })
     })
     .expect("registers");
     m.register_method(methods::SYSTEM_HEALTH, |_, _, _| {
@@ -141,12 +169,26 @@ async fn serve(node: Node) -> (Client, ServerHandle) {
 }
 
 fn node() -> Node {
+    node_of(TestCommittee::new(1, 4))
+}
+
+/// A mock node of the chain whose genesis committee is `committee`.
+fn node_of(committee: TestCommittee) -> Node {
     Node {
-        info: chain_info(),
+        info: ChainInfo { genesis_hash: genesis(&committee).hash(), ..chain_info() },
         next_nonce: 5,
         submitted: Mutex::new(vec![]),
         pending_polls: AtomicU32::new(1),
         account: Mutex::new(None),
+        committee,
+        blocks: Mutex::new(BTreeMap::new()),
+    }
+}
+
+impl Node {
+    /// Serves `header` at its height with a certificate by `by` (none if `None`).
+    fn serve_block(&self, header: Header, by: Option<&TestCommittee>) {
+        self.blocks.lock().expect("lock").insert(header.height, block_response(header, by));
     }
 }
 
@@ -203,9 +245,140 @@ async fn an_account_read_returns_the_proven_record() {
     let (root, proof) = prove(addr, AccountRecord { balance: 42, nonce: 2 });
     *n.account.lock().expect("lock") =
         Some(AccountResponse { address: addr, balance: 42, nonce: 2, header: header(12, root), proof: Some(proof) });
+    n.serve_block(header(12, root), Some(&n.committee.clone()));
     let (client, _server) = serve(n).await;
     let acct = client.account(&addr).await.expect("verifies");
     assert_eq!((acct.balance, acct.nonce, acct.height, acct.exists), (42, 2, 12, true));
+    assert_eq!(acct.finality, Some(Finality::Certificate { epoch: 0, signers: 4, committee: 4 }));
+}
+
+#[tokio::test]
+async fn an_account_read_on_a_block_with_a_forged_certificate_is_refused() {
+    let n = node();
+    let addr = Address([3; 32]);
+    let (root, proof) = prove(addr, AccountRecord { balance: 42, nonce: 2 });
+    *n.account.lock().expect("lock") =
+        Some(AccountResponse { address: addr, balance: 42, nonce: 2, header: header(12, root), proof: Some(proof) });
+    // Another signer set of the same size signs the node's block.
+    n.serve_block(header(12, root), Some(&TestCommittee::new(2, 4)));
+    let (client, _server) = serve(n).await;
+    let err = client.account(&addr).await.expect_err("forged");
+    assert!(matches!(err, SdkError::NotFinal { height: 12, source: LightError::InvalidCertificate { .. } }), "{err}");
+    assert!(err.to_string().contains("forged finality certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn an_account_answer_naming_a_header_the_node_does_not_serve_is_refused() {
+    let n = node();
+    let addr = Address([3; 32]);
+    let (root, proof) = prove(addr, AccountRecord { balance: 42, nonce: 2 });
+    // The proof is against a root of an invented header; the node's real block 12 differs.
+    *n.account.lock().expect("lock") =
+        Some(AccountResponse { address: addr, balance: 42, nonce: 2, header: header(12, root), proof: Some(proof) });
+    let (client, _server) = serve(n).await;
+    let err = client.account(&addr).await.expect_err("invented header");
+    assert!(matches!(err, SdkError::BadResponse { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn verified_blocks_say_how_they_were_verified() {
+    let (client, _server) = serve(node()).await;
+    let b = client.verified_block(Some(BlockId::Height(3))).await.expect("block 3");
+    assert_eq!(b.finality, Finality::Certificate { epoch: 0, signers: 4, committee: 4 });
+    assert_eq!(b.response.block.header.height, 3);
+    let g = client.verified_block(Some(BlockId::Height(0))).await.expect("genesis");
+    assert_eq!(g.finality, Finality::Trusted);
+    assert_eq!(client.light().await.expect("pinned").tip().map(|t| t.height()), Some(3));
+}
+
+#[tokio::test]
+async fn a_garbage_certificate_is_refused() {
+    let n = node();
+    let mut resp = block_response(header(4, [0; 32]), None);
+    resp.finality_certificate = Some("abcd".into());
+    n.blocks.lock().expect("lock").insert(4, resp);
+    let (client, _server) = serve(n).await;
+    let err = client.verified_block(Some(BlockId::Height(4))).await.expect_err("garbage");
+    assert!(matches!(err, SdkError::NotFinal { source: LightError::MalformedCertificate(_), .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_block_without_its_own_certificate_is_verified_through_a_later_certified_block() {
+    let n = node();
+    let b4 = header(4, [4; 32]);
+    let b5 = Header { parent: b4.hash(), ..header(5, [5; 32]) };
+    let b6 = Header { parent: b5.hash(), ..header(6, [6; 32]) };
+    n.serve_block(b4, None);
+    n.serve_block(b5, None);
+    n.serve_block(b6, Some(&n.committee.clone()));
+    let (client, _server) = serve(n).await;
+    let b = client.verified_block(Some(BlockId::Height(4))).await.expect("through block 6");
+    assert_eq!(b.finality, Finality::Ancestor { height: 6 });
+}
+
+#[tokio::test]
+async fn a_block_that_no_certified_block_covers_is_unverified() {
+    let n = node();
+    // Block 11 has no certificate and block 12 does not build on it.
+    n.serve_block(header(11, [1; 32]), None);
+    let (client, _server) = serve(n).await;
+    let err = client.verified_block(Some(BlockId::Height(11))).await.expect_err("uncovered");
+    assert!(matches!(err, SdkError::NotFinal { height: 11, source: LightError::NotParent { .. } }), "{err}");
+    let n = node();
+    n.serve_block(header(12, [1; 32]), None);
+    let (client, _server) = serve(n).await;
+    let err = client.verified_block(None).await.expect_err("no certificate at the head");
+    assert!(matches!(err, SdkError::Unverified { height: 12, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn the_chain_is_pinned_on_first_use_and_another_genesis_is_refused() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let store = umbra_sdk::trust_dir(home.path());
+    let (a, _sa) = serve(node_of(TestCommittee::new(1, 4))).await;
+    let a = a.with_trust_store(&store);
+    a.verified_block(None).await.expect("first contact pins the chain");
+    let pin_file = store.join("umbra-mock.json");
+    let pinned: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pin_file).expect("pin written")).expect("json");
+    let genesis_a = genesis(&TestCommittee::new(1, 4)).hash();
+    assert_eq!(pinned["genesis_hash"], genesis_a.to_string());
+    assert_eq!(pinned["committee"].as_array().map(|c| c.len()), Some(4));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&pin_file).expect("exists").permissions().mode() & 0o777, 0o600);
+    }
+
+    // The same chain id with another genesis (another committee): refused, saying what to do.
+    let (b, _sb) = serve(node_of(TestCommittee::new(2, 4))).await;
+    let genesis_b = genesis(&TestCommittee::new(2, 4)).hash();
+    let err = b.clone().with_trust_store(&store).verified_block(None).await.expect_err("another genesis");
+    assert!(matches!(err, SdkError::Untrusted { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&genesis_b.to_string()) && msg.contains("--trust-genesis"), "{msg}");
+    // An explicit anchor that the node does not match is refused too.
+    let err = b.clone().with_trusted_genesis(genesis_a).verified_block(None).await.expect_err("wrong anchor");
+    assert!(matches!(err, SdkError::Untrusted { .. }), "{err}");
+
+    // Trusting the new genesis explicitly replaces the pin.
+    let (b2, _sb2) = serve(node_of(TestCommittee::new(2, 4))).await;
+    b2.with_trust_store(&store).with_trusted_genesis(genesis_b).verified_block(None).await.expect("explicit trust");
+    let pinned: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pin_file).expect("pin")).expect("json");
+    assert_eq!(pinned["genesis_hash"], genesis_b.to_string());
+    // And the old chain is now the one refused.
+    let (a2, _sa2) = serve(node_of(TestCommittee::new(1, 4))).await;
+    assert!(matches!(a2.with_trust_store(&store).verified_block(None).await, Err(SdkError::Untrusted { .. })));
+}
+
+#[tokio::test]
+async fn a_node_whose_genesis_block_does_not_match_its_genesis_hash_is_refused() {
+    let mut n = node();
+    n.info.genesis_hash = Hash([1; 32]);
+    let (client, _server) = serve(n).await;
+    let err = client.verified_block(Some(BlockId::Height(2))).await.expect_err("inconsistent genesis");
+    assert!(matches!(err, SdkError::BadResponse { .. }), "{err}");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! `umbra account`: an account's balance and nonce, checked against a state proof.
+//! `umbra account`: an account's balance and nonce, checked against a state proof and the finality
+//! certificate of the block whose state root it proves against.
 
 use super::{block_on, resolve_address, show_amount};
 use crate::Ctx;
@@ -6,6 +7,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use serde::Serialize;
 use umbra_sdk::VerifiedAccount;
+use umbra_types::Hash;
 
 /// Arguments of `umbra account`.
 #[derive(Args, Debug)]
@@ -13,6 +15,9 @@ pub(crate) struct AccountArgs {
     /// An address (umbra1...) or the name of a local key.
     #[arg(value_name = "ADDR_OR_KEYNAME")]
     target: String,
+    /// Trust this genesis block hash for the node's chain (replaces the pin made on first use).
+    #[arg(long, value_name = "HASH")]
+    trust_genesis: Option<Hash>,
 }
 
 #[derive(Serialize)]
@@ -28,7 +33,7 @@ struct Output {
 pub(crate) fn run(ctx: &Ctx, args: AccountArgs) -> Result<()> {
     let ks = ctx.keystore()?;
     let (address, key) = resolve_address(&ks, &args.target)?;
-    let client = ctx.client()?;
+    let client = super::block::verifying_client(ctx, args.trust_genesis)?;
     let account = block_on(client.account(&address))?.with_context(|| format!("reading account {address}"))?;
     if ctx.json {
         return ctx.print_json(&Output { account, key, verified: true });
@@ -44,6 +49,7 @@ pub(crate) fn run(ctx: &Ctx, args: AccountArgs) -> Result<()> {
         ("nonce", account.nonce.to_string()),
         ("exists", exists.to_string()),
     ]);
-    println!("verified against block {} state root {}", account.height, account.state_root);
+    let finality = account.finality.as_ref().map(|f| f.to_string()).unwrap_or_else(|| "header unchecked".into());
+    println!("verified: {finality}; state proof against block {} state root {}", account.height, account.state_root);
     Ok(())
 }

@@ -1,10 +1,12 @@
-//! `umbra block`: one block's header, transactions and finality.
+//! `umbra block`: one block's header, transactions and finality, verified by the light client.
 
 use super::block_on;
 use crate::Ctx;
 use anyhow::{Context as _, Result};
 use clap::Args;
-use umbra_rpc::BlockId;
+use serde::Serialize;
+use umbra_rpc::{BlockId, BlockResponse};
+use umbra_sdk::{Client, Finality};
 use umbra_types::Hash;
 
 /// Arguments of `umbra block`.
@@ -13,6 +15,30 @@ pub(crate) struct BlockArgs {
     /// A height or a block hash (0x...) [default: the latest finalized block].
     #[arg(value_name = "HEIGHT|HASH", value_parser = parse_block_id)]
     id: Option<BlockId>,
+    /// Trust this genesis block hash for the node's chain (replaces the pin made on first use).
+    #[arg(long, value_name = "HASH")]
+    trust_genesis: Option<Hash>,
+}
+
+#[derive(Serialize)]
+struct Output {
+    #[serde(flatten)]
+    block: BlockResponse,
+    verified: Finality,
+}
+
+/// A client that verifies what the node says: the chain is pinned in `HOME/trust` on first use
+/// (or to `trust_genesis`).
+pub(crate) fn verifying_client(ctx: &Ctx, trust_genesis: Option<Hash>) -> Result<Client> {
+    let home = match &ctx.home {
+        Some(h) => h.clone(),
+        None => umbra_sdk::umbra_home()?,
+    };
+    let client = ctx.client()?.with_trust_store(umbra_sdk::trust_dir(&home));
+    Ok(match trust_genesis {
+        Some(h) => client.with_trusted_genesis(h),
+        None => client,
+    })
 }
 
 fn parse_block_id(s: &str) -> Result<BlockId, String> {
@@ -24,15 +50,16 @@ fn parse_block_id(s: &str) -> Result<BlockId, String> {
 
 /// Runs `umbra block`.
 pub(crate) fn run(ctx: &Ctx, args: BlockArgs) -> Result<()> {
-    let client = ctx.client()?;
+    let client = verifying_client(ctx, args.trust_genesis)?;
     let what = match &args.id {
         None => "the latest block".to_string(),
         Some(BlockId::Height(h)) => format!("block {h}"),
         Some(BlockId::Hash(h)) => format!("block {h}"),
     };
-    let resp = block_on(client.block(args.id))?.with_context(|| format!("reading {what}"))?;
+    let verified = block_on(client.verified_block(args.id))?.with_context(|| format!("reading {what}"))?;
+    let resp = verified.response;
     if ctx.json {
-        return ctx.print_json(&resp);
+        return ctx.print_json(&Output { block: resp, verified: verified.finality });
     }
     let h = &resp.block.header;
     let failed = resp.receipts.iter().filter(|r| !r.is_success()).count();
@@ -40,10 +67,10 @@ pub(crate) fn run(ctx: &Ctx, args: BlockArgs) -> Result<()> {
         0 => resp.block.txs.len().to_string(),
         n => format!("{} ({n} failed)", resp.block.txs.len()),
     };
-    let finality = match &resp.finality_certificate {
-        Some(c) => format!("certificate present ({} bytes)", c.len() / 2),
-        None if h.height == 0 => "genesis (no certificate)".to_string(),
-        None => "no certificate".to_string(),
+    let finality = match (&verified.finality, &resp.finality_certificate) {
+        (Finality::Trusted, _) => "verified: the pinned genesis block (no certificate)".to_string(),
+        (f, Some(c)) => format!("verified: {f} ({} bytes)", c.len() / 2),
+        (f, None) => format!("verified: {f}"),
     };
     let mut rows = vec![
         ("height", h.height.to_string()),
