@@ -101,7 +101,11 @@ fn create(layout: &Layout, n: usize, args: &DevArgs) -> Result<()> {
         token: TokenInfo::default(),
         allocations: vec![Allocation { address: dev_account().address(), amount: DEV_BALANCE }],
         validators,
-        params: Params::default(),
+        params: {
+            let mut p = Params::default();
+            p.staking.committee_size = n as u32;
+            p
+        },
         tee: TeePolicy { dev_enabled: true },
     };
     std::fs::write(layout.genesis(), genesis.to_json())

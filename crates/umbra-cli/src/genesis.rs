@@ -28,6 +28,19 @@ struct NewArgs {
     /// A node directory made by `umbra node init` (repeat for each validator).
     #[arg(long = "node", required = true)]
     nodes: Vec<PathBuf>,
+    /// A node directory made by `umbra node init` that follows the chain without voting until a
+    /// committee includes it (repeatable); it is added to every config's peers.
+    #[arg(long = "follower")]
+    followers: Vec<PathBuf>,
+    /// Blocks per epoch (committee changes happen at epoch boundaries).
+    #[arg(long)]
+    epoch_length: Option<u64>,
+    /// Committee size K: the top K candidates by stake form each epoch's committee [default: the number of --node].
+    #[arg(long)]
+    committee_size: Option<u32>,
+    /// Minimum self-bond of a new candidate, in whole tokens [default: 1000].
+    #[arg(long)]
+    min_self_bond: Option<String>,
     /// An initial balance, ADDRESS=AMOUNT in whole tokens (repeatable).
     #[arg(long = "alloc")]
     allocs: Vec<String>,
@@ -42,12 +55,13 @@ struct NewArgs {
 pub(crate) fn run(args: GenesisArgs) -> Result<()> {
     let GenesisCmd::New(a) = args.cmd;
     let mut configs = Vec::new();
-    for dir in &a.nodes {
+    for dir in a.nodes.iter().chain(&a.followers) {
         let path = dir.join("node.toml");
         let cfg = crate::dev::load_config(&path)?;
         let key = umbra_node::validator_public(&umbra_node::load_validator_key(&cfg.key)?);
         configs.push((path, cfg, key));
     }
+    let validators = a.nodes.len();
     let mut allocations = Vec::new();
     for spec in &a.allocs {
         let Some((addr, amount)) = spec.split_once('=') else { bail!("--alloc '{spec}' must be ADDRESS=AMOUNT") };
@@ -62,8 +76,22 @@ pub(crate) fn run(args: GenesisArgs) -> Result<()> {
             .unwrap_or(0),
         token: TokenInfo::default(),
         allocations,
-        validators: configs.iter().map(|(_, c, k)| GenesisValidator { name: c.name.clone(), key: *k }).collect(),
-        params: Params::default(),
+        validators: configs[..validators]
+            .iter()
+            .map(|(_, c, k)| GenesisValidator { name: c.name.clone(), key: *k })
+            .collect(),
+        params: {
+            let mut p = Params::default();
+            if let Some(l) = a.epoch_length {
+                p.epoch_length = l;
+                p.staking.unbonding_period = p.staking.unbonding_period.max(l);
+            }
+            p.staking.committee_size = a.committee_size.unwrap_or(validators as u32);
+            if let Some(b) = &a.min_self_bond {
+                p.staking.min_self_bond = parse_amount(b)?;
+            }
+            p
+        },
         tee: TeePolicy { dev_enabled: a.dev_tee },
     };
     genesis.validate()?;
@@ -80,6 +108,11 @@ pub(crate) fn run(args: GenesisArgs) -> Result<()> {
         std::fs::write(&path, toml::to_string_pretty(&cfg)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    println!("genesis for chain '{}' with {} validator(s) written to {}", a.chain_id, peers.len(), out.display());
+    println!(
+        "genesis for chain '{}' with {validators} validator(s) and {} follower(s) written to {}",
+        a.chain_id,
+        peers.len() - validators,
+        out.display()
+    );
     Ok(())
 }

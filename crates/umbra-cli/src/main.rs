@@ -54,6 +54,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run a node from its config, or make one (`umbra node init`).
     Node(node::NodeArgs),
+    /// Validator staking: bond, nominate, unbond, withdraw, evidence, committee.
+    Staking(cmds::staking::StakingArgs),
     /// Create a genesis file for validators made with `umbra node init`.
     Genesis(genesis::GenesisArgs),
     /// Measure the network: sustained transfers/s and finality latency.
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::Node(args) => node::run(&ctx, args),
         Command::Genesis(args) => genesis::run(args),
+        Command::Staking(args) => cmds::staking::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, args),
         Command::Attest(args) => attest::run(&ctx, args),
     };

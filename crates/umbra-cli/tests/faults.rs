@@ -32,9 +32,14 @@ struct Net {
 
 impl Net {
     fn init(dir: &Path, n: usize) -> Net {
+        Net::init_with(dir, n, 0, &[])
+    }
+
+    /// `n` validators and `followers` more nodes that follow until staked into a committee.
+    fn init_with(dir: &Path, n: usize, followers: usize, genesis_args: &[&str]) -> Net {
         let mut rpc = Vec::new();
         let mut nodes = Vec::new();
-        for i in 0..n {
+        for i in 0..n + followers {
             let (p2p, r) = (free_port(), free_port());
             let home = dir.join(format!("v{i}"));
             ok(
@@ -48,7 +53,7 @@ impl Net {
                 "node init",
             );
             rpc.push(r);
-            nodes.push("--node".to_string());
+            nodes.push(if i < n { "--node" } else { "--follower" }.to_string());
             nodes.push(home.display().to_string());
         }
         let dev = umbra_crypto::Keypair::from_seed(umbra_types::sha256(&[b"umbra/dev/account/0"]).0).address();
@@ -56,6 +61,7 @@ impl Net {
             umbra()
                 .args(["genesis", "new", "--chain-id", "umbra-faults"])
                 .args(&nodes)
+                .args(genesis_args)
                 .args(["--alloc", &format!("{dev}=1000000")])
                 .arg("--out")
                 .arg(dir.join("genesis.json"))
@@ -63,8 +69,9 @@ impl Net {
                 .expect("runs"),
             "genesis new",
         );
-        let mut net = Net { dir: dir.to_path_buf(), rpc, procs: (0..n).map(|_| None).collect() };
-        for i in 0..n {
+        let total = n + followers;
+        let mut net = Net { dir: dir.to_path_buf(), rpc, procs: (0..total).map(|_| None).collect() };
+        for i in 0..total {
             net.start(i);
         }
         net
@@ -124,10 +131,27 @@ impl Net {
         }
     }
 
+    /// A raw JSON-RPC call (no client-side verification: this test compares nodes directly).
+    fn rpc_call(&self, i: usize, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.rpc[i])).expect("connect");
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let mut resp = String::new();
+        stream.read_to_string(&mut resp).expect("read");
+        let json = &resp[resp.find("\r\n\r\n").expect("http response") + 4..];
+        let v: serde_json::Value = serde_json::from_str(json).expect("json-rpc answer");
+        v["result"].clone()
+    }
+
     fn block_hash(&self, i: usize, h: u64) -> String {
-        let out = ok(self.cli(i, &["block", &h.to_string(), "--json"]), "block");
-        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-        v["hash"].as_str().expect("hash").to_string()
+        let v = self.rpc_call(i, "chain_getBlock", serde_json::json!([h]));
+        v["hash"].as_str().unwrap_or_else(|| panic!("v{i} has no block {h}: {v}")).to_string()
     }
 
     /// No fork: every node that has a height has the same block there.
@@ -183,4 +207,64 @@ fn four_node_processes_survive_crashes_stall_without_forking_and_resync_from_not
     net.start(1);
     net.wait_height(&all, tip + 3, Duration::from_secs(120));
     net.assert_same_chain(&all, tip + 3);
+}
+
+#[test]
+fn a_bonded_follower_joins_the_committee_at_the_next_epoch_and_the_chain_keeps_finalizing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = Net::init_with(dir.path(), 4, 1, &["--epoch-length", "10", "--committee-size", "4"]);
+    let validators = [0, 1, 2, 3];
+    net.wait_height(&validators, 2, Duration::from_secs(90));
+    let committee = net.rpc_call(0, "staking_committee", serde_json::json!([]));
+    let follower_key = hex::encode(umbra_node::validator_public(
+        &umbra_node::load_validator_key(&dir.path().join("v4/validator.key")).expect("key"),
+    ));
+    let members: Vec<String> = committee["committee"]
+        .as_array()
+        .expect("committee")
+        .iter()
+        .map(|k| k.as_str().expect("hex").to_string())
+        .collect();
+    assert_eq!(members.len(), 4);
+    assert!(!members.contains(&follower_key), "the follower starts outside the committee");
+    assert_eq!(net.rpc_call(4, "staking_committee", serde_json::json!([]))["voting"], false);
+
+    // The dev account bonds 5,000 UMB to the follower's key.
+    let seed_file = dir.path().join("dev.seed");
+    std::fs::write(&seed_file, hex::encode(umbra_types::sha256(&[b"umbra/dev/account/0"]).0)).expect("seed");
+    ok(
+        umbra()
+            .args(["keys", "import", "dev", "--seed-file"])
+            .arg(&seed_file)
+            .env("UMBRA_HOME", dir.path().join("home"))
+            .output()
+            .expect("runs"),
+        "keys import",
+    );
+    ok(
+        net.cli(0, &["staking", "bond", "--validator-key", &follower_key, "--amount", "5000", "--from", "dev"]),
+        "staking bond",
+    );
+
+    // At the next epoch boundary it is chosen, and from then on it votes.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let c = net.rpc_call(0, "staking_committee", serde_json::json!([]));
+        let now: Vec<&str> = c["committee"].as_array().expect("committee").iter().filter_map(|k| k.as_str()).collect();
+        if now.contains(&follower_key.as_str()) {
+            assert_eq!(now.len(), 4, "the committee keeps its size");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bonded key never entered the committee: {c}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let h = net.height(0).expect("height");
+    net.wait_height(&[0, 4], h + 15, Duration::from_secs(90));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while net.rpc_call(4, "staking_committee", serde_json::json!([]))["voting"] != true {
+        assert!(Instant::now() < deadline, "the new member does not vote");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Everyone, including the new member, has the same chain across the epoch change.
+    net.assert_same_chain(&[0, 1, 2, 3, 4], h + 10);
 }

@@ -123,6 +123,27 @@ impl<E: Clock + Storage + Metrics + Spawner> StateRead for Speculative<'_, E> {
     }
 }
 
+/// The consensus engine's evidence check, as the runtime's consensus rule for `SubmitEvidence`.
+struct CommonwareEvidence;
+
+impl umbra_types::EvidenceVerifier for CommonwareEvidence {
+    fn verify(
+        &self,
+        namespace: &[u8],
+        epoch: u64,
+        committee: &[ValidatorKey],
+        proof: &[u8],
+    ) -> Result<umbra_types::Offence, String> {
+        let (votes_epoch, offender) =
+            umbra_consensus::verify_evidence(namespace, committee, proof).map_err(|e| e.to_string())?;
+        if votes_epoch != epoch {
+            return Err(format!("the votes are from epoch {votes_epoch}, not {epoch}"));
+        }
+        let (_, view) = umbra_consensus::evidence_round(proof).map_err(|e| e.to_string())?;
+        Ok(umbra_types::Offence { offender, view })
+    }
+}
+
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -167,7 +188,7 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         state_cfg: &umbra_state::StateConfig,
     ) -> Result<Node<E>, NodeError> {
         genesis.validate().map_err(|e| NodeError::Config(e.to_string()))?;
-        let runtime = Runtime::new();
+        let runtime = Runtime::with_evidence_verifier(Box::new(CommonwareEvidence));
         let index = Index::open(index_path)?;
         let mut state = State::open(ctx.child("state"), state_cfg).await?;
         let fresh = runtime.tip(&Committed_(&state)).await.is_err();
@@ -247,10 +268,23 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
 
     /// Connects the node to its consensus engine (for certificates and gossip) and starts the task
     /// that gossips admitted transactions in batches (one p2p message per batch, every 2 ms).
-    pub fn attach_consensus(&self, handle: ConsensusHandle) {
+    ///
+    /// Equivocation evidence the engine collects is submitted as a `SubmitEvidence` transaction
+    /// signed by `account` (the validator's own account) when it can pay the fee; otherwise it is
+    /// logged with its hex so anyone can submit it (`umbra staking evidence HEX`).
+    pub fn attach_consensus(&self, handle: ConsensusHandle, account: umbra_crypto::Keypair) {
         if self.inner.consensus.set(handle.clone()).is_err() {
             return;
         }
+        let (node, evidence_handle) = (self.clone(), handle.clone());
+        self.inner.ctx.child("evidence").spawn(move |ctx| async move {
+            loop {
+                ctx.sleep(Duration::from_secs(1)).await;
+                for proof in evidence_handle.take_evidence() {
+                    node.submit_evidence(&account, proof).await;
+                }
+            }
+        });
         let node = self.clone();
         self.inner.ctx.child("gossip").spawn(move |ctx| async move {
             loop {
@@ -271,6 +305,44 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 }
             }
         });
+    }
+
+    async fn submit_evidence(&self, account: &umbra_crypto::Keypair, proof: Vec<u8>) {
+        let epoch = match umbra_consensus::evidence_round(&proof) {
+            Ok((epoch, _)) => epoch,
+            Err(e) => {
+                warn!(target: "node.evidence", error = %e, "engine produced unreadable evidence");
+                return;
+            }
+        };
+        let evidence = umbra_types::Evidence { epoch, proof }.to_bytes();
+        let nonce = match self.next_nonce(&account.address()).await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(target: "node.evidence", error = %e, evidence = %hex::encode(&evidence), "cannot submit evidence");
+                return;
+            }
+        };
+        let call = umbra_types::Call::SubmitEvidence { evidence: evidence.clone() };
+        let mut tx = umbra_types::Transaction {
+            signer: account.address(),
+            nonce,
+            chain_id: self.inner.genesis.chain_id.clone(),
+            fee: 0,
+            call,
+        };
+        let size = umbra_crypto::sign_transaction(account, tx.clone()).to_bytes().len();
+        tx.fee = self.inner.params.fees.min_fee(size, &tx.call);
+        let stx = umbra_crypto::sign_transaction(account, tx);
+        match self.submit(&stx.to_bytes()).await {
+            Ok(hash) => info!(target: "node.evidence", %hash, epoch, "submitted equivocation evidence"),
+            Err(e) => warn!(
+                target: "node.evidence",
+                error = %e,
+                evidence = %hex::encode(&evidence),
+                "could not submit equivocation evidence; anyone can: umbra staking evidence HEX"
+            ),
+        }
     }
 
     fn lock_gossip(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
@@ -455,6 +527,29 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         Ok(umbra_rpc::AccountResponse { address: *who, balance: rec.balance, nonce: rec.nonce, header, proof })
     }
 
+    /// The current committee, the next one once chosen, and every candidate, as JSON.
+    pub async fn staking(&self) -> Result<serde_json::Value, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let view = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        let committee = rt.committee(&view).await.map_err(unavailable)?;
+        let next = rt.next_committee(&view).await.map_err(unavailable)?;
+        let candidates = rt.candidates(&view).await.map_err(unavailable)?;
+        let epoch_length = self.inner.params.epoch_length.max(1);
+        Ok(serde_json::json!({
+            "height": header.height,
+            "epoch": header.height / epoch_length,
+            "epoch_length": epoch_length,
+            "next_epoch_at": (header.height / epoch_length + 1) * epoch_length,
+            "committee": committee.iter().map(hex::encode).collect::<Vec<_>>(),
+            "next_committee": next.map(|c| c.iter().map(hex::encode).collect::<Vec<_>>()),
+            "candidates": candidates,
+            "voting": self.inner.consensus.get().map(|c| c.is_voting()),
+        }))
+    }
+
     /// The nonce a new transaction from `who` should carry.
     pub async fn next_nonce(&self, who: &Address) -> Result<u64, RpcError> {
         let state = self.inner.state.read().await;
@@ -575,6 +670,13 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 Hash(pending.root())
             ));
         }
+        if block.header.next_committee != outcome.next_committee {
+            return Err(format!(
+                "next_committee mismatch: block says {:?}, execution gives {:?}",
+                block.header.next_committee.as_ref().map(|c| c.len()),
+                outcome.next_committee.as_ref().map(|c| c.len())
+            ));
+        }
         let executed = Arc::new(Executed { block: block.clone(), pending, receipts: outcome.receipts });
         self.lock_executed().insert(hash, executed.clone());
         Ok(Some(executed))
@@ -625,7 +727,7 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 tx_root: tx_root(&built.txs),
                 state_root: Hash(pending.root()),
                 messages_root: empty_root(),
-                next_committee: None,
+                next_committee: built.outcome.next_committee.clone(),
             },
             txs: built.txs,
         };
@@ -652,9 +754,6 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         }
         if h.messages_root != empty_root() {
             return Err("messages_root must be empty: no module emits messages yet".into());
-        }
-        if h.next_committee.is_some() {
-            return Err("committee changes are not enabled on this chain".into());
         }
         // Heights are grouped into epochs of `epoch_length` blocks (Commonware's FixedEpocher).
         let epoch = h.height / self.inner.params.epoch_length.max(1);

@@ -82,6 +82,9 @@ where
         let prove: Option<bool> = seq.optional_next().map_err(|e| bad_params(e.message()))?;
         node.account(&who, prove.unwrap_or(true)).await.map_err(to_rpc)
     }))?;
+    reg(m.register_async_method(methods::STAKING_COMMITTEE, |_, node, _| async move {
+        node.staking().await.map_err(to_rpc)
+    }))?;
     reg(m.register_async_method(methods::MEMPOOL_NEXT_NONCE, |p, node, _| async move {
         let who: Address = one(&p, "an umbra1… address")?;
         node.next_nonce(&who).await.map_err(to_rpc)

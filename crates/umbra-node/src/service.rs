@@ -54,10 +54,7 @@ pub fn run_node(cfg: NodeConfig, on_ready: impl FnOnce(Started) + Send + 'static
     let signer = load_validator_key(&cfg.key)?;
     let me = validator_public(&signer);
     if !genesis.validators.iter().any(|v| v.key == me) {
-        return Err(NodeError::Config(format!(
-            "validator key {} is not in the genesis committee (non-validator full nodes come with the multi-validator network)",
-            hex::encode(me)
-        )));
+        info!(target: "node.start", key = %hex::encode(me), "not in the genesis committee: following until a committee includes this key");
     }
     // Commonware's p2p listener panics if its port is taken: find out first and say so.
     std::net::TcpListener::bind(cfg.p2p_listen)
@@ -106,7 +103,9 @@ pub fn run_node(cfg: NodeConfig, on_ready: impl FnOnce(Started) + Send + 'static
         let handle = umbra_consensus::start(ctx.child("consensus"), consensus_cfg, net, node.clone())
             .await
             .map_err(|e| NodeError::Consensus(e.to_string()))?;
-        node.attach_consensus(handle);
+        let seed = parse_key_hex(&std::fs::read_to_string(&cfg.key).map_err(|e| NodeError::Io(e.to_string()))?)
+            .map_err(NodeError::Config)?;
+        node.attach_consensus(handle, umbra_crypto::Keypair::from_seed(seed));
         let height = node.head().0.height;
         info!(target: "node.start", name = %cfg.name, %rpc, p2p = %cfg.p2p_listen, height, "node running");
         on_ready(Started { name: cfg.name.clone(), rpc, height });

@@ -30,6 +30,10 @@ pub mod methods {
     /// `mempool_nextNonce(address: Address) -> u64`: the nonce a new transaction from `address`
     /// should carry, counting its transactions still pending in the mempool.
     pub const MEMPOOL_NEXT_NONCE: &str = "mempool_nextNonce";
+    /// `staking_committee() -> object`: `epoch`, `epoch_length`, `next_epoch_at`, `committee` (hex
+    /// keys), `next_committee` (once chosen in the epoch's last block), `candidates`, and whether
+    /// this node is `voting`.
+    pub const STAKING_COMMITTEE: &str = "staking_committee";
     /// `system_health() -> Health`.
     pub const SYSTEM_HEALTH: &str = "system_health";
     /// Subscription: `chain_subscribeFinalizedHeads` yields a `Header` per finalized block;

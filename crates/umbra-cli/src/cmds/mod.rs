@@ -77,3 +77,4 @@ pub(crate) fn print_rows(rows: &[(&str, String)]) {
         println!("{label:<width$}  {value}");
     }
 }
+pub(crate) mod staking;

@@ -1,0 +1,140 @@
+//! `umbra staking ...`: bond, nominate, unbond, withdraw, report equivocation, and show the committee.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use std::time::Duration;
+use umbra_types::{Call, Transaction, ValidatorKey, format_amount, parse_amount};
+
+/// `umbra staking ...`
+#[derive(Args, Debug)]
+pub(crate) struct StakingArgs {
+    #[command(subcommand)]
+    cmd: StakingCmd,
+    /// The signing key's name in the keystore [default: the default key].
+    #[arg(long, global = true)]
+    from: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum StakingCmd {
+    /// The current committee, the next one once chosen, and every candidate.
+    Committee,
+    /// Bond tokens to your own candidate (registers it on the first bond of at least the minimum).
+    Bond {
+        #[arg(long)]
+        validator_key: String,
+        #[arg(long)]
+        amount: String,
+    },
+    /// Bond tokens toward someone else's candidate.
+    Nominate {
+        #[arg(long)]
+        validator_key: String,
+        #[arg(long)]
+        amount: String,
+    },
+    /// Start unbonding stake from a candidate.
+    Unbond {
+        #[arg(long)]
+        validator_key: String,
+        #[arg(long)]
+        amount: String,
+    },
+    /// Return matured unbonding stake to your balance.
+    Withdraw,
+    /// Submit equivocation evidence (hex of an encoded Evidence, as a node logs it).
+    Evidence { hex: String },
+}
+
+fn key(hex_key: &str) -> Result<ValidatorKey> {
+    umbra_node::parse_key_hex(hex_key).map_err(|e| anyhow::anyhow!("--validator-key: {e}"))
+}
+
+pub(crate) fn run(ctx: &crate::Ctx, args: StakingArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let call = match args.cmd {
+            StakingCmd::Committee => return committee(ctx).await,
+            StakingCmd::Bond { validator_key, amount } => {
+                Call::Bond { validator_key: key(&validator_key)?, amount: parse_amount(&amount)? }
+            }
+            StakingCmd::Nominate { validator_key, amount } => {
+                Call::Nominate { validator_key: key(&validator_key)?, amount: parse_amount(&amount)? }
+            }
+            StakingCmd::Unbond { validator_key, amount } => {
+                Call::Unbond { validator_key: key(&validator_key)?, amount: parse_amount(&amount)? }
+            }
+            StakingCmd::Withdraw => Call::WithdrawUnbonded,
+            StakingCmd::Evidence { hex } => Call::SubmitEvidence {
+                evidence: hex::decode(hex.trim().trim_start_matches("0x")).context("evidence is not hex")?,
+            },
+        };
+        send(ctx, args.from, call).await
+    })
+}
+
+async fn committee(ctx: &crate::Ctx) -> Result<()> {
+    let client = jsonrpsee::http_client::HttpClientBuilder::default().build(&ctx.rpc)?;
+    use jsonrpsee::core::client::ClientT;
+    let v: serde_json::Value = client
+        .request(umbra_rpc::methods::STAKING_COMMITTEE, jsonrpsee::rpc_params![])
+        .await
+        .with_context(|| format!("cannot query {}", ctx.rpc))?;
+    if ctx.json {
+        println!("{v}");
+        return Ok(());
+    }
+    println!("epoch       {} (next at height {})", v["epoch"], v["next_epoch_at"]);
+    println!("committee   {}", v["committee"].as_array().map(|c| c.len()).unwrap_or(0));
+    for k in v["committee"].as_array().into_iter().flatten() {
+        println!("  {}", k.as_str().unwrap_or_default());
+    }
+    if let Some(next) = v["next_committee"].as_array() {
+        println!("next        {} members chosen", next.len());
+    }
+    println!("candidates");
+    for c in v["candidates"].as_array().into_iter().flatten() {
+        let amount =
+            |f: &str| c[f].as_str().and_then(|s| s.parse::<u128>().ok()).map(format_amount).unwrap_or_default();
+        println!(
+            "  {}  self {} UMB, nominated {} UMB{}{}",
+            c["key"].as_str().unwrap_or_default(),
+            amount("self_bond"),
+            amount("nominated"),
+            if c["genesis"].as_bool() == Some(true) { ", genesis" } else { "" },
+            if c["jailed"].as_bool() == Some(true) { ", slashed" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+async fn send(ctx: &crate::Ctx, from: Option<String>, call: Call) -> Result<()> {
+    let store = match &ctx.home {
+        Some(h) => umbra_sdk::Keystore::in_home(h),
+        None => umbra_sdk::Keystore::default_location()?,
+    };
+    let signer = match from {
+        Some(n) => store.get(&n)?,
+        None => store.default_key()?.1,
+    };
+    let client = umbra_sdk::Client::new(ctx.rpc.clone())?;
+    let info = client.chain_info().await?;
+    let nonce = client.next_nonce(&signer.address()).await?;
+    let kind = call.kind();
+    let mut tx = Transaction { signer: signer.address(), nonce, chain_id: info.chain_id.clone(), fee: 0, call };
+    let size = umbra_crypto::sign_transaction(&signer, tx.clone()).to_bytes().len();
+    tx.fee = info.fees.min_fee(size, &tx.call);
+    let stx = umbra_crypto::sign_transaction(&signer, tx);
+    let hash = client.submit(&stx).await?;
+    let r = client.wait_for_tx(hash, Duration::from_secs(60)).await?;
+    let receipt = r.receipt.context("finalized without a receipt")?;
+    if ctx.json {
+        println!("{}", serde_json::json!({ "hash": hash, "call": kind, "receipt": receipt }));
+    } else {
+        println!("{kind} {hash} finalized at height {}", receipt.height);
+    }
+    if let Some(e) = receipt.error {
+        bail!("{kind} failed: {e} (the fee was still charged)");
+    }
+    Ok(())
+}
