@@ -257,6 +257,7 @@ mod forged {
                     tee_dev_enabled: true,
                     fees: FeeParams::default(),
                     max_tx_bytes: 65_536,
+                    epoch_length: u64::MAX,
                 })
             })
             .expect("registers");

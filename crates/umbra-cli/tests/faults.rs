@@ -267,4 +267,10 @@ fn a_bonded_follower_joins_the_committee_at_the_next_epoch_and_the_chain_keeps_f
     }
     // Everyone, including the new member, has the same chain across the epoch change.
     net.assert_same_chain(&[0, 1, 2, 3, 4], h + 10);
+
+    // A client that pinned genesis follows the committee change through the boundary blocks'
+    // certificates, so verified reads keep working in later epochs.
+    let dev = umbra_crypto::Keypair::from_seed(umbra_types::sha256(&[b"umbra/dev/account/0"]).0).address().to_string();
+    let out = ok(net.cli(4, &["account", &dev]), "account after the epoch change");
+    assert!(out.contains("verified"), "{out}");
 }

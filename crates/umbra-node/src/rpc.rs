@@ -50,6 +50,7 @@ where
             tee_dev_enabled: g.tee.dev_enabled,
             fees: node.params().fees.clone(),
             max_tx_bytes: node.params().max_tx_bytes,
+            epoch_length: node.params().epoch_length,
         })
     }))?;
     reg(m.register_method(methods::CHAIN_GET_HEAD, |_, node, _| {

@@ -27,6 +27,14 @@ pub struct ChainInfo {
     pub fees: umbra_types::FeeParams,
     /// Largest accepted transaction.
     pub max_tx_bytes: u32,
+    /// Blocks per consensus epoch: the last block of each epoch names the next committee, which a
+    /// light client needs to follow committee changes.
+    #[serde(default = "default_epoch_length")]
+    pub epoch_length: u64,
+}
+
+fn default_epoch_length() -> u64 {
+    u64::MAX
 }
 
 /// `chain_getHead`.

@@ -265,6 +265,7 @@ impl Client {
                 reason: format!("the node's genesis block is {}, but the pinned genesis is {pinned}", response.hash),
             });
         }
+        self.follow_epochs(header.epoch).await?;
         if let Some(cert) = &response.finality_certificate {
             let bytes =
                 decode_hex_certificate(cert).map_err(|source| SdkError::NotFinal { height: header.height, source })?;
@@ -310,6 +311,44 @@ impl Client {
                 DESCENDANT_WAIT.as_secs()
             ),
         })
+    }
+
+    /// Brings the light client to `target`'s committee: verifies the last block of each epoch
+    /// from the one it knows up to `target - 1` (each carries the next committee, certified by the
+    /// committee before it).
+    async fn follow_epochs(&self, target: u64) -> Result<(), SdkError> {
+        let mut epoch_length = None;
+        loop {
+            let light = self.light_client()?;
+            let known = match light.next_committee() {
+                Some((next, _)) => next,
+                None => light.epoch(),
+            };
+            if known >= target {
+                return Ok(());
+            }
+            let length = match epoch_length {
+                Some(l) => l,
+                None => {
+                    let l = self.chain_info().await?.epoch_length.max(1);
+                    epoch_length = Some(l);
+                    l
+                }
+            };
+            let boundary = known.saturating_add(1).saturating_mul(length).saturating_sub(1);
+            let response = self.block(Some(BlockId::Height(boundary))).await?;
+            check_block(&response)?;
+            let header = &response.block.header;
+            let Some(cert) = &response.finality_certificate else {
+                return Err(SdkError::Unverified {
+                    height: boundary,
+                    reason: format!("the node serves no finality certificate for epoch {known}'s last block"),
+                });
+            };
+            let bytes =
+                decode_hex_certificate(cert).map_err(|source| SdkError::NotFinal { height: boundary, source })?;
+            self.with_light(boundary, |l| l.verify_finalized(header, &bytes))?;
+        }
     }
 
     /// Pins the chain on first contact: the node's genesis block must hash to the genesis hash

@@ -89,6 +89,7 @@ pub(crate) mod tests {
                 ..FeeParams::default()
             },
             max_tx_bytes: 65_536,
+            epoch_length: u64::MAX,
         }
     }
 
