@@ -104,6 +104,9 @@ fn create(layout: &Layout, n: usize, args: &DevArgs) -> Result<()> {
         params: {
             let mut p = Params::default();
             p.staking.committee_size = n as u32;
+            // The unallocated supply is the rewards reserve; dev chains pay no per-block budget
+            // (set one with `umbra genesis new --block-budget` for a real network).
+            p.rewards.reserve = umbra_types::MAX_SUPPLY - DEV_BALANCE;
             p
         },
         tee: TeePolicy { dev_enabled: true },

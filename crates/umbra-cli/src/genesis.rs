@@ -41,6 +41,13 @@ struct NewArgs {
     /// Minimum self-bond of a new candidate, in whole tokens [default: 1000].
     #[arg(long)]
     min_self_bond: Option<String>,
+    /// Tokens set aside for rewards, in whole tokens [default: everything not allocated].
+    #[arg(long)]
+    rewards_reserve: Option<String>,
+    /// Rewards budget per block, in whole tokens [default: 0]; validators get
+    /// `staking.validator_reward_share_bps` of it.
+    #[arg(long)]
+    block_budget: Option<String>,
     /// An initial balance, ADDRESS=AMOUNT in whole tokens (repeatable).
     #[arg(long = "alloc")]
     allocs: Vec<String>,
@@ -75,7 +82,7 @@ pub(crate) fn run(args: GenesisArgs) -> Result<()> {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
         token: TokenInfo::default(),
-        allocations,
+        allocations: allocations.clone(),
         validators: configs[..validators]
             .iter()
             .map(|(_, c, k)| GenesisValidator { name: c.name.clone(), key: *k })
@@ -89,6 +96,14 @@ pub(crate) fn run(args: GenesisArgs) -> Result<()> {
             p.staking.committee_size = a.committee_size.unwrap_or(validators as u32);
             if let Some(b) = &a.min_self_bond {
                 p.staking.min_self_bond = parse_amount(b)?;
+            }
+            let allocated: u128 = allocations.iter().map(|a| a.amount).sum();
+            p.rewards.reserve = match &a.rewards_reserve {
+                Some(r) => parse_amount(r)?,
+                None => umbra_types::MAX_SUPPLY.saturating_sub(allocated),
+            };
+            if let Some(b) = &a.block_budget {
+                p.rewards.block_budget = parse_amount(b)?;
             }
             p
         },

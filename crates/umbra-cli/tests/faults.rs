@@ -212,7 +212,8 @@ fn four_node_processes_survive_crashes_stall_without_forking_and_resync_from_not
 #[test]
 fn a_bonded_follower_joins_the_committee_at_the_next_epoch_and_the_chain_keeps_finalizing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let net = Net::init_with(dir.path(), 4, 1, &["--epoch-length", "10", "--committee-size", "4"]);
+    let net =
+        Net::init_with(dir.path(), 4, 1, &["--epoch-length", "10", "--committee-size", "4", "--block-budget", "1"]);
     let validators = [0, 1, 2, 3];
     net.wait_height(&validators, 2, Duration::from_secs(90));
     let committee = net.rpc_call(0, "staking_committee", serde_json::json!([]));
@@ -267,6 +268,15 @@ fn a_bonded_follower_joins_the_committee_at_the_next_epoch_and_the_chain_keeps_f
     }
     // Everyone, including the new member, has the same chain across the epoch change.
     net.assert_same_chain(&[0, 1, 2, 3, 4], h + 10);
+
+    // Validators earned their share (10% by default) of the 1 UMB block budget: v0's account
+    // holds at least one block's reward (fees alone here are a few thousandths of a token).
+    let v0 = umbra_types::Address(umbra_node::validator_public(
+        &umbra_node::load_validator_key(&dir.path().join("v0/validator.key")).expect("key"),
+    ));
+    let acct = net.rpc_call(1, "state_getAccount", serde_json::json!([v0.to_string(), false]));
+    let balance: u128 = acct["balance"].as_str().expect("balance").parse().expect("integer");
+    assert!(balance >= umbra_types::UNIT / 10, "no block rewards reached validator v0: {acct}");
 
     // A client that pinned genesis follows the committee change through the boundary blocks'
     // certificates, so verified reads keep working in later epochs.

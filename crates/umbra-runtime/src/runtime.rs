@@ -138,6 +138,11 @@ impl Runtime {
         self.system.tip(&Overlay::new(state)).await
     }
 
+    /// What is left of the rewards reserve.
+    pub async fn rewards_reserve<S: StateRead>(&self, state: &S) -> Result<Amount, RuntimeError> {
+        self.balances.rewards_reserve(&Overlay::new(state)).await
+    }
+
     /// Total tokens issued: the sum of all balances plus [`Runtime::total_bonded`] plus
     /// [`Runtime::total_unbonding`].
     pub async fn total_issued<S: StateRead>(&self, state: &S) -> Result<Amount, RuntimeError> {
@@ -255,6 +260,16 @@ impl Runtime {
         fees: Amount,
     ) -> Result<Option<Vec<ValidatorKey>>, RuntimeError> {
         self.balances.distribute_fees(env, s, fees).await?;
+        // The validators' share of the block's rewards budget goes to the proposer's owner.
+        let validator_reward =
+            params.rewards.block_budget * Amount::from(params.staking.validator_reward_share_bps) / 10_000;
+        if validator_reward > 0 {
+            let owner = match self.staking.candidate(s, &env.proposer.0).await? {
+                Some(c) => c.owner,
+                None => env.proposer,
+            };
+            self.balances.pay_reward(s, &owner, validator_reward).await?;
+        }
         self.system.end_block(env, s).await?;
         self.balances.end_block(env, s).await?;
         self.staking.end_block(env, s).await?;

@@ -43,6 +43,10 @@ const CHAIN: &str = "umbra-test";
 
 impl Chain {
     fn new(accounts: usize, each: Amount) -> Chain {
+        Chain::with_params(accounts, each, Params::default())
+    }
+
+    fn with_params(accounts: usize, each: Amount, params: Params) -> Chain {
         let keys: Vec<Keypair> = (0..accounts).map(|i| Keypair::from_seed([i as u8 + 1; 32])).collect();
         let genesis = Genesis {
             chain_id: CHAIN.into(),
@@ -50,7 +54,7 @@ impl Chain {
             token: TokenInfo::default(),
             allocations: keys.iter().map(|k| Allocation { address: k.address(), amount: each }).collect(),
             validators: vec![GenesisValidator { name: "v".into(), key: [200; 32] }],
-            params: Params::default(),
+            params,
             tee: TeePolicy::default(),
         };
         let rt = Runtime::new();
@@ -268,4 +272,53 @@ proptest! {
             c.run(&built.txs).expect("a built block is valid");
         }
     }
+}
+
+fn rewarded(reserve: Amount, budget: Amount) -> Params {
+    let mut p = Params::default();
+    p.rewards = umbra_types::RewardParams { reserve, block_budget: budget };
+    p.staking.validator_reward_share_bps = 2_500;
+    p
+}
+
+#[test]
+fn each_block_pays_the_proposer_its_share_of_the_budget_from_the_reserve() {
+    let mut c = Chain::with_params(2, 100 * UNIT, rewarded(1_000 * UNIT, 4 * UNIT));
+    let issued = block_on(c.rt.total_issued(&c.state)).expect("readable");
+    for _ in 0..3 {
+        c.run(&[]).expect("valid empty block");
+    }
+    // A quarter of 4 UMB per block, for three blocks, minted from the reserve.
+    assert_eq!(c.balance(&c.proposer), 3 * UNIT);
+    assert_eq!(block_on(c.rt.total_issued(&c.state)).expect("readable"), issued + 3 * UNIT);
+    assert_eq!(block_on(c.rt.rewards_reserve(&c.state)).expect("readable"), 997 * UNIT);
+}
+
+#[test]
+fn rewards_stop_when_the_reserve_is_exhausted_and_never_pass_the_maximum_supply() {
+    let mut c = Chain::with_params(1, 100 * UNIT, rewarded(UNIT + UNIT / 2, 4 * UNIT));
+    for _ in 0..4 {
+        c.run(&[]).expect("valid empty block");
+    }
+    assert_eq!(c.balance(&c.proposer), UNIT + UNIT / 2, "only what the reserve held is paid");
+    assert_eq!(block_on(c.rt.rewards_reserve(&c.state)).expect("readable"), 0);
+    let issued = block_on(c.rt.total_issued(&c.state)).expect("readable");
+    assert!(issued <= umbra_types::MAX_SUPPLY);
+}
+
+#[test]
+fn a_genesis_whose_allocations_and_reserve_exceed_the_maximum_supply_is_refused() {
+    let mut p = Params::default();
+    p.rewards.reserve = umbra_types::MAX_SUPPLY;
+    let g = Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time_ms: 0,
+        token: TokenInfo::default(),
+        allocations: vec![Allocation { address: Address([1; 32]), amount: 1 }],
+        validators: vec![GenesisValidator { name: "v".into(), key: [200; 32] }],
+        params: p,
+        tee: TeePolicy::default(),
+    };
+    assert!(g.validate().is_err());
+    assert!(block_on(Runtime::new().genesis(&g, &MemState::default())).is_err());
 }

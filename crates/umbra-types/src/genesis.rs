@@ -149,6 +149,26 @@ pub struct Params {
     /// Validator staking (absent in older genesis files: [`StakingParams::default`]).
     #[serde(default)]
     pub staking: StakingParams,
+    /// The rewards budget (absent in older genesis files: no rewards).
+    #[serde(default)]
+    pub rewards: RewardParams,
+}
+
+/// The rewards budget: a reserve set aside at genesis (part of the maximum supply that is not
+/// allocated) from which a fixed budget per block is paid out. Validators receive
+/// `staking.validator_reward_share_bps` of each block's budget (to the proposer's candidate
+/// owner); the rest of the budget stays in the reserve for computation rewards, which the compute
+/// economics add. Rewards stop when the reserve is exhausted, so the supply never exceeds the
+/// maximum.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardParams {
+    /// Tokens reserved for rewards at genesis, in the smallest unit.
+    #[serde(with = "amount_str")]
+    pub reserve: Amount,
+    /// The budget of each block, in the smallest unit.
+    #[serde(with = "amount_str")]
+    pub block_budget: Amount,
 }
 
 /// Validator staking: candidates, committee selection, unbonding and slashing.
@@ -207,6 +227,7 @@ impl Default for Params {
             mempool_max_txs: 100_000,
             epoch_length: 100_000,
             staking: StakingParams::default(),
+            rewards: RewardParams::default(),
         }
     }
 }
@@ -268,6 +289,9 @@ impl Genesis {
                 Some(t) if t <= MAX_SUPPLY => t,
                 _ => return bad("allocations exceed the maximum supply".into()),
             };
+        }
+        if total.checked_add(self.params.rewards.reserve).is_none_or(|t| t > MAX_SUPPLY) {
+            return bad("allocations plus params.rewards.reserve exceed the maximum supply".into());
         }
         if self.validators.is_empty() {
             return bad("at least one validator is required".into());

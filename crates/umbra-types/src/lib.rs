@@ -21,7 +21,8 @@ pub use amount::{Amount, AmountError, DECIMALS, MAX_SUPPLY, SYMBOL, UNIT, format
 pub use block::{Block, Header, ValidatorKey};
 pub use codec::{CodecError, decode, encode};
 pub use genesis::{
-    Allocation, FeeParams, Genesis, GenesisError, GenesisValidator, Params, StakingParams, TeePolicy, TokenInfo,
+    Allocation, FeeParams, Genesis, GenesisError, GenesisValidator, Params, RewardParams, StakingParams, TeePolicy,
+    TokenInfo,
 };
 pub use hash::{Hash, sha256};
 pub use receipt::{Receipt, TxError};

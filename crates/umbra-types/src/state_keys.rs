@@ -55,6 +55,9 @@ pub enum StateKey {
         /// Their view.
         view: u64,
     },
+    /// `balances`: what is left of the rewards reserve set at genesis (never minted beyond it, so
+    /// `TotalIssued + RewardsReserve` never exceeds the maximum supply).
+    RewardsReserve,
 }
 
 impl StateKey {

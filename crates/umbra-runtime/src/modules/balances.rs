@@ -149,6 +149,37 @@ impl Module for Balances {
             self.credit(s, &a.address, a.amount).await?;
         }
         s.put(&StateKey::TotalIssued, &total);
+        if total.checked_add(g.params.rewards.reserve).is_none_or(|t| t > MAX_SUPPLY) {
+            return Err(RuntimeError::Genesis("allocations plus the rewards reserve exceed the maximum supply".into()));
+        }
+        s.put(&StateKey::RewardsReserve, &g.params.rewards.reserve);
         Ok(())
+    }
+}
+
+impl Balances {
+    /// What is left of the rewards reserve.
+    pub(crate) async fn rewards_reserve<S: StateRead>(&self, s: &Overlay<'_, S>) -> Result<Amount, RuntimeError> {
+        Ok(s.get(&StateKey::RewardsReserve, "rewards reserve").await?.unwrap_or(0))
+    }
+
+    /// Pays up to `amount` from the rewards reserve to `to`, issuing it (never beyond the reserve,
+    /// so never beyond the maximum supply). Returns what was paid.
+    pub(crate) async fn pay_reward<S: StateRead>(
+        &self,
+        s: &mut Overlay<'_, S>,
+        to: &Address,
+        amount: Amount,
+    ) -> Result<Amount, RuntimeError> {
+        let reserve = self.rewards_reserve(s).await?;
+        let paid = amount.min(reserve);
+        if paid == 0 {
+            return Ok(0);
+        }
+        let issued = self.total_issued(s).await?;
+        self.credit(s, to, paid).await?;
+        s.put(&StateKey::RewardsReserve, &(reserve - paid));
+        s.put(&StateKey::TotalIssued, &(issued + paid));
+        Ok(paid)
     }
 }
