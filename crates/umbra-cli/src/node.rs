@@ -73,6 +73,9 @@ fn run_init(ctx: &crate::Ctx, args: InitArgs) -> Result<()> {
     let key_path = home.join("validator.key");
     crate::dev::write_private(&key_path, &hex::encode(umbra_crypto::Keypair::generate().seed()))?;
     let public = umbra_node::validator_public(&umbra_node::load_validator_key(&key_path)?);
+    let pub_path = home.join("validator.pub");
+    std::fs::write(&pub_path, format!("{}\n", hex::encode(public)))
+        .with_context(|| format!("cannot write {}", pub_path.display()))?;
     let genesis = args.genesis.unwrap_or_else(|| home.parent().map(|p| p.join("genesis.json")).unwrap_or_default());
     let cfg = NodeConfig {
         name: name.clone(),
