@@ -22,7 +22,7 @@ if [ ! -f "$dir/genesis.json" ]; then
     $umbra node init --dir "$dir/v$i" --name "v$i" --p2p-listen "127.0.0.1:$((31333 + i))" --rpc-listen "127.0.0.1:$((19944 + i))" >/dev/null
     if [ "$i" -lt 4 ]; then nodes+=(--node "$dir/v$i"); else nodes+=(--follower "$dir/v$i"); fi
   done
-  $umbra genesis new --chain-id umbra-local --dev-tee "${nodes[@]}" --alloc "$dev_address=100000000" --out "$dir/genesis.json"
+  $umbra genesis new --chain-id umbra-local --dev-tee --epoch-length 100 "${nodes[@]}" --alloc "$dev_address=100000000" --out "$dir/genesis.json"
 fi
 
 pids=()
