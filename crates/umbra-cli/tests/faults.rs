@@ -120,7 +120,7 @@ impl Net {
     fn wait_height(&self, nodes: &[usize], h: u64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         for &i in nodes {
-            while !self.height(i).is_some_and(|x| x >= h) {
+            while self.height(i).is_none_or(|x| x < h) {
                 assert!(
                     Instant::now() < deadline,
                     "v{i} did not reach height {h} within {timeout:?} (at {:?})",

@@ -275,8 +275,7 @@ proptest! {
 }
 
 fn rewarded(reserve: Amount, budget: Amount) -> Params {
-    let mut p = Params::default();
-    p.rewards = umbra_types::RewardParams { reserve, block_budget: budget };
+    let mut p = Params { rewards: umbra_types::RewardParams { reserve, block_budget: budget }, ..Params::default() };
     p.staking.validator_reward_share_bps = 2_500;
     p
 }
