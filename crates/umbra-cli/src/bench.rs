@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use umbra_crypto::{Keypair, sign_transaction};
+use umbra_crypto::{Keypair, sign_with_min_fee};
 use umbra_sdk::Client;
 use umbra_types::{Address, Call, Hash, SignedTransaction, Transaction, UNIT};
 
@@ -170,16 +170,9 @@ struct Chain {
 
 impl Chain {
     fn transfer(&self, from: &Keypair, nonce: u64, to: Address, amount: u128) -> SignedTransaction {
-        let mut tx = Transaction {
-            signer: from.address(),
-            nonce,
-            chain_id: self.chain_id.clone(),
-            fee: 0,
-            call: Call::Transfer { to, amount },
-        };
-        let size = sign_transaction(from, tx.clone()).to_bytes().len();
-        tx.fee = self.fees.min_fee(size, &tx.call);
-        sign_transaction(from, tx)
+        let call = Call::Transfer { to, amount };
+        let tx = Transaction { signer: from.address(), nonce, chain_id: self.chain_id.clone(), fee: 0, call };
+        sign_with_min_fee(from, tx, &self.fees)
     }
 }
 

@@ -88,6 +88,15 @@ pub fn sign_transaction(key: &Keypair, tx: Transaction) -> SignedTransaction {
     SignedTransaction { tx, signature }
 }
 
+/// Signs `tx` paying exactly the chain's minimum fee for it under `fees`. The encoded size does not
+/// depend on the fee (a fixed-width integer), so the size is measured with the fee at zero.
+pub fn sign_with_min_fee(key: &Keypair, mut tx: Transaction, fees: &umbra_types::FeeParams) -> SignedTransaction {
+    tx.fee = 0;
+    let size = SignedTransaction { tx: tx.clone(), signature: [0; 64] }.to_bytes().len();
+    tx.fee = fees.min_fee(size, &tx.call);
+    sign_transaction(key, tx)
+}
+
 /// Verifies one transaction's signature.
 pub fn verify_transaction(stx: &SignedTransaction) -> Result<(), CryptoError> {
     verify(&stx.tx.signer, &stx.tx.signing_bytes(), &stx.signature)
@@ -148,6 +157,15 @@ mod tests {
         assert_eq!(verify_transactions(&txs), Ok(()));
         txs[3].signature[0] ^= 1;
         assert_eq!(verify_transactions(&txs).map_err(|(i, _)| i), Err(3));
+    }
+
+    #[test]
+    fn a_transaction_signed_with_the_minimum_fee_pays_exactly_the_minimum_for_its_size() {
+        let k = Keypair::generate();
+        let fees = umbra_types::FeeParams::default();
+        let stx = sign_with_min_fee(&k, tx(&k, 0).tx, &fees);
+        assert_eq!(stx.tx.fee, fees.min_fee(stx.to_bytes().len(), &stx.tx.call));
+        assert_eq!(verify_transaction(&stx), Ok(()));
     }
 
     #[test]

@@ -323,17 +323,14 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 return;
             }
         };
-        let call = umbra_types::Call::SubmitEvidence { evidence: evidence.clone() };
-        let mut tx = umbra_types::Transaction {
+        let tx = umbra_types::Transaction {
             signer: account.address(),
             nonce,
             chain_id: self.inner.genesis.chain_id.clone(),
             fee: 0,
-            call,
+            call: umbra_types::Call::SubmitEvidence { evidence: evidence.clone() },
         };
-        let size = umbra_crypto::sign_transaction(account, tx.clone()).to_bytes().len();
-        tx.fee = self.inner.params.fees.min_fee(size, &tx.call);
-        let stx = umbra_crypto::sign_transaction(account, tx);
+        let stx = umbra_crypto::sign_with_min_fee(account, tx, &self.inner.params.fees);
         match self.submit(&stx.to_bytes()).await {
             Ok(hash) => info!(target: "node.evidence", %hash, epoch, "submitted equivocation evidence"),
             Err(e) => warn!(

@@ -121,10 +121,8 @@ async fn send(ctx: &crate::Ctx, from: Option<String>, call: Call) -> Result<()> 
     let info = client.chain_info().await?;
     let nonce = client.next_nonce(&signer.address()).await?;
     let kind = call.kind();
-    let mut tx = Transaction { signer: signer.address(), nonce, chain_id: info.chain_id.clone(), fee: 0, call };
-    let size = umbra_crypto::sign_transaction(&signer, tx.clone()).to_bytes().len();
-    tx.fee = info.fees.min_fee(size, &tx.call);
-    let stx = umbra_crypto::sign_transaction(&signer, tx);
+    let tx = Transaction { signer: signer.address(), nonce, chain_id: info.chain_id.clone(), fee: 0, call };
+    let stx = umbra_crypto::sign_with_min_fee(&signer, tx, &info.fees);
     let hash = client.submit(&stx).await?;
     let r = client.wait_for_tx(hash, Duration::from_secs(60)).await?;
     let receipt = r.receipt.context("finalized without a receipt")?;
