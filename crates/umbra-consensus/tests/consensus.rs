@@ -1,6 +1,9 @@
 //! Whole-network scenarios: seeded simulations on Commonware's deterministic runtime and
 //! simulated p2p, plus one real-socket run on the tokio runtime.
 
+mod common;
+
+use common::{genesis_block, next_root};
 use commonware_codec::Decode as _;
 use commonware_consensus::simplex::{scheme::ed25519::Scheme, types::Finalization};
 use commonware_cryptography::{Signer as _, certificate::Verifier as _, ed25519, sha256};
@@ -19,7 +22,7 @@ use umbra_consensus::{
     ConsensusHandle, Executor, ProposeContext, RESOLVER_CHANNEL, Timeouts, VOTE_CHANNEL, start_with_channels,
     validator_key,
 };
-use umbra_types::{Block, Hash, Header, ValidatorKey, sha256 as hash};
+use umbra_types::{Block, Hash, Header, ValidatorKey};
 
 const NAMESPACE: &[u8] = b"umbra-test";
 const MAX_BLOCK_BYTES: usize = 1 << 20;
@@ -27,10 +30,6 @@ const MAX_BLOCK_BYTES: usize = 1 << 20;
 // ---------------------------------------------------------------------------------------------
 // A small executor: the "state root" is a hash chain over heights, so verify can recompute it.
 // ---------------------------------------------------------------------------------------------
-
-fn next_root(parent: &Block, height: u64) -> Hash {
-    hash(&[parent.header.state_root.as_bytes(), &height.to_be_bytes()])
-}
 
 #[derive(Default)]
 struct Ledger {
@@ -160,21 +159,12 @@ impl Drop for SeedGuard {
     }
 }
 
+fn runner(seed: u64) -> deterministic::Runner {
+    common::runner(seed, Duration::from_secs(600))
+}
+
 fn genesis() -> Block {
-    Block {
-        header: Header {
-            height: 0,
-            parent: Hash::ZERO,
-            timestamp_ms: 0,
-            proposer: [0; 32],
-            epoch: 0,
-            tx_root: Hash::ZERO,
-            state_root: Hash([1; 32]),
-            messages_root: Hash::ZERO,
-            next_committee: None,
-        },
-        txs: vec![],
-    }
+    genesis_block(None)
 }
 
 fn keys(n: u64) -> Vec<ed25519::PrivateKey> {
@@ -311,12 +301,6 @@ fn check_certificate(ctx: &mut Ctx, committee: &[ValidatorKey], bytes: Vec<u8>, 
         Set::from_iter_dedup(committee.iter().map(|k| umbra_consensus::public_key(k).expect("key"))),
     );
     assert!(!finalization.verify(ctx, &wrong, &Sequential), "a different namespace does not verify");
-}
-
-fn runner(seed: u64) -> deterministic::Runner {
-    deterministic::Runner::new(
-        deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(600))),
-    )
 }
 
 /// Average simulated time per block between `from` and `to` on one executor.

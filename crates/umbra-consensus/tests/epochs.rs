@@ -2,6 +2,9 @@
 //! Commonware's deterministic runtime and simulated p2p. Every scenario prints its seed on
 //! failure.
 
+mod common;
+
+use common::{genesis_block, next_root};
 use commonware_actor::Feedback;
 use commonware_cryptography::{Signer as _, ed25519};
 use commonware_macros::select;
@@ -21,7 +24,7 @@ use umbra_consensus::{
     ConsensusHandle, Executor, ProposeContext, RESOLVER_CHANNEL, Timeouts, VOTE_CHANNEL, start_with_channels,
     validator_key,
 };
-use umbra_types::{Block, Hash, Header, ValidatorKey, sha256 as hash};
+use umbra_types::{Block, Hash, Header, ValidatorKey};
 
 const NAMESPACE: &[u8] = b"umbra-epochs";
 const MAX_BLOCK_BYTES: usize = 1 << 20;
@@ -30,10 +33,6 @@ type Pk = ed25519::PublicKey;
 
 /// Which committee each epoch has (the genesis committee is epoch 0's).
 type Schedule = Arc<dyn Fn(u64) -> Vec<ValidatorKey> + Send + Sync>;
-
-fn next_root(parent: &Block, height: u64) -> Hash {
-    hash(&[parent.header.state_root.as_bytes(), &height.to_be_bytes()])
-}
 
 #[derive(Default)]
 struct Ledger {
@@ -132,21 +131,12 @@ impl Drop for SeedGuard {
     }
 }
 
+fn runner(seed: u64) -> deterministic::Runner {
+    common::runner(seed, Duration::from_secs(900))
+}
+
 fn genesis(committee: &[ValidatorKey]) -> Block {
-    Block {
-        header: Header {
-            height: 0,
-            parent: Hash::ZERO,
-            timestamp_ms: 0,
-            proposer: [0; 32],
-            epoch: 0,
-            tx_root: Hash::ZERO,
-            state_root: Hash([1; 32]),
-            messages_root: Hash::ZERO,
-            next_committee: Some(committee.to_vec()),
-        },
-        txs: vec![],
-    }
+    genesis_block(Some(committee.to_vec()))
 }
 
 /// Every simulated node tracks each epoch's committee as primary and everyone else as secondary,
@@ -274,12 +264,6 @@ fn cfg_for(signer: &ed25519::PrivateKey, committee: &[ValidatorKey], epoch_lengt
         timeouts: Timeouts::default(),
         gossip_rate_per_sec: 1_000,
     }
-}
-
-fn runner(seed: u64) -> deterministic::Runner {
-    deterministic::Runner::new(
-        deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(900))),
-    )
 }
 
 async fn wait_for_height(ctx: &Ctx, executors: &[&TestExecutor], height: u64, deadline: Duration) {

@@ -6,6 +6,9 @@
 //! well under a minute); `UMBRA_SIM_SEEDS=N` runs `N` seeds per scenario instead, and
 //! `UMBRA_SIM_SEED=S` replays exactly seed `S`.
 
+mod common;
+
+use common::{genesis_block, next_root};
 use commonware_codec::{Decode as _, DecodeExt as _, Encode as _};
 use commonware_consensus::{
     simplex::{
@@ -36,7 +39,7 @@ use umbra_consensus::{
     ConsensusHandle, Executor, ProposeContext, RESOLVER_CHANNEL, Timeouts, VOTE_CHANNEL, start_with_channels,
     validator_key, verify_evidence,
 };
-use umbra_types::{Block, Hash, Header, ValidatorKey, sha256 as hash};
+use umbra_types::{Block, Hash, Header, ValidatorKey};
 
 const NAMESPACE: &[u8] = b"umbra-sim";
 const MAX_BLOCK_BYTES: usize = 1 << 20;
@@ -74,12 +77,6 @@ impl Drop for SeedGuard {
     }
 }
 
-fn runner(seed: u64) -> deterministic::Runner {
-    deterministic::Runner::new(
-        deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(1_200))),
-    )
-}
-
 /// A seeded draw from `range` (the runtime's RNG, so the whole run replays from the seed).
 fn pick(ctx: &mut Ctx, range: std::ops::Range<u64>) -> u64 {
     range.start + ctx.next_u64() % (range.end - range.start)
@@ -100,10 +97,6 @@ fn random_bytes(ctx: &mut Ctx, len: usize) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // Executor: the state root is a hash chain over heights (deterministic; verify recomputes it).
 // ---------------------------------------------------------------------------------------------
-
-fn next_root(parent: &Block, height: u64) -> Hash {
-    hash(&[parent.header.state_root.as_bytes(), &height.to_be_bytes()])
-}
 
 #[derive(Default)]
 struct Ledger {
@@ -183,21 +176,12 @@ impl Executor for TestExecutor {
 // Network harness
 // ---------------------------------------------------------------------------------------------
 
+fn runner(seed: u64) -> deterministic::Runner {
+    common::runner(seed, Duration::from_secs(1_200))
+}
+
 fn genesis() -> Block {
-    Block {
-        header: Header {
-            height: 0,
-            parent: Hash::ZERO,
-            timestamp_ms: 0,
-            proposer: [0; 32],
-            epoch: 0,
-            tx_root: Hash::ZERO,
-            state_root: Hash([1; 32]),
-            messages_root: Hash::ZERO,
-            next_committee: None,
-        },
-        txs: vec![],
-    }
+    genesis_block(None)
 }
 
 fn config(signer: ed25519::PrivateKey, committee: &[ValidatorKey], index: usize) -> ConsensusConfig {
