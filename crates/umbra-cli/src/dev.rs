@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use umbra_crypto::Keypair;
 use umbra_node::{NodeConfig, PeerConfig};
-use umbra_types::{Allocation, Genesis, GenesisValidator, Params, TeePolicy, TokenInfo, UNIT, format_amount};
+use umbra_types::{Allocation, Genesis, GenesisValidator, Params, TokenInfo, UNIT, format_amount};
 
 /// Arguments of `umbra dev`.
 #[derive(Args, Debug)]
@@ -109,7 +109,10 @@ fn create(layout: &Layout, n: usize, args: &DevArgs) -> Result<()> {
             p.rewards.reserve = umbra_types::MAX_SUPPLY - DEV_BALANCE;
             p
         },
-        tee: TeePolicy { dev_enabled: true },
+        registry: umbra_types::RegistryGenesis {
+            policy: umbra_tee::Policy { accepted_kinds: [umbra_tee::TeeKind::Dev].into(), ..Default::default() },
+            ..Default::default()
+        },
     };
     std::fs::write(layout.genesis(), genesis.to_json())
         .with_context(|| format!("cannot write {}", layout.genesis().display()))?;

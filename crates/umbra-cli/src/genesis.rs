@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use umbra_node::PeerConfig;
-use umbra_types::{Address, Allocation, Genesis, GenesisValidator, Params, TeePolicy, TokenInfo, parse_amount};
+use umbra_types::{Address, Allocation, Genesis, GenesisValidator, Params, TokenInfo, parse_amount};
 
 /// `umbra genesis ...`
 #[derive(Args, Debug)]
@@ -107,7 +107,14 @@ pub(crate) fn run(args: GenesisArgs) -> Result<()> {
             }
             p
         },
-        tee: TeePolicy { dev_enabled: a.dev_tee },
+        registry: if a.dev_tee {
+            umbra_types::RegistryGenesis {
+                policy: umbra_tee::Policy { accepted_kinds: [umbra_tee::TeeKind::Dev].into(), ..Default::default() },
+                ..Default::default()
+            }
+        } else {
+            umbra_types::RegistryGenesis::default()
+        },
     };
     genesis.validate()?;
     if let Some(parent) = a.out.parent() {

@@ -291,7 +291,7 @@ fn a_genesis_file_pins_its_validators() {
             .map(|(i, key)| umbra_types::GenesisValidator { name: format!("v{i}"), key })
             .collect(),
         params: Default::default(),
-        tee: Default::default(),
+        registry: Default::default(),
     };
     let mut client = LightClient::from_genesis(&g).expect("genesis");
     assert!(client.tip().is_none());

@@ -47,7 +47,7 @@ where
                 .iter()
                 .map(|v| umbra_rpc::ValidatorInfo { name: v.name.clone(), key: hex::encode(v.key) })
                 .collect(),
-            tee_dev_enabled: g.tee.dev_enabled,
+            tee_dev_enabled: g.registry.dev_enabled(),
             fees: node.params().fees.clone(),
             max_tx_bytes: node.params().max_tx_bytes,
             epoch_length: node.params().epoch_length,

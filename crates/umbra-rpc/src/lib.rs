@@ -10,7 +10,8 @@ mod types;
 
 pub use errors::{ErrorCode, RpcError};
 pub use types::{
-    AccountResponse, BlockId, BlockResponse, ChainInfo, HeadResponse, Health, TxResponse, TxStatus, ValidatorInfo,
+    AccountResponse, BlockId, BlockResponse, ChainInfo, HeadResponse, Health, MAX_SYNC_BLOCKS, ProvenMessage,
+    RegistryStatus, StateValueResponse, SyncBlock, SyncRequest, SyncResponse, TxResponse, TxStatus, ValidatorInfo,
 };
 
 /// Method names, `module_verb`.
@@ -34,6 +35,15 @@ pub mod methods {
     /// keys), `next_committee` (once chosen in the epoch's last block), `candidates`, and whether
     /// this node is `voting`.
     pub const STAKING_COMMITTEE: &str = "staking_committee";
+    /// `worker_sync(request: SyncRequest) -> SyncResponse`: finalized headers with sparse certificates and the
+    /// proven messages of the requested topics: what a worker's host fetches and its TEE part verifies.
+    pub const WORKER_SYNC: &str = "worker_sync";
+    /// `state_getValue(key_hex: String) -> StateValueResponse`: one value of the authenticated state (the key
+    /// is the hex of the canonical encoding of a `StateKey`) with its proof at the latest finalized block.
+    pub const STATE_GET_VALUE: &str = "state_getValue";
+    /// `registry_status() -> RegistryStatus`: policy, gatekeepers and key epochs, clusters and workers, for
+    /// display (unproven; a client that needs proof reads single values with `state_getValue`).
+    pub const REGISTRY_STATUS: &str = "registry_status";
     /// `system_health() -> Health`.
     pub const SYSTEM_HEALTH: &str = "system_health";
     /// Subscription: `chain_subscribeFinalizedHeads` yields a `Header` per finalized block;

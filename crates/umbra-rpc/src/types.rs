@@ -131,3 +131,78 @@ mod amount_str {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
+
+/// `worker_sync` request: finalized blocks from `from`, with the messages of `topics`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// First height wanted (at least 1).
+    pub from: u64,
+    /// Most blocks wanted; the node may return fewer (it caps a batch at [`MAX_SYNC_BLOCKS`]).
+    pub max_blocks: u32,
+    /// The topics whose messages to include.
+    pub topics: Vec<umbra_types::Topic>,
+}
+
+/// Most blocks one `worker_sync` returns.
+pub const MAX_SYNC_BLOCKS: u32 = 2_000;
+
+/// A chain-to-worker message with its inclusion proof under its header's `messages_root`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenMessage {
+    /// The message.
+    pub message: umbra_types::Message,
+    /// Its audit path (leaf: [`umbra_types::Message::leaf_hash`]).
+    pub proof: umbra_crypto::MerkleProof,
+}
+
+/// One block of a `worker_sync` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncBlock {
+    /// The finalized header.
+    pub header: Header,
+    /// Hex of its finality certificate: present for the last block of the answer and for the last block of
+    /// every consensus epoch in it (which names the next committee); the others are verified through the
+    /// parent hashes.
+    pub certificate: Option<String>,
+    /// The messages of the requested topics emitted by this block, in emission order.
+    pub messages: Vec<ProvenMessage>,
+}
+
+/// `worker_sync` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// Consecutive blocks from the requested height (empty if it is above the finalized head).
+    pub blocks: Vec<SyncBlock>,
+    /// The latest finalized height.
+    pub head: u64,
+}
+
+/// `state_getValue` answer: one state value with its proof, at the latest finalized block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateValueResponse {
+    /// The finalized header whose `state_root` the proof is against.
+    pub header: Header,
+    /// Hex of its finality certificate.
+    pub certificate: Option<String>,
+    /// Hex of the value, absent if the key holds none.
+    pub value: Option<String>,
+    /// Hex of the state proof (inclusion or exclusion).
+    pub proof: String,
+}
+
+/// `registry_status` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryStatus {
+    /// The height this describes.
+    pub height: u64,
+    /// The attestation policy (allow-list included).
+    pub policy: umbra_tee::Policy,
+    /// Gatekeepers, key epoch, master public key, rotation.
+    pub keys: umbra_types::registry::KeysRecord,
+    /// Every cluster.
+    pub clusters: Vec<umbra_types::registry::ClusterRecord>,
+    /// Every registered worker (revoked ones included).
+    pub workers: Vec<umbra_types::WorkerRecord>,
+    /// Hashes of the collateral stored on chain, newest first.
+    pub collateral: Vec<Hash>,
+}

@@ -300,6 +300,9 @@ impl Runtime {
             Call::SubmitEvidence { evidence } => {
                 st.submit_evidence(env, s, bal, params, ctx.chain_id, self.verifier.as_ref(), evidence).await?
             }
+            Call::RegisterWorker { .. } | Call::UpdateCollateral { .. } | Call::Egress { .. } | Call::Admin { .. } => {
+                Err(umbra_types::TxError::RegistryPrecondition { reason: "the registry module is being built".into() })
+            }
         };
         match result {
             Ok(()) => s.commit_checkpoint(),

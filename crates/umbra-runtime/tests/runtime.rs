@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use umbra_crypto::{Keypair, sign_transaction};
 use umbra_runtime::{AdmissionError, BlockEnv, BlockError, ChangeSet, Runtime, RuntimeError, StateRead};
 use umbra_types::{
-    Address, Allocation, Amount, Call, Genesis, GenesisValidator, Params, SignedTransaction, TeePolicy, TokenInfo,
-    Transaction, TxError, UNIT,
+    Address, Allocation, Amount, Call, Genesis, GenesisValidator, Params, SignedTransaction, TokenInfo, Transaction,
+    TxError, UNIT,
 };
 
 #[derive(Default, Clone)]
@@ -55,7 +55,7 @@ impl Chain {
             allocations: keys.iter().map(|k| Allocation { address: k.address(), amount: each }).collect(),
             validators: vec![GenesisValidator { name: "v".into(), key: [200; 32] }],
             params,
-            tee: TeePolicy::default(),
+            registry: Default::default(),
         };
         let rt = Runtime::new();
         let mut state = MemState::default();
@@ -316,7 +316,7 @@ fn a_genesis_whose_allocations_and_reserve_exceed_the_maximum_supply_is_refused(
         allocations: vec![Allocation { address: Address([1; 32]), amount: 1 }],
         validators: vec![GenesisValidator { name: "v".into(), key: [200; 32] }],
         params: p,
-        tee: TeePolicy::default(),
+        registry: Default::default(),
     };
     assert!(g.validate().is_err());
     assert!(block_on(Runtime::new().genesis(&g, &MemState::default())).is_err());

@@ -13,8 +13,7 @@ use umbra_crypto::{Keypair, sign_transaction};
 use umbra_runtime::{BlockEnv, BlockOutcome, ChangeSet, Runtime, RuntimeError, StateRead};
 use umbra_types::{
     Address, Allocation, Amount, Call, Evidence, EvidenceVerifier, Genesis, GenesisValidator, MAX_SUPPLY, Offence,
-    Params, SignedTransaction, StakingParams, TeePolicy, TokenInfo, Transaction, TxError, UNIT, ValidatorKey,
-    consensus_namespace,
+    Params, SignedTransaction, StakingParams, TokenInfo, Transaction, TxError, UNIT, ValidatorKey, consensus_namespace,
 };
 
 const CHAIN: &str = "umbra-test";
@@ -121,7 +120,7 @@ impl Chain {
                 .map(|(i, k)| GenesisValidator { name: format!("v{i}"), key: *k })
                 .collect(),
             params: params.clone(),
-            tee: TeePolicy::default(),
+            registry: Default::default(),
         };
         let mut state = MemState::default();
         let changes = block_on(rt.genesis(&genesis, &state)).expect("genesis applies");

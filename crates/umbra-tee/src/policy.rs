@@ -2,11 +2,15 @@
 
 use crate::types::{Measurement, TcbStatus, TeeKind};
 use crate::verify::{Collateral, VerifiedQuote, VerifyError, quote_kind, verify_quote};
+use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// How much an accepted quote is worth; a lower level is stronger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, BorshSerialize, BorshDeserialize,
+)]
+#[borsh(use_discriminant = true)]
 pub enum Confidence {
     /// Level 1: genuine hardware whose TCB is `UpToDate`.
     UpToDate = 1,
@@ -28,7 +32,7 @@ impl Confidence {
 ///
 /// Plain data: [`Policy::default`] accepts SGX and TDX at `UpToDate` only, no advisories, no dev, and an
 /// empty measurement allow-list (so nothing until measurements are added).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     /// Accepted TEE kinds; dev quotes are accepted only if this holds [`TeeKind::Dev`].

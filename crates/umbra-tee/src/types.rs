@@ -1,12 +1,16 @@
 //! The vocabulary shared by providers, verification and policy: TEE kinds, measurements, TCB statuses
 //! and the report-data binding.
 
+use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 use std::fmt;
 
 /// Which kind of trusted execution environment produced (or claims to have produced) a quote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, BorshSerialize, BorshDeserialize,
+)]
+#[borsh(use_discriminant = false)]
 #[serde(rename_all = "lowercase")]
 pub enum TeeKind {
     /// Simulated attestation signed by a dev key: no hardware protects anything.
@@ -56,7 +60,7 @@ impl fmt::Display for TeeKind {
 ///   register 48 bytes as in the TD report. MRTD covers the initial TD image (firmware); the RTMRs cover
 ///   what the firmware and OS measured at boot and after.
 /// - **Dev**: the 32 bytes the dev provider was configured with (signed by the dev key, not measured).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
 pub struct Measurement(pub [u8; 32]);
 
 /// Domain tag of the TDX measurement digest.
@@ -107,14 +111,16 @@ impl Serialize for Measurement {
 
 impl<'de> Deserialize<'de> for Measurement {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        let s = <String as Deserialize>::deserialize(d)?;
         Measurement::from_hex(&s).map_err(serde::de::Error::custom)
     }
 }
 
 /// The platform's TCB (trusted computing base) status as Intel's collateral judges it, or `Simulated`
 /// for dev quotes, which have no hardware TCB at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, BorshSerialize, BorshDeserialize,
+)]
 pub enum TcbStatus {
     /// Fully patched platform.
     UpToDate,

@@ -19,9 +19,9 @@ pub struct Genesis {
     pub validators: Vec<GenesisValidator>,
     /// Chain parameters.
     pub params: Params,
-    /// Which attestation kinds the chain accepts.
+    /// The worker registry: attestation policy, measurement allow-list, collateral, dev administrator.
     #[serde(default)]
-    pub tee: TeePolicy,
+    pub registry: crate::registry::RegistryGenesis,
 }
 
 /// The native token's fixed description.
@@ -96,6 +96,12 @@ pub struct FeeParams {
     /// misbehaviour costs only the size-based fee).
     #[serde(default, with = "amount_str")]
     pub submit_evidence: Amount,
+    /// Extra for `register_worker` and `update_collateral` (quote verification is costly; absent: 0).
+    #[serde(default, with = "amount_str")]
+    pub register_worker: Amount,
+    /// Extra for carrying an `egress` message (absent: 0).
+    #[serde(default, with = "amount_str")]
+    pub egress: Amount,
 }
 
 impl Default for FeeParams {
@@ -111,6 +117,8 @@ impl Default for FeeParams {
             unbond: 0,
             withdraw_unbonded: 0,
             submit_evidence: 0,
+            register_worker: 0,
+            egress: 0,
         }
     }
 }
@@ -126,6 +134,9 @@ impl FeeParams {
             crate::Call::Unbond { .. } => self.unbond,
             crate::Call::WithdrawUnbonded => self.withdraw_unbonded,
             crate::Call::SubmitEvidence { .. } => self.submit_evidence,
+            crate::Call::RegisterWorker { .. } | crate::Call::UpdateCollateral { .. } => self.register_worker,
+            crate::Call::Egress { .. } => self.egress,
+            crate::Call::Admin { .. } => 0,
         };
         self.base.saturating_add(self.per_byte.saturating_mul(size as Amount)).saturating_add(per_call)
     }
@@ -152,6 +163,9 @@ pub struct Params {
     /// The rewards budget (absent in older genesis files: no rewards).
     #[serde(default)]
     pub rewards: RewardParams,
+    /// The worker registry (absent: [`crate::registry::RegistryParams::default`]).
+    #[serde(default)]
+    pub registry: crate::registry::RegistryParams,
 }
 
 /// The rewards budget: a reserve set aside at genesis (part of the maximum supply that is not
@@ -228,16 +242,9 @@ impl Default for Params {
             epoch_length: 100_000,
             staking: StakingParams::default(),
             rewards: RewardParams::default(),
+            registry: crate::registry::RegistryParams::default(),
         }
     }
-}
-
-/// Which attestation kinds the chain accepts.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TeePolicy {
-    /// Accept simulated (`dev`) attestation. Never true on a production chain.
-    pub dev_enabled: bool,
 }
 
 /// Why a genesis file is unusable.
@@ -328,6 +335,15 @@ impl Genesis {
         if st.max_stakers_per_candidate == 0 || st.max_unbonding_entries == 0 {
             return bad("params.staking.max_stakers_per_candidate and max_unbonding_entries must be positive".into());
         }
+        let r = &p.registry;
+        if r.attestation_validity_blocks == 0 || r.commitment_interval_blocks == 0 || r.max_block_messages == 0 {
+            return bad("params.registry intervals and limits must be positive".into());
+        }
+        if self.registry.sudo.is_some() && !self.registry.dev_enabled() {
+            return bad(
+                "registry.sudo is allowed only on a dev chain (one whose policy accepts dev attestation)".into()
+            );
+        }
         Ok(())
     }
 }
@@ -376,7 +392,10 @@ mod tests {
             allocations: vec![Allocation { address: Address([1; 32]), amount: 10 }],
             validators: vec![GenesisValidator { name: "v0".into(), key: [5; 32] }],
             params: Params::default(),
-            tee: TeePolicy { dev_enabled: true },
+            registry: crate::registry::RegistryGenesis {
+                policy: umbra_tee::Policy { accepted_kinds: [umbra_tee::TeeKind::Dev].into(), ..Default::default() },
+                ..Default::default()
+            },
         }
     }
 

@@ -12,6 +12,7 @@ mod codec;
 mod genesis;
 mod hash;
 mod receipt;
+pub mod registry;
 mod staking;
 pub mod state_keys;
 mod tx;
@@ -21,11 +22,14 @@ pub use amount::{Amount, AmountError, DECIMALS, MAX_SUPPLY, SYMBOL, UNIT, format
 pub use block::{Block, Header, ValidatorKey};
 pub use codec::{CodecError, decode, encode};
 pub use genesis::{
-    Allocation, FeeParams, Genesis, GenesisError, GenesisValidator, Params, RewardParams, StakingParams, TeePolicy,
-    TokenInfo,
+    Allocation, FeeParams, Genesis, GenesisError, GenesisValidator, Params, RewardParams, StakingParams, TokenInfo,
 };
 pub use hash::{Hash, sha256};
 pub use receipt::{Receipt, TxError};
+pub use registry::{
+    AdminCall, ClusterId, Egress, EgressPayload, KeyEpoch, Message, MessageBody, Origin, RegistryGenesis,
+    RegistryParams, SignedEgress, Topic, WorkerId, WorkerRecord,
+};
 pub use staking::{
     Evidence, EvidenceVerifier, Offence, RejectAllEvidence, consensus_namespace, epoch_of, first_height_of,
     is_last_in_epoch,

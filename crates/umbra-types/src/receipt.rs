@@ -104,6 +104,59 @@ pub enum TxError {
         /// Its view.
         view: u64,
     },
+    /// The attestation quote was refused (not genuine, or not acceptable under the chain's policy).
+    #[error("attestation refused: {reason}")]
+    AttestationRefused {
+        /// Why, as the verifier or the policy put it.
+        reason: String,
+    },
+    /// The quote's report data does not bind the submitted keys, this chain and the signer.
+    #[error("the quote's report data does not bind these worker keys, this chain and the signing operator")]
+    ReportDataMismatch,
+    /// Collateral that does not parse or is not newer than what the chain holds.
+    #[error("bad collateral: {reason}")]
+    BadCollateral {
+        /// Why.
+        reason: String,
+    },
+    /// An administrative call from an account that may not make it.
+    #[error("not authorized: {reason}")]
+    NotAuthorized {
+        /// Why.
+        reason: String,
+    },
+    /// No registered worker has this id.
+    #[error("unknown worker")]
+    UnknownWorker,
+    /// The worker is revoked or its attestation expired.
+    #[error("worker is not active: {reason}")]
+    WorkerInactive {
+        /// Why.
+        reason: String,
+    },
+    /// An egress message whose origin has no key on chain.
+    #[error("egress origin has no key on chain")]
+    UnknownOrigin,
+    /// An egress message whose signature does not verify under its origin's key.
+    #[error("egress signature does not verify under the origin's key")]
+    BadEgressSignature,
+    /// An egress message out of sequence (stale, duplicate or ahead).
+    #[error("egress sequence {got} refused: the chain expects {expected}")]
+    EgressSequence {
+        /// The next sequence number the chain accepts from this origin.
+        expected: u64,
+        /// What the message carried.
+        got: u64,
+    },
+    /// A key rotation is in progress; the call must wait for it to finish.
+    #[error("a key rotation is in progress")]
+    RotationInProgress,
+    /// A registry call whose precondition does not hold (named in the reason).
+    #[error("{reason}")]
+    RegistryPrecondition {
+        /// What does not hold.
+        reason: String,
+    },
 }
 
 /// The outcome of one included transaction.

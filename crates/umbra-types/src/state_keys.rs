@@ -58,6 +58,26 @@ pub enum StateKey {
     /// `balances`: what is left of the rewards reserve set at genesis (never minted beyond it, so
     /// `TotalIssued + RewardsReserve` never exceeds the maximum supply).
     RewardsReserve,
+    /// `registry`: the attestation policy (`umbra_tee::Policy`), measurement allow-list included.
+    RegistryPolicy,
+    /// `registry`: a worker ([`crate::WorkerRecord`]), kept after revocation.
+    Worker(crate::WorkerId),
+    /// `registry`: every registered worker id (a `Vec<WorkerId>`), ascending.
+    Workers,
+    /// `registry`: stored Intel collateral (JSON bytes) by the SHA-256 of its bytes.
+    Collateral(crate::Hash),
+    /// `registry`: the hashes of stored collateral (a `Vec<Hash>`), newest first.
+    Collaterals,
+    /// `registry`: the gatekeepers and key epochs ([`crate::registry::KeysRecord`]).
+    Keys,
+    /// `registry`: a cluster ([`crate::registry::ClusterRecord`]).
+    Cluster(crate::ClusterId),
+    /// `registry`: every cluster id (a `Vec<ClusterId>`), ascending.
+    Clusters,
+    /// `mq`: the next sequence number (a `u64`) the chain accepts from an egress origin.
+    EgressNext(crate::Origin),
+    /// `mq`: the next sequence number (a `u64`) of a chain-to-worker topic: how many messages it has had.
+    TopicNext(crate::Topic),
 }
 
 impl StateKey {

@@ -1,3 +1,4 @@
+use crate::registry::{AdminCall, SignedEgress, WorkerId, X25519Public};
 use crate::{Address, Amount, Hash, ValidatorKey, encode, sha256};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,36 @@ pub enum Call {
         #[serde(with = "crate::staking::hex_bytes")]
         evidence: Vec<u8>,
     },
+    /// Register (or re-register) a TEE worker operated by the signer: `quote` must verify under the
+    /// chain's attestation policy and its report data must bind `identity`, `x25519`, the chain and the
+    /// signer (see `umbra_tee::report_data`).
+    RegisterWorker {
+        /// The worker's ed25519 identity key (its id).
+        #[serde(with = "crate::block::hex32")]
+        identity: WorkerId,
+        /// The worker's HPKE (X25519) key.
+        #[serde(with = "crate::block::hex32")]
+        x25519: X25519Public,
+        /// The attestation quote.
+        #[serde(with = "crate::staking::hex_bytes")]
+        quote: Vec<u8>,
+    },
+    /// Store Intel collateral (JSON) on chain; anyone may submit a newer signed copy.
+    UpdateCollateral {
+        /// The collateral JSON bytes.
+        #[serde(with = "crate::staking::hex_bytes")]
+        collateral: Vec<u8>,
+    },
+    /// Carry a signed worker-to-chain message; any account may.
+    Egress {
+        /// The message.
+        message: SignedEgress,
+    },
+    /// An administrative call of the registry (allowed only from the dev chain's `registry.sudo`).
+    Admin {
+        /// The call.
+        call: AdminCall,
+    },
 }
 
 impl Call {
@@ -70,6 +101,10 @@ impl Call {
             Call::Unbond { .. } => "unbond",
             Call::WithdrawUnbonded => "withdraw_unbonded",
             Call::SubmitEvidence { .. } => "submit_evidence",
+            Call::RegisterWorker { .. } => "register_worker",
+            Call::UpdateCollateral { .. } => "update_collateral",
+            Call::Egress { .. } => "egress",
+            Call::Admin { .. } => "admin",
         }
     }
 }
@@ -122,7 +157,7 @@ impl SignedTransaction {
     }
 }
 
-mod hex64 {
+pub(crate) mod hex64 {
     use serde::{Deserialize, Deserializer, Serializer};
     pub(crate) fn serialize<S: Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))

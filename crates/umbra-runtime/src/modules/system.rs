@@ -38,7 +38,7 @@ impl Module for System {
             &ChainRecord {
                 chain_id: g.chain_id.clone(),
                 genesis_time_ms: g.genesis_time_ms,
-                tee_dev_enabled: g.tee.dev_enabled,
+                tee_dev_enabled: g.registry.dev_enabled(),
             },
         );
         s.put(&StateKey::SystemParams, &g.params);
