@@ -78,6 +78,8 @@ pub enum StateKey {
     EgressNext(crate::Origin),
     /// `mq`: the next sequence number (a `u64`) of a chain-to-worker topic: how many messages it has had.
     TopicNext(crate::Topic),
+    /// `system`: the hash of the genesis block header, recorded by block 1 (its parent).
+    GenesisHash,
 }
 
 impl StateKey {
