@@ -2,6 +2,7 @@ use crate::RuntimeError;
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::BTreeMap;
 use std::future::Future;
+use umbra_types::Message;
 use umbra_types::state_keys::StateKey;
 
 /// Read access to a version of the authenticated state (committed, or committed plus pending blocks).
@@ -15,20 +16,29 @@ pub trait StateRead: Sync {
 pub type ChangeSet = BTreeMap<[u8; 32], Option<Vec<u8>>>;
 
 /// Buffered writes over a base state, with a checkpoint stack so a failed call's writes can be undone
-/// while its fee stays charged.
+/// while its fee stays charged. The chain-to-worker messages a block emits are buffered here too, so
+/// a reverted call's messages disappear with its writes.
 pub struct Overlay<'a, S> {
     base: &'a S,
     writes: ChangeSet,
+    messages: Vec<Message>,
     undo: Vec<UndoFrame>,
 }
 
-/// The previous entry (if any) of every key written since a checkpoint.
-type UndoFrame = Vec<([u8; 32], Option<Option<Vec<u8>>>)>;
+/// A key's entry in the overlay before a write: `None` if the overlay had not written it.
+type PreviousEntry = Option<Option<Vec<u8>>>;
+
+/// What a checkpoint needs to undo: the previous entry (if any) of every key written since, and how
+/// many messages had been emitted when it was taken.
+struct UndoFrame {
+    writes: Vec<([u8; 32], PreviousEntry)>,
+    messages: usize,
+}
 
 impl<'a, S: StateRead> Overlay<'a, S> {
     /// An empty overlay over `base`.
     pub fn new(base: &'a S) -> Self {
-        Overlay { base, writes: ChangeSet::new(), undo: Vec::new() }
+        Overlay { base, writes: ChangeSet::new(), messages: Vec::new(), undo: Vec::new() }
     }
 
     /// Reads the raw bytes under a hashed key, seeing this overlay's writes first.
@@ -43,7 +53,7 @@ impl<'a, S: StateRead> Overlay<'a, S> {
     pub fn put_raw(&mut self, key: [u8; 32], value: Option<Vec<u8>>) {
         let prev = self.writes.insert(key, value);
         if let Some(frame) = self.undo.last_mut() {
-            frame.push((key, prev));
+            frame.writes.push((key, prev));
         }
     }
 
@@ -66,7 +76,7 @@ impl<'a, S: StateRead> Overlay<'a, S> {
 
     /// Starts a nested scope whose writes can be undone with [`Overlay::revert`].
     pub fn checkpoint(&mut self) {
-        self.undo.push(Vec::new());
+        self.undo.push(UndoFrame { writes: Vec::new(), messages: self.messages.len() });
     }
 
     /// Keeps the writes since the last checkpoint.
@@ -74,14 +84,15 @@ impl<'a, S: StateRead> Overlay<'a, S> {
         if let Some(frame) = self.undo.pop()
             && let Some(outer) = self.undo.last_mut()
         {
-            outer.extend(frame);
+            outer.writes.extend(frame.writes);
         }
     }
 
     /// Undoes the writes since the last checkpoint.
     pub fn revert(&mut self) {
         if let Some(frame) = self.undo.pop() {
-            for (key, prev) in frame.into_iter().rev() {
+            self.messages.truncate(frame.messages);
+            for (key, prev) in frame.writes.into_iter().rev() {
                 match prev {
                     Some(v) => {
                         self.writes.insert(key, v);
@@ -94,8 +105,23 @@ impl<'a, S: StateRead> Overlay<'a, S> {
         }
     }
 
+    /// Buffers a chain-to-worker message (its topic sequence already assigned by the caller).
+    pub fn emit(&mut self, message: Message) {
+        self.messages.push(message);
+    }
+
+    /// The messages emitted so far, in order.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
     /// The buffered writes.
     pub fn into_changes(self) -> ChangeSet {
         self.writes
+    }
+
+    /// The buffered writes and the emitted messages, in emission order.
+    pub fn into_parts(self) -> (ChangeSet, Vec<Message>) {
+        (self.writes, self.messages)
     }
 }
