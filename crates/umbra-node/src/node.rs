@@ -172,6 +172,12 @@ fn admission_err(e: AdmissionError) -> RpcError {
             AdmissionError::NonceUsed { .. } => ErrorCode::NonceUsed,
             AdmissionError::NonceGap { .. } => ErrorCode::NonceGap,
             AdmissionError::CannotPayFee { .. } => ErrorCode::CannotPayFee,
+            // Egress refusals reuse the nearest codes until the RPC gains its own.
+            AdmissionError::EgressUnknownOrigin { .. } | AdmissionError::BadEgressSignature { .. } => {
+                ErrorCode::BadSignature
+            }
+            AdmissionError::EgressStale { .. } => ErrorCode::NonceUsed,
+            AdmissionError::EgressAhead { .. } => ErrorCode::NonceGap,
             AdmissionError::Runtime(_) => ErrorCode::Unavailable,
         };
         rpc_err(code, e)
@@ -648,6 +654,7 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
             timestamp_ms: block.header.timestamp_ms,
             proposer: Address(block.header.proposer),
             epoch: block.header.epoch,
+            parent: block.header.parent,
         };
         let outcome = match &parent_pending {
             None => self.inner.runtime.execute_block(&Committed_(&state), &env, &block.txs, false).await,
@@ -703,7 +710,13 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
             return Box::pin(self.build(parent, ctx)).await;
         };
         let timestamp_ms = millis(self.inner.ctx.current()).max(parent.header.timestamp_ms + 1);
-        let env = BlockEnv { height: ctx.height, timestamp_ms, proposer: Address(ctx.proposer), epoch: ctx.epoch };
+        let env = BlockEnv {
+            height: ctx.height,
+            timestamp_ms,
+            proposer: Address(ctx.proposer),
+            epoch: ctx.epoch,
+            parent: parent_hash,
+        };
         let candidates = self.lock_mempool().candidates(self.inner.params.max_block_txs as usize);
         let built = match &parent_pending {
             None => self.inner.runtime.build_block(&Committed_(&state), &env, candidates).await,

@@ -1,4 +1,4 @@
-use umbra_types::{Address, Amount, Hash};
+use umbra_types::{Address, Amount, Hash, Origin};
 
 /// A failure of the runtime itself (not of a user's call): state could not be read or is corrupt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,6 +79,40 @@ pub enum AdmissionError {
         fee: Amount,
         /// Balance.
         balance: Amount,
+    },
+    /// An egress message whose origin has no key on chain (an unregistered worker, gatekeepers before
+    /// the first master key, or an origin kind the chain does not serve yet).
+    #[error("egress origin {origin:?} has no key on chain")]
+    EgressUnknownOrigin {
+        /// The claimed origin.
+        origin: Origin,
+    },
+    /// An egress message whose signature does not verify under its origin's key.
+    #[error("egress signature does not verify under the key of origin {origin:?}")]
+    BadEgressSignature {
+        /// The claimed origin.
+        origin: Origin,
+    },
+    /// An egress message whose sequence number the chain already consumed (a replay or a redundant copy
+    /// that another worker's identical message beat).
+    #[error("egress sequence {got} of origin {origin:?} is stale: the chain expects {expected}")]
+    EgressStale {
+        /// The origin.
+        origin: Origin,
+        /// The next sequence number the chain accepts.
+        expected: u64,
+        /// What the message carried.
+        got: u64,
+    },
+    /// An egress message ahead of the chain's next sequence number (the mempool holds no gaps).
+    #[error("egress sequence {got} of origin {origin:?} is ahead: the chain expects {expected}")]
+    EgressAhead {
+        /// The origin.
+        origin: Origin,
+        /// The next sequence number the chain accepts.
+        expected: u64,
+        /// What the message carried.
+        got: u64,
     },
     /// The state could not be read.
     #[error(transparent)]

@@ -7,8 +7,11 @@
 //! order written out once, in [`Runtime`]. No clocks, no hash-map iteration, no floating point: the
 //! same inputs give the same bytes on every machine.
 //!
-//! Modules today: `system`, `balances` and `staking` (validator candidates, committee selection at
-//! epoch boundaries, equivocation slashing; see its module notes). Checking equivocation evidence
+//! Modules today: `system`, `balances`, `staking` (validator candidates, committee selection at
+//! epoch boundaries, equivocation slashing; see its module notes) and `registry` with the message
+//! queue `mq` (TEE workers, gatekeepers, clusters and key epochs; the chain side of
+//! `docs/worker-protocol.md`). A block's outcome carries the messages it emitted for workers
+//! ([`BlockOutcome::messages`]), which the node commits in the header's `messages_root`. Checking equivocation evidence
 //! needs the consensus engine's vote formats, which this crate does not depend on: the node injects
 //! an [`umbra_types::EvidenceVerifier`] with [`Runtime::with_evidence_verifier`].
 

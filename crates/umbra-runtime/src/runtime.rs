@@ -1,12 +1,16 @@
 use crate::modules::balances::Balances;
+use crate::modules::mq;
+use crate::modules::registry::{self, Registry};
 use crate::modules::staking::Staking;
 use crate::modules::system::System;
 use crate::{AdmissionError, BlockError, ChangeSet, Module, Overlay, RuntimeError, StateRead};
 use std::collections::BTreeSet;
+use umbra_tee::Policy;
+use umbra_types::registry::{ClusterRecord, KeysRecord};
 use umbra_types::state_keys::{CandidateRecord, OffenceRecord, StakeRecord};
 use umbra_types::{
-    Address, Amount, Call, EvidenceVerifier, Genesis, Hash, Params, Receipt, RejectAllEvidence, SignedTransaction,
-    ValidatorKey, epoch_of,
+    Address, Amount, Call, EvidenceVerifier, Genesis, Hash, Message, Origin, Params, Receipt, RejectAllEvidence,
+    SignedTransaction, Topic, ValidatorKey, WorkerId, WorkerRecord, epoch_of,
 };
 
 /// What a block's execution needs from its header.
@@ -21,6 +25,9 @@ pub struct BlockEnv {
     /// The consensus epoch. The runtime derives the epoch from `height` and `epoch_length`
     /// ([`umbra_types::epoch_of`]) and does not read this; the node checks that they agree.
     pub epoch: u64,
+    /// The parent header's hash. Block 1 records it as the genesis hash, which workers bind into
+    /// their attestation's report data.
+    pub parent: Hash,
 }
 
 /// The result of executing a block.
@@ -36,6 +43,9 @@ pub struct BlockOutcome {
     /// (stake descending, then key ascending), for the node to put into the header and for
     /// verifiers to compare with it.
     pub next_committee: Option<Vec<ValidatorKey>>,
+    /// The chain-to-worker messages the block emitted, in emission order (what `messages_root`
+    /// commits to). A failed call's messages are not among them.
+    pub messages: Vec<Message>,
 }
 
 /// A block assembled by a proposer from candidate transactions.
@@ -79,13 +89,20 @@ pub struct Runtime {
     system: System,
     balances: Balances,
     staking: Staking,
+    registry: Registry,
     /// Checks equivocation evidence; part of the consensus rules, so every node must use the same.
     verifier: Box<dyn EvidenceVerifier>,
 }
 
 impl Default for Runtime {
     fn default() -> Self {
-        Runtime { system: System, balances: Balances, staking: Staking, verifier: Box::new(RejectAllEvidence) }
+        Runtime {
+            system: System,
+            balances: Balances,
+            staking: Staking,
+            registry: Registry,
+            verifier: Box::new(RejectAllEvidence),
+        }
     }
 }
 
@@ -115,6 +132,7 @@ impl Runtime {
         self.system.genesis(genesis, &mut s).await?;
         self.balances.genesis(genesis, &mut s).await?;
         self.staking.genesis(genesis, &mut s).await?;
+        self.registry.genesis(genesis, &mut s).await?;
         Ok(s.into_changes())
     }
 
@@ -240,25 +258,109 @@ impl Runtime {
         self.staking.offence(&Overlay::new(state), key, epoch, view).await
     }
 
-    /// The stateful admission check against `state`: exact nonce and a balance covering the fee.
+    /// A registered worker's record (also once revoked).
+    pub async fn worker<S: StateRead>(&self, state: &S, id: &WorkerId) -> Result<Option<WorkerRecord>, RuntimeError> {
+        self.registry.worker(&Overlay::new(state), id).await
+    }
+
+    /// Every registered worker's record, by id ascending.
+    pub async fn workers<S: StateRead>(&self, state: &S) -> Result<Vec<WorkerRecord>, RuntimeError> {
+        let s = Overlay::new(state);
+        let mut out = Vec::new();
+        for id in self.registry.worker_ids(&s).await? {
+            out.push(self.registry.worker(&s, &id).await?.ok_or(RuntimeError::Missing("registry worker"))?);
+        }
+        Ok(out)
+    }
+
+    /// The gatekeepers, the current key epoch and any rotation in progress.
+    pub async fn keys<S: StateRead>(&self, state: &S) -> Result<KeysRecord, RuntimeError> {
+        self.registry.keys(&Overlay::new(state)).await
+    }
+
+    /// Every cluster, by id ascending.
+    pub async fn clusters<S: StateRead>(&self, state: &S) -> Result<Vec<ClusterRecord>, RuntimeError> {
+        let s = Overlay::new(state);
+        let mut out = Vec::new();
+        for id in self.registry.cluster_ids(&s).await? {
+            out.push(self.registry.cluster(&s, id).await?.ok_or(RuntimeError::Missing("registry cluster"))?);
+        }
+        Ok(out)
+    }
+
+    /// The attestation policy, measurement allow-list included.
+    pub async fn policy<S: StateRead>(&self, state: &S) -> Result<Policy, RuntimeError> {
+        self.registry.policy(&Overlay::new(state)).await
+    }
+
+    /// The SHA-256 hashes of the stored collateral, newest first. Each document's JSON bytes are
+    /// stored raw (not encoded) under `StateKey::Collateral(hash)`.
+    pub async fn collaterals<S: StateRead>(&self, state: &S) -> Result<Vec<Hash>, RuntimeError> {
+        self.registry.collaterals(&Overlay::new(state)).await
+    }
+
+    /// The administrative account of the registry, if the chain has one (dev chains only).
+    pub async fn registry_sudo<S: StateRead>(&self, state: &S) -> Result<Option<Address>, RuntimeError> {
+        self.registry.sudo(&Overlay::new(state)).await
+    }
+
+    /// The next egress sequence number the chain accepts from `origin`.
+    pub async fn egress_next<S: StateRead>(&self, state: &S, origin: &Origin) -> Result<u64, RuntimeError> {
+        mq::egress_next(&Overlay::new(state), origin).await
+    }
+
+    /// The next sequence number of `topic`: how many messages it has had.
+    pub async fn topic_next<S: StateRead>(&self, state: &S, topic: &Topic) -> Result<u64, RuntimeError> {
+        mq::topic_next(&Overlay::new(state), topic).await
+    }
+
+    /// The genesis block's hash, once block 1 recorded it.
+    pub async fn genesis_hash<S: StateRead>(&self, state: &S) -> Result<Option<Hash>, RuntimeError> {
+        self.registry.genesis_hash(&Overlay::new(state)).await
+    }
+
+    /// The stateful admission check against `state`: exact nonce and a balance covering the fee, and
+    /// for an egress message a signature by its origin's key and exactly the origin's next sequence.
     pub async fn check_stateful<S: StateRead>(&self, state: &S, stx: &SignedTransaction) -> Result<(), AdmissionError> {
-        self.balances.check(&Overlay::new(state), stx).await
+        let s = Overlay::new(state);
+        self.balances.check(&s, stx).await?;
+        if let Call::Egress { message } = &stx.tx.call {
+            let chain = self.system.chain(&s).await?;
+            mq::check_egress(&s, &chain.chain_id, message).await?;
+        }
+        Ok(())
+    }
+
+    /// The admission rules that depend on state, against the block being built or executed.
+    async fn check_in_block<S: StateRead>(
+        &self,
+        s: &Overlay<'_, S>,
+        chain_id: &str,
+        stx: &SignedTransaction,
+    ) -> Result<(), AdmissionError> {
+        self.balances.check(s, stx).await?;
+        if let Call::Egress { message } = &stx.tx.call {
+            mq::check_egress(s, chain_id, message).await?;
+        }
+        Ok(())
     }
 
     async fn begin<S: StateRead>(&self, env: &BlockEnv, s: &mut Overlay<'_, S>) -> Result<(), RuntimeError> {
         self.system.begin_block(env, s).await?;
         self.balances.begin_block(env, s).await?;
-        self.staking.begin_block(env, s).await
+        self.staking.begin_block(env, s).await?;
+        self.registry.begin_block(env, s).await
     }
 
     /// Ends the block; returns the next committee in the last block of an epoch.
     async fn end<S: StateRead>(
         &self,
         env: &BlockEnv,
+        ctx: &TxCtx<'_>,
         s: &mut Overlay<'_, S>,
-        params: &Params,
         fees: Amount,
     ) -> Result<Option<Vec<ValidatorKey>>, RuntimeError> {
+        let params = ctx.params;
         self.balances.distribute_fees(env, s, fees).await?;
         // The validators' share of the block's rewards budget goes to the proposer's owner.
         let validator_reward =
@@ -273,6 +375,8 @@ impl Runtime {
         self.system.end_block(env, s).await?;
         self.balances.end_block(env, s).await?;
         self.staking.end_block(env, s).await?;
+        let cx = registry::Ctx { env, params, chain_id: ctx.chain_id };
+        self.registry.end_block_with(&cx, s).await?;
         self.staking.select_at_boundary(env, s, params).await
     }
 
@@ -287,7 +391,12 @@ impl Runtime {
         index: u32,
     ) -> Result<Receipt, RuntimeError> {
         self.balances.charge(s, stx).await?;
+        // An admitted egress consumes its sequence number even if its payload fails.
+        if let Call::Egress { message } = &stx.tx.call {
+            mq::consume_egress(s, &message.egress);
+        }
         s.checkpoint();
+        let (reg, cx) = (&self.registry, registry::Ctx { env, params: ctx.params, chain_id: ctx.chain_id });
         let (signer, params, bal, st) = (&stx.tx.signer, ctx.params, &self.balances, &self.staking);
         let result = match &stx.tx.call {
             Call::Transfer { to, amount } => bal.transfer(s, signer, to, *amount).await?,
@@ -300,9 +409,12 @@ impl Runtime {
             Call::SubmitEvidence { evidence } => {
                 st.submit_evidence(env, s, bal, params, ctx.chain_id, self.verifier.as_ref(), evidence).await?
             }
-            Call::RegisterWorker { .. } | Call::UpdateCollateral { .. } | Call::Egress { .. } | Call::Admin { .. } => {
-                Err(umbra_types::TxError::RegistryPrecondition { reason: "the registry module is being built".into() })
+            Call::RegisterWorker { identity, x25519, quote } => {
+                reg.register_worker(&cx, s, signer, identity, x25519, quote).await?
             }
+            Call::UpdateCollateral { collateral } => reg.update_collateral(params, s, collateral).await?,
+            Call::Egress { message } => reg.egress(&cx, s, &message.egress).await?,
+            Call::Admin { call } => reg.admin(&cx, s, signer, call).await?,
         };
         match result {
             Ok(()) => s.commit_checkpoint(),
@@ -346,12 +458,13 @@ impl Runtime {
             }
             let invalid = |error| BlockError::InvalidTransaction { index, hash, error };
             stateless_check(&chain.chain_id, &params, stx, stx.to_bytes().len(), false).map_err(invalid)?;
-            self.balances.check(&s, stx).await.map_err(invalid)?;
+            self.check_in_block(&s, &chain.chain_id, stx).await.map_err(invalid)?;
             fees = fees.saturating_add(stx.tx.fee);
             receipts.push(self.apply_tx(env, &ctx, &mut s, stx, index as u32).await?);
         }
-        let next_committee = self.end(env, &mut s, &params, fees).await?;
-        Ok(BlockOutcome { changes: s.into_changes(), receipts, fees, next_committee })
+        let next_committee = self.end(env, &ctx, &mut s, fees).await?;
+        let (changes, messages) = s.into_parts();
+        Ok(BlockOutcome { changes, receipts, fees, next_committee, messages })
     }
 
     /// Assembles a block from `candidates` (already signature-checked at admission), in order,
@@ -379,7 +492,7 @@ impl Runtime {
                 continue;
             }
             let check = match stateless_check(&chain.chain_id, &params, &stx, stx.to_bytes().len(), false) {
-                Ok(()) => self.balances.check(&s, &stx).await,
+                Ok(()) => self.check_in_block(&s, &chain.chain_id, &stx).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = check {
@@ -391,9 +504,9 @@ impl Runtime {
             built.outcome.receipts.push(receipt);
             built.txs.push(stx);
         }
-        built.outcome.next_committee = self.end(env, &mut s, &params, fees).await?;
+        built.outcome.next_committee = self.end(env, &ctx, &mut s, fees).await?;
         built.outcome.fees = fees;
-        built.outcome.changes = s.into_changes();
+        (built.outcome.changes, built.outcome.messages) = s.into_parts();
         Ok(built)
     }
 }

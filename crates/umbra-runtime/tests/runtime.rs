@@ -65,7 +65,13 @@ impl Chain {
     }
 
     fn env(&self) -> BlockEnv {
-        BlockEnv { height: self.height + 1, timestamp_ms: 1_000 + self.height + 1, proposer: self.proposer, epoch: 0 }
+        BlockEnv {
+            height: self.height + 1,
+            timestamp_ms: 1_000 + self.height + 1,
+            proposer: self.proposer,
+            epoch: 0,
+            parent: umbra_types::Hash([self.height as u8; 32]),
+        }
     }
 
     fn tx(&self, from: usize, nonce: u64, call: Call) -> SignedTransaction {

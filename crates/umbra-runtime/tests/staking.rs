@@ -136,7 +136,13 @@ impl Chain {
 
     fn env(&self) -> BlockEnv {
         let height = self.height + 1;
-        BlockEnv { height, timestamp_ms: 1_000 + height, proposer: Address(G0), epoch: height / L }
+        BlockEnv {
+            height,
+            timestamp_ms: 1_000 + height,
+            proposer: Address(G0),
+            epoch: height / L,
+            parent: umbra_types::Hash::ZERO,
+        }
     }
 
     fn tx(&self, from: usize, call: Call) -> SignedTransaction {

@@ -80,6 +80,9 @@ pub enum StateKey {
     TopicNext(crate::Topic),
     /// `system`: the hash of the genesis block header, recorded by block 1 (its parent).
     GenesisHash,
+    /// `registry`: the account allowed to make administrative calls (an `Address`), absent when the
+    /// chain has none (`registry.sudo` in genesis; only dev chains may have one).
+    RegistrySudo,
 }
 
 impl StateKey {

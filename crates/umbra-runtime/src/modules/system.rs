@@ -50,6 +50,10 @@ impl Module for System {
         // The consensus layer checks height and time against the parent header; here the state's own
         // record advances so a proof of `SystemTip` shows which block a state root belongs to.
         s.put(&StateKey::SystemTip, &Tip { height: env.height, timestamp_ms: env.timestamp_ms });
+        // Block 1's parent is the genesis block: workers bind its hash into their report data.
+        if env.height == 1 {
+            s.put(&StateKey::GenesisHash, &env.parent);
+        }
         Ok(())
     }
 }
