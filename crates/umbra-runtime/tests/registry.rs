@@ -865,3 +865,46 @@ fn a_dcap_quote_is_refused_when_the_block_time_is_outside_its_collaterals_validi
         "expired",
     );
 }
+
+#[test]
+fn of_two_gatekeepers_asked_to_generate_the_first_key_to_land_wins_and_the_other_gets_it_shared() {
+    let (mut c, ws) = chain_with_workers();
+    let (a, b) = (&ws[0], &ws[1]);
+    c.admin(AdminCall::AppointGatekeeper { worker: a.id() });
+    c.admin(AdminCall::AppointGatekeeper { worker: b.id() });
+    assert_eq!(c.last(Topic::Worker(b.id())).1, MessageBody::GatekeeperAppointed { worker: b.id(), generate: true });
+    assert!(c.to(Topic::Gatekeepers).is_empty(), "nothing to share before a key exists");
+    let key = |gk: [u8; 32]| EgressPayload::MasterKey {
+        key_epoch: 1,
+        master_public: gk,
+        gatekeeper_key: gk,
+        shares: vec![],
+        clusters: vec![],
+    };
+    let txs = vec![c.carry(b.egress(0, key([2; 32]))), c.carry(a.egress(0, key([1; 32])))];
+    let (r, _) = c.run(txs);
+    assert_eq!(r[0].error, None);
+    assert!(matches!(&r[1].error, Some(TxError::RegistryPrecondition { reason }) if reason.contains("exists")));
+    let keys = block_on(c.rt.keys(&c.state)).expect("readable");
+    assert_eq!(keys.gatekeeper_key, Some(WorkerIdHex([2; 32])));
+    assert_eq!(c.to(Topic::Gatekeepers), [MessageBody::ShareMaster { worker: a.id(), x25519: a.x25519, key_epoch: 1 }]);
+    // Two gatekeepers: one may go, the last may not.
+    c.admin(AdminCall::RemoveGatekeeper { worker: a.id() });
+    assert_eq!(c.last(Topic::Worker(a.id())).1, MessageBody::GatekeeperRemoved { worker: a.id() });
+    let e = c.fails(SUDO, Call::Admin { call: AdminCall::RemoveGatekeeper { worker: b.id() } });
+    assert!(matches!(e, TxError::RegistryPrecondition { reason } if reason.contains("last")));
+}
+
+#[test]
+fn a_rollback_commitment_is_recorded_only_when_higher() {
+    let (mut c, ws) = chain_with_workers();
+    let w = &ws[0];
+    let commit = |h: u64| EgressPayload::StateCommitment { height: h, state_hash: Hash([h as u8; 32]) };
+    let txs = vec![c.carry(w.egress(0, commit(2))), c.carry(w.egress(1, commit(2))), c.carry(w.egress(2, commit(99)))];
+    let (r, _) = c.run(txs);
+    assert_eq!(r[0].error, None);
+    assert!(matches!(&r[1].error, Some(TxError::RegistryPrecondition { reason }) if reason.contains("not above")));
+    assert!(matches!(&r[2].error, Some(TxError::RegistryPrecondition { reason }) if reason.contains("future")));
+    assert_eq!(c.worker(w).commitment, Some((2, Hash([2; 32]))));
+    assert_eq!(block_on(c.rt.egress_next(&c.state, &Origin::Worker(w.id()))).expect("readable"), 3);
+}
