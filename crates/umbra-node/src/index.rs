@@ -6,13 +6,14 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
-use umbra_types::{Block, Hash, Receipt, decode, encode};
+use umbra_types::{Block, Hash, Message, Receipt, decode, encode};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
 const BLOCK_HASHES: TableDefinition<&[u8], u64> = TableDefinition::new("block_hashes");
 const TXS: TableDefinition<&[u8], (u64, u32)> = TableDefinition::new("txs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 
 const MAX_BLOCK: usize = 256 * 1024 * 1024;
 
@@ -49,6 +50,7 @@ impl Index {
             w.open_table(BLOCK_HASHES)?;
             w.open_table(TXS)?;
             w.open_table(META)?;
+            w.open_table(MESSAGES)?;
             Ok(())
         })?;
         Ok(index)
@@ -64,13 +66,21 @@ impl Index {
         w.commit().map_err(|e| self.err(e))
     }
 
-    /// Records a finalized block and its receipts (idempotent).
-    pub(crate) fn put_block(&self, block: &Block, receipts: &[Receipt]) -> Result<(), IndexError> {
+    /// Records a finalized block, its receipts and the messages it emitted (idempotent).
+    pub(crate) fn put_block(
+        &self,
+        block: &Block,
+        receipts: &[Receipt],
+        messages: &[Message],
+    ) -> Result<(), IndexError> {
         let h = block.height();
         let hash = block.hash();
         self.write(|w| {
             w.open_table(BLOCKS)?.insert(h, encode(block).as_slice())?;
             w.open_table(RECEIPTS)?.insert(h, encode(&receipts.to_vec()).as_slice())?;
+            if !messages.is_empty() {
+                w.open_table(MESSAGES)?.insert(h, encode(&messages.to_vec()).as_slice())?;
+            }
             w.open_table(BLOCK_HASHES)?.insert(hash.as_bytes().as_slice(), h)?;
             let mut txs = w.open_table(TXS)?;
             for (i, t) in block.txs.iter().enumerate() {
@@ -101,6 +111,16 @@ impl Index {
             None => vec![],
         };
         Ok(Some((block, receipts)))
+    }
+
+    /// The chain-to-worker messages block `height` emitted, in order (empty if none).
+    pub(crate) fn messages(&self, height: u64) -> Result<Vec<Message>, IndexError> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = r.open_table(MESSAGES).map_err(|e| self.err(e))?;
+        match t.get(height).map_err(|e| self.err(e))? {
+            Some(raw) => decode(raw.value(), MAX_BLOCK).map_err(|e| IndexError::Corrupt(e.to_string())),
+            None => Ok(vec![]),
+        }
     }
 
     pub(crate) fn height_of(&self, hash: &Hash) -> Result<Option<u64>, IndexError> {

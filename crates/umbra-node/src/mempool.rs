@@ -6,7 +6,7 @@
 //! it still iterates `BTreeMap`s so block proposals are reproducible in tests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use umbra_types::{Address, Amount, Hash, SignedTransaction};
+use umbra_types::{Address, Amount, Call, Hash, Origin, SignedTransaction};
 
 /// Why the pool refused a transaction that passed the stateless and state checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,16 @@ pub(crate) enum PoolError {
     Full,
     /// The account's pending fees would exceed its balance.
     CannotPayFees { pending: Amount },
+    /// Another pending transaction already carries the egress message with this origin and sequence.
+    DuplicateEgress { origin: Origin, seq: u64 },
+}
+
+/// The `(origin, seq)` of the egress message a transaction carries, if it carries one.
+fn egress_key(stx: &SignedTransaction) -> Option<(Origin, u64)> {
+    match &stx.tx.call {
+        Call::Egress { message } => Some((message.egress.origin, message.egress.seq)),
+        _ => None,
+    }
 }
 
 #[derive(Default)]
@@ -29,6 +39,9 @@ pub(crate) struct Mempool {
     by_account: BTreeMap<Address, BTreeMap<u64, SignedTransaction>>,
     by_hash: BTreeMap<Hash, (Address, u64)>,
     by_fee: BTreeSet<(Amount, Hash)>,
+    /// Pending egress messages by `(origin, seq)`: only one carrier of each may wait, so identical
+    /// messages from redundant workers do not all reach a block.
+    by_egress: BTreeMap<(Origin, u64), Hash>,
 }
 
 impl Mempool {
@@ -72,6 +85,11 @@ impl Mempool {
         if self.by_hash.contains_key(&hash) {
             return Err(PoolError::AlreadyKnown);
         }
+        if let Some((origin, seq)) = egress_key(&stx)
+            && self.by_egress.contains_key(&(origin, seq))
+        {
+            return Err(PoolError::DuplicateEgress { origin, seq });
+        }
         let signer = stx.tx.signer;
         let expected = self.next_nonce(&signer, state_nonce);
         if stx.tx.nonce < expected {
@@ -97,6 +115,9 @@ impl Mempool {
         }
         self.by_fee.insert((stx.tx.fee, hash));
         self.by_hash.insert(hash, (signer, stx.tx.nonce));
+        if let Some(k) = egress_key(&stx) {
+            self.by_egress.insert(k, hash);
+        }
         self.by_account.entry(signer).or_default().insert(stx.tx.nonce, stx);
         Ok(hash)
     }
@@ -109,6 +130,9 @@ impl Mempool {
                 let h = t.hash();
                 self.by_hash.remove(&h);
                 self.by_fee.remove(&(t.tx.fee, h));
+                if let Some(k) = egress_key(t) {
+                    self.by_egress.remove(&k);
+                }
             }
             if seq.is_empty() {
                 self.by_account.remove(account);
@@ -124,11 +148,34 @@ impl Mempool {
                 let h = t.hash();
                 self.by_hash.remove(&h);
                 self.by_fee.remove(&(t.tx.fee, h));
+                if let Some(k) = egress_key(t) {
+                    self.by_egress.remove(&k);
+                }
             }
             *seq = keep;
             if seq.is_empty() {
                 self.by_account.remove(account);
             }
+        }
+    }
+
+    /// The pending egress messages' `(origin, seq)` keys of one origin below `next` (stale now that the
+    /// chain accepted `next - 1`), with the hashes of the transactions carrying them.
+    pub(crate) fn stale_egress(&self, origin: &Origin, next: u64) -> Vec<Hash> {
+        self.by_egress.range((*origin, 0)..(*origin, next)).map(|(_, h)| *h).collect()
+    }
+
+    /// The distinct origins of pending egress messages.
+    pub(crate) fn egress_origins(&self) -> Vec<Origin> {
+        let mut out: Vec<Origin> = self.by_egress.keys().map(|(o, _)| *o).collect();
+        out.dedup();
+        out
+    }
+
+    /// Removes one transaction and every later one of its signer (so no nonce gap remains).
+    pub(crate) fn remove(&mut self, hash: &Hash) {
+        if let Some(&(acct, nonce)) = self.by_hash.get(hash) {
+            self.remove_from(&acct, nonce);
         }
     }
 
@@ -200,6 +247,37 @@ mod tests {
         m.insert(tx(2, 0, 9), 0, 100).expect("fits");
         let c: Vec<(u8, u64)> = m.candidates(10).iter().map(|t| (t.tx.signer.0[0], t.tx.nonce)).collect();
         assert_eq!(c, vec![(2, 0), (1, 0), (1, 1)]);
+    }
+
+    fn egress_tx(signer: u8, seq: u64) -> SignedTransaction {
+        let mut t = tx(signer, 0, 5);
+        t.tx.call = Call::Egress {
+            message: umbra_types::SignedEgress {
+                egress: umbra_types::Egress {
+                    origin: Origin::Gatekeeper,
+                    seq,
+                    payload: umbra_types::EgressPayload::KeyAck { key_epoch: 1 },
+                },
+                signature: [0; 64],
+            },
+        };
+        t
+    }
+
+    #[test]
+    fn a_second_carrier_of_the_same_egress_message_is_refused_until_the_first_leaves() {
+        let mut m = Mempool::new(10);
+        m.insert(egress_tx(1, 0), 0, 100).expect("first carrier");
+        assert_eq!(
+            m.insert(egress_tx(2, 0), 0, 100),
+            Err(PoolError::DuplicateEgress { origin: Origin::Gatekeeper, seq: 0 })
+        );
+        m.insert(egress_tx(2, 1), 0, 100).expect("the next sequence is another message");
+        assert_eq!(m.stale_egress(&Origin::Gatekeeper, 1), vec![egress_tx(1, 0).hash()]);
+        m.prune_account(&Address([1; 32]), 1);
+        assert!(m.stale_egress(&Origin::Gatekeeper, 1).is_empty());
+        m.insert(egress_tx(3, 0), 0, 100).expect("the first carrier left");
+        assert_eq!(m.egress_origins(), vec![Origin::Gatekeeper]);
     }
 
     #[test]

@@ -19,7 +19,9 @@ use umbra_rpc::{ErrorCode, RpcError};
 use umbra_runtime::{AdmissionError, BlockEnv, Runtime, RuntimeError, StateRead, stateless_check};
 use umbra_state::{Pending, State, StateProof};
 use umbra_types::state_keys::{AccountRecord, StateKey};
-use umbra_types::{Address, Block, Genesis, Hash, Header, Params, Receipt, SignedTransaction, ValidatorKey};
+use umbra_types::{
+    Address, Block, Call, Genesis, Hash, Header, Message, Params, Receipt, SignedTransaction, Topic, ValidatorKey,
+};
 
 /// How far ahead of a validator's clock a proposed timestamp may be before it waits.
 const MAX_CLOCK_DRIFT_MS: u64 = 2_000;
@@ -63,6 +65,7 @@ struct Executed {
     block: Block,
     pending: Pending,
     receipts: Vec<Receipt>,
+    messages: Vec<Message>,
 }
 
 /// The latest finalized block that is applied to the state.
@@ -93,6 +96,8 @@ struct Inner<E: Clock + Storage + Metrics + Spawner> {
     /// ancestor can be executed on demand instead of waiting for a finalization that may need our
     /// own vote.
     known: Mutex<BTreeMap<Hash, Block>>,
+    /// See [`crate::NodeConfig::empty_block_interval_ms`].
+    empty_block_interval_ms: std::sync::atomic::AtomicU64,
 }
 
 /// A running node's shared core. Cheap to clone.
@@ -152,6 +157,12 @@ fn empty_root() -> Hash {
     umbra_crypto::merkle_root(&[])
 }
 
+/// The header's `messages_root`: the Merkle root of the emitted messages' leaves, in order.
+fn messages_root(messages: &[Message]) -> Hash {
+    let leaves: Vec<Hash> = messages.iter().map(Message::leaf_hash).collect();
+    umbra_crypto::merkle_root(&leaves)
+}
+
 fn tx_root(txs: &[SignedTransaction]) -> Hash {
     let hashes: Vec<Hash> = txs.iter().map(|t| t.hash()).collect();
     umbra_crypto::merkle_root(&hashes)
@@ -172,12 +183,10 @@ fn admission_err(e: AdmissionError) -> RpcError {
             AdmissionError::NonceUsed { .. } => ErrorCode::NonceUsed,
             AdmissionError::NonceGap { .. } => ErrorCode::NonceGap,
             AdmissionError::CannotPayFee { .. } => ErrorCode::CannotPayFee,
-            // Egress refusals reuse the nearest codes until the RPC gains its own.
             AdmissionError::EgressUnknownOrigin { .. } | AdmissionError::BadEgressSignature { .. } => {
-                ErrorCode::BadSignature
+                ErrorCode::BadEgress
             }
-            AdmissionError::EgressStale { .. } => ErrorCode::NonceUsed,
-            AdmissionError::EgressAhead { .. } => ErrorCode::NonceGap,
+            AdmissionError::EgressStale { .. } | AdmissionError::EgressAhead { .. } => ErrorCode::EgressSequence,
             AdmissionError::Runtime(_) => ErrorCode::Unavailable,
         };
         rpc_err(code, e)
@@ -220,7 +229,7 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 },
                 txs: vec![],
             };
-            index.put_block(&block, &[])?;
+            index.put_block(&block, &[], &[])?;
             state.commit(&pending).await?;
             info!(target: "node.genesis", hash = %block.hash(), chain_id = %genesis.chain_id, "created chain from genesis");
             block
@@ -268,6 +277,7 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 consensus: OnceLock::new(),
                 gossip_out: Mutex::new(Vec::new()),
                 known: Mutex::new(BTreeMap::new()),
+                empty_block_interval_ms: std::sync::atomic::AtomicU64::new(EMPTY_BLOCK_INTERVAL_MS),
             }),
         })
     }
@@ -462,6 +472,12 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
 
     // ----- queries -----
 
+    /// Sets how long a leader waits for transactions before proposing an empty block (see
+    /// [`crate::NodeConfig::empty_block_interval_ms`]).
+    pub fn set_empty_block_interval(&self, ms: u64) {
+        self.inner.empty_block_interval_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A finalized block with its receipts and (if consensus has it) its finality certificate.
     pub async fn block(&self, id: Option<umbra_rpc::BlockId>) -> Result<umbra_rpc::BlockResponse, RpcError> {
         let height = match id {
@@ -530,6 +546,88 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         Ok(umbra_rpc::AccountResponse { address: *who, balance: rec.balance, nonce: rec.nonce, header, proof })
     }
 
+    /// Finalized blocks from `req.from` with sparse certificates and the proven messages of the
+    /// requested topics: what a worker's host relays to its TEE part (see `docs/worker-protocol.md`).
+    pub async fn worker_sync(&self, req: umbra_rpc::SyncRequest) -> Result<umbra_rpc::SyncResponse, RpcError> {
+        let head = self.head().0.height;
+        let from = req.from.max(1);
+        let count = u64::from(req.max_blocks.clamp(1, umbra_rpc::MAX_SYNC_BLOCKS));
+        if from > head {
+            return Ok(umbra_rpc::SyncResponse { blocks: vec![], head });
+        }
+        let to = head.min(from.saturating_add(count - 1));
+        let epoch_length = self.inner.params.epoch_length.max(1);
+        let topics: std::collections::BTreeSet<Topic> = req.topics.into_iter().collect();
+        let mut blocks = Vec::with_capacity((to - from + 1) as usize);
+        for h in from..=to {
+            let (block, _) = self
+                .inner
+                .index
+                .block(h)
+                .map_err(|e| rpc_err(ErrorCode::Internal, e))?
+                .ok_or_else(|| rpc_err(ErrorCode::Unavailable, format!("block {h} is not indexed yet")))?;
+            let all = self.inner.index.messages(h).map_err(|e| rpc_err(ErrorCode::Internal, e))?;
+            let mut messages = Vec::new();
+            if all.iter().any(|m| topics.contains(&m.topic)) {
+                let leaves: Vec<Hash> = all.iter().map(Message::leaf_hash).collect();
+                for (i, m) in all.into_iter().enumerate() {
+                    if topics.contains(&m.topic) {
+                        let proof = umbra_crypto::merkle_proof(&leaves, i)
+                            .ok_or_else(|| rpc_err(ErrorCode::Internal, "message index out of range"))?;
+                        messages.push(umbra_rpc::ProvenMessage { message: m, proof });
+                    }
+                }
+            }
+            let certificate = if h == to || (h + 1) % epoch_length == 0 {
+                match self.inner.consensus.get() {
+                    Some(c) => c.finalization(h).await.map(hex::encode),
+                    None => None,
+                }
+            } else {
+                None
+            };
+            blocks.push(umbra_rpc::SyncBlock { header: block.header, certificate, messages });
+        }
+        Ok(umbra_rpc::SyncResponse { blocks, head })
+    }
+
+    /// One value of the authenticated state with its proof at the latest finalized block.
+    pub async fn state_value(&self, key: &StateKey) -> Result<umbra_rpc::StateValueResponse, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let hashed = key.hash();
+        let value = Committed_(&state).get(&hashed).await.map_err(|e| rpc_err(ErrorCode::Unavailable, e))?;
+        let proof: StateProof = state.prove(&hashed).await.map_err(|e| rpc_err(ErrorCode::Unavailable, e))?;
+        drop(state);
+        let certificate = match (header.height, self.inner.consensus.get()) {
+            (0, _) | (_, None) => None,
+            (h, Some(c)) => c.finalization(h).await.map(hex::encode),
+        };
+        Ok(umbra_rpc::StateValueResponse {
+            header,
+            certificate,
+            value: value.map(hex::encode),
+            proof: hex::encode(proof.to_bytes()),
+        })
+    }
+
+    /// The registry at the latest finalized block: policy, keys, clusters, workers, collateral.
+    pub async fn registry_status(&self) -> Result<umbra_rpc::RegistryStatus, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        Ok(umbra_rpc::RegistryStatus {
+            height: header.height,
+            policy: rt.policy(&s).await.map_err(unavailable)?,
+            keys: rt.keys(&s).await.map_err(unavailable)?,
+            clusters: rt.clusters(&s).await.map_err(unavailable)?,
+            workers: rt.workers(&s).await.map_err(unavailable)?,
+            collateral: rt.collaterals(&s).await.map_err(unavailable)?,
+        })
+    }
+
     /// The current committee, the next one once chosen, and every candidate, as JSON.
     pub async fn staking(&self) -> Result<serde_json::Value, RpcError> {
         let state = self.inner.state.read().await;
@@ -588,6 +686,9 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         stateless_check(&self.inner.genesis.chain_id, params, &stx, bytes.len(), true).map_err(admission_err)?;
         let rec = {
             let state = self.inner.state.read().await;
+            if let Call::Egress { message } = &stx.tx.call {
+                self.inner.runtime.check_egress(&Committed_(&state), message).await.map_err(admission_err)?;
+            }
             self.inner
                 .runtime
                 .account(&Committed_(&state), &stx.tx.signer)
@@ -612,6 +713,10 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 admission_err(AdmissionError::NonceGap { account: signer, expected, got: nonce })
             }
             PoolError::Full => rpc_err(ErrorCode::MempoolFull, "mempool is full of transactions paying higher fees"),
+            PoolError::DuplicateEgress { origin, seq } => rpc_err(
+                ErrorCode::EgressSequence,
+                format!("egress message {seq} of {origin:?} is already pending (carried by another transaction)"),
+            ),
             PoolError::CannotPayFees { pending } => rpc_err(
                 ErrorCode::CannotPayFee,
                 format!(
@@ -681,13 +786,26 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 outcome.next_committee.as_ref().map(|c| c.len())
             ));
         }
-        let executed = Arc::new(Executed { block: block.clone(), pending, receipts: outcome.receipts });
+        let root = messages_root(&outcome.messages);
+        if root != block.header.messages_root {
+            return Err(format!(
+                "messages root mismatch: block says {}, execution gives {root}",
+                block.header.messages_root
+            ));
+        }
+        let executed = Arc::new(Executed {
+            block: block.clone(),
+            pending,
+            receipts: outcome.receipts,
+            messages: outcome.messages,
+        });
         self.lock_executed().insert(hash, executed.clone());
         Ok(Some(executed))
     }
 
     async fn build(&self, parent: &Block, ctx: &ProposeContext) -> Result<Option<Block>, String> {
-        let empty_deadline = parent.header.timestamp_ms + EMPTY_BLOCK_INTERVAL_MS;
+        let interval = self.inner.empty_block_interval_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let empty_deadline = parent.header.timestamp_ms + interval;
         while self.mempool_len() == 0 && millis(self.inner.ctx.current()) < empty_deadline {
             self.inner.ctx.sleep(Duration::from_millis(5)).await;
         }
@@ -736,12 +854,25 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 epoch: ctx.epoch,
                 tx_root: tx_root(&built.txs),
                 state_root: Hash(pending.root()),
-                messages_root: empty_root(),
+                messages_root: messages_root(&built.outcome.messages),
                 next_committee: built.outcome.next_committee.clone(),
             },
             txs: built.txs,
         };
-        let executed = Arc::new(Executed { block: block.clone(), pending, receipts: built.outcome.receipts });
+        {
+            // Candidates the runtime left out can never be included as they are (a stale egress
+            // sequence, a nonce made void): drop them so they do not crowd every later proposal.
+            let mut pool = self.lock_mempool();
+            for (hash, _) in &built.rejected {
+                pool.remove(hash);
+            }
+        }
+        let executed = Arc::new(Executed {
+            block: block.clone(),
+            pending,
+            receipts: built.outcome.receipts,
+            messages: built.outcome.messages,
+        });
         self.lock_executed().insert(block.hash(), executed);
         debug!(target: "node.propose", height = ctx.height, txs = block.txs.len(), "proposed");
         Ok(Some(block))
@@ -761,9 +892,6 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         }
         if h.tx_root != tx_root(&block.txs) {
             return Err("tx_root does not match the transactions".into());
-        }
-        if h.messages_root != empty_root() {
-            return Err("messages_root must be empty: no module emits messages yet".into());
         }
         // Heights are grouped into epochs of `epoch_length` blocks (Commonware's FixedEpocher).
         let epoch = h.height / self.inner.params.epoch_length.max(1);
@@ -798,7 +926,7 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 }
             }
         };
-        if let Err(e) = self.inner.index.put_block(&block, &executed.receipts) {
+        if let Err(e) = self.inner.index.put_block(&block, &executed.receipts, &executed.messages) {
             error!(target: "node.finalize", height, error = %e, "cannot write the block index; retrying");
             self.inner.ctx.sleep(Duration::from_millis(500)).await;
             return Box::pin(self.apply_finalized(block)).await;
@@ -829,11 +957,24 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 nonces.push((*s, rec.nonce));
             }
         }
+        // Egress messages other carriers already landed are stale now: drop their copies.
+        let origins = self.lock_mempool().egress_origins();
+        let mut egress_next = Vec::with_capacity(origins.len());
+        for o in origins {
+            if let Ok(next) = self.inner.runtime.egress_next(&Committed_(&state), &o).await {
+                egress_next.push((o, next));
+            }
+        }
         drop(state);
         {
             let mut pool = self.lock_mempool();
             for (s, n) in nonces {
                 pool.prune_account(&s, n);
+            }
+            for (o, next) in egress_next {
+                for h in pool.stale_egress(&o, next) {
+                    pool.remove(&h);
+                }
             }
         }
         let _ = self.inner.heads.send(block.header.clone());

@@ -90,6 +90,21 @@ where
         let who: Address = one(&p, "an umbra1… address")?;
         node.next_nonce(&who).await.map_err(to_rpc)
     }))?;
+    reg(m.register_async_method(methods::WORKER_SYNC, |p, node, _| async move {
+        let req: umbra_rpc::SyncRequest = one(&p, "a sync request {from, max_blocks, topics}")?;
+        node.worker_sync(req).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::STATE_GET_VALUE, |p, node, _| async move {
+        let key_hex: String = one(&p, "the hex of an encoded state key")?;
+        let bytes = hex::decode(key_hex.trim_start_matches("0x"))
+            .map_err(|e| bad_params(format!("state key is not hex: {e}")))?;
+        let key: umbra_types::state_keys::StateKey =
+            umbra_types::decode(&bytes, 4096).map_err(|e| bad_params(format!("not a state key: {e}")))?;
+        node.state_value(&key).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::REGISTRY_STATUS, |_, node, _| async move {
+        node.registry_status().await.map_err(to_rpc)
+    }))?;
     reg(m.register_method(methods::SYSTEM_HEALTH, |_, node, _| {
         let since = node.since_last_block_ms();
         Ok::<_, ErrorObjectOwned>(umbra_rpc::Health {

@@ -77,6 +77,9 @@ pub fn run_node(cfg: NodeConfig, on_ready: impl FnOnce(Started) + Send + 'static
             &umbra_state::StateConfig::default(),
         )
         .await?;
+        if let Some(ms) = cfg.empty_block_interval_ms {
+            node.set_empty_block_interval(ms);
+        }
         let (rpc, _rpc_handle) = crate::rpc::serve(node.clone(), cfg.rpc_listen)
             .await
             .map_err(|e| NodeError::Io(format!("cannot serve RPC on {}: {e}", cfg.rpc_listen)))?;

@@ -26,6 +26,10 @@ pub enum ErrorCode {
     MempoolFull = 1009,
     /// The same transaction is already pending.
     AlreadyKnown = 1010,
+    /// An egress message out of sequence: stale (already landed), a duplicate of a pending one, or ahead.
+    EgressSequence = 1011,
+    /// An egress message whose origin is unknown or whose signature does not verify.
+    BadEgress = 1012,
     /// The requested block, transaction or account does not exist.
     NotFound = 2001,
     /// The node cannot serve this right now (starting up, state busy).
@@ -55,6 +59,8 @@ impl ErrorCode {
             CannotPayFee,
             MempoolFull,
             AlreadyKnown,
+            EgressSequence,
+            BadEgress,
             NotFound,
             Unavailable,
             Internal,

@@ -331,6 +331,18 @@ impl Runtime {
         Ok(())
     }
 
+    /// The egress part of admission alone: the origin has a key on chain, the signature verifies under
+    /// it, and the sequence is exactly the next one (the node checks nonces against its mempool).
+    pub async fn check_egress<S: StateRead>(
+        &self,
+        state: &S,
+        message: &umbra_types::SignedEgress,
+    ) -> Result<(), AdmissionError> {
+        let s = Overlay::new(state);
+        let chain = self.system.chain(&s).await?;
+        mq::check_egress(&s, &chain.chain_id, message).await
+    }
+
     /// The admission rules that depend on state, against the block being built or executed.
     async fn check_in_block<S: StateRead>(
         &self,

@@ -190,6 +190,52 @@ impl Client {
         Ok(account)
     }
 
+    /// `registry_status`: policy, gatekeepers and key epochs, clusters and workers (as the node reports
+    /// them; use [`Client::worker`] for a proven record).
+    pub async fn registry_status(&self) -> Result<umbra_rpc::RegistryStatus, SdkError> {
+        self.call(methods::REGISTRY_STATUS, rpc_params![]).await
+    }
+
+    /// `state_getValue`, verified: the raw value of `key` (or `None`) proven against a finalized header
+    /// of the trusted chain, with that header.
+    pub async fn state_value(
+        &self,
+        key: &umbra_types::state_keys::StateKey,
+    ) -> Result<(Option<Vec<u8>>, VerifiedHeader), SdkError> {
+        let what = format!("{key:?}");
+        let bad = |reason: String| SdkError::BadStateProof { what: what.clone(), reason };
+        let resp: umbra_rpc::StateValueResponse =
+            self.call(methods::STATE_GET_VALUE, rpc_params![hex::encode(umbra_types::encode(key))]).await?;
+        let verified = self.verify_header(&resp.header).await?;
+        let proof = hex::decode(resp.proof.trim_start_matches("0x")).map_err(|e| bad(format!("not hex: {e}")))?;
+        let proven = self.light_client()?.verify_state(&verified, key, &proof).map_err(|e| bad(e.to_string()))?;
+        let claimed = match &resp.value {
+            Some(v) => Some(hex::decode(v.trim_start_matches("0x")).map_err(|e| bad(format!("not hex: {e}")))?),
+            None => None,
+        };
+        if claimed != proven {
+            return Err(bad("the value the node sent is not the proven one".into()));
+        }
+        Ok((proven, verified))
+    }
+
+    /// A worker's registry record, proven against a finalized header (`None`: never registered).
+    pub async fn worker(
+        &self,
+        id: &umbra_types::WorkerId,
+    ) -> Result<(Option<umbra_types::WorkerRecord>, VerifiedHeader), SdkError> {
+        let key = umbra_types::state_keys::StateKey::Worker(*id);
+        let (value, at) = self.state_value(&key).await?;
+        let record = match value {
+            Some(v) => Some(umbra_types::decode(&v, 1 << 20).map_err(|e| SdkError::BadStateProof {
+                what: format!("worker {}", hex::encode(id)),
+                reason: format!("the proven record does not decode: {e}"),
+            })?),
+            None => None,
+        };
+        Ok((record, at))
+    }
+
     /// `chain_getBlock`, verified: the header must be final on the trusted chain (its finality
     /// certificate checked by the light client, a later certified block it is an ancestor of, or
     /// the pinned genesis), and the transactions must match its `tx_root`.

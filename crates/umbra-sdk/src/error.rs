@@ -55,6 +55,14 @@ pub enum SdkError {
         /// What is wrong with the proof.
         reason: String,
     },
+    /// A state value's proof does not check out against the finalized header the node named.
+    #[error("the node's proof of {what} does not verify: {reason}")]
+    BadStateProof {
+        /// The value asked about.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The proof is valid but the node's answer disagrees with what it proves.
     #[error("the node's answer for {address} contradicts its state proof: {reason}")]
     ProofMismatch {
