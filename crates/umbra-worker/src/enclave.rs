@@ -166,6 +166,8 @@ pub struct EnclaveStatus {
     pub simulated: bool,
     /// Registered (seen `Registered`, not revoked since).
     pub registered: bool,
+    /// Height at which the registration expires unless renewed.
+    pub expires_at: u64,
     /// Revocation reason.
     pub revoked: Option<String>,
     /// Gatekeeper role.
@@ -399,6 +401,7 @@ impl Enclave {
             tee: self.platform.kind(),
             simulated: self.platform.is_simulated(),
             registered: s.registered,
+            expires_at: s.expires_at,
             revoked: s.revoked.clone(),
             gatekeeper: s.gatekeeper,
             cluster: s.cluster,
@@ -754,8 +757,8 @@ impl Enclave {
                     if members.iter().any(|(w, _)| *w == me) {
                         st.clusters.insert((*new_epoch, *cluster), HeldKey(cluster_key(&m, *cluster)));
                     }
-                    let others: Vec<_> = members.iter().filter(|(w, _)| *w != me).copied().collect();
-                    cluster_keys.push(self.cluster_keys(&m, *new_epoch, *cluster, &others));
+                    // Sealed to every member, this worker included (the protocol's "sealed to every member").
+                    cluster_keys.push(self.cluster_keys(&m, *new_epoch, *cluster, members));
                 }
                 let payload = EgressPayload::MasterKey {
                     key_epoch: *new_epoch,
@@ -776,6 +779,10 @@ impl Enclave {
                     warn!(target: "worker.enclave", height, key_epoch, "ignoring a master share that does not derive to the announced public keys");
                     return;
                 }
+                if st.masters.get(key_epoch).is_some_and(|held| held.0 == *m) {
+                    debug!(target: "worker.enclave", key_epoch, "already holding this master key");
+                    return;
+                }
                 st.masters.insert(*key_epoch, HeldKey(*m));
                 out.push(self.next_worker_egress(st, EgressPayload::KeyAck { key_epoch: *key_epoch }));
                 info!(target: "worker.enclave", height, key_epoch, "received the master key");
@@ -784,6 +791,10 @@ impl Enclave {
                 let Some(c) = self.open_share(share, LABEL_CLUSTER_SHARE, *key_epoch) else { return };
                 if cluster_public(&c) != *public {
                     warn!(target: "worker.enclave", height, key_epoch, cluster, "ignoring a cluster share that does not derive to the announced public keys");
+                    return;
+                }
+                if st.clusters.get(&(*key_epoch, *cluster)).is_some_and(|held| held.0 == *c) {
+                    debug!(target: "worker.enclave", key_epoch, cluster, "already holding this cluster key");
                     return;
                 }
                 st.clusters.insert((*key_epoch, *cluster), HeldKey(*c));

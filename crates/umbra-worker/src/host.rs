@@ -26,6 +26,10 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often egress not yet consumed on chain is submitted again.
 const RESUBMIT_EVERY: Duration = Duration::from_secs(10);
+/// Blocks before expiry at which the worker renews its registration with a fresh quote.
+const RENEW_BEFORE_BLOCKS: u64 = 1_000;
+/// Least time between two registration attempts.
+const REGISTER_EVERY: Duration = Duration::from_secs(60);
 
 /// How the host runs.
 #[derive(Debug)]
@@ -137,6 +141,7 @@ struct Host {
     enclave: Enclave,
     head: u64,
     last_resubmit: Option<Instant>,
+    last_register: Option<Instant>,
 }
 
 /// Runs the worker until the process ends: opens the platform and the enclave, passes the rollback check,
@@ -173,7 +178,7 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
     };
     let enclave = Enclave::open(platform, &config.data_dir, enclave_config)?;
     info!(target: "worker.host", id = %hex::encode(enclave.id()), chain = %info.chain_id, height = enclave.height(), "worker opened");
-    let mut host = Host { rpc, config, info, enclave, head: 0, last_resubmit: None };
+    let mut host = Host { rpc, config, info, enclave, head: 0, last_resubmit: None, last_register: None };
     host.write_status()?;
     host.start().await?;
     host.follow().await
@@ -247,17 +252,26 @@ impl Host {
             Some(r) => r.x25519 != ours || !r.is_active(check.height),
         };
         if needs {
-            match self.enclave.registration() {
-                Ok(reg) => {
-                    let call = Call::RegisterWorker { identity: reg.identity, x25519: reg.x25519, quote: reg.quote };
-                    self.submit(call, "register_worker").await;
-                }
-                Err(e) => warn!(target: "worker.host", "cannot produce registration material: {e}"),
-            }
+            self.register().await;
         } else {
             info!(target: "worker.host", "already registered on chain");
         }
         Ok(())
+    }
+
+    /// Submits `Call::RegisterWorker` with a fresh quote (at most once per [`REGISTER_EVERY`]).
+    async fn register(&mut self) {
+        if self.last_register.is_some_and(|t| t.elapsed() < REGISTER_EVERY) {
+            return;
+        }
+        self.last_register = Some(Instant::now());
+        match self.enclave.registration() {
+            Ok(reg) => {
+                let call = Call::RegisterWorker { identity: reg.identity, x25519: reg.x25519, quote: reg.quote };
+                self.submit(call, "register_worker").await;
+            }
+            Err(e) => warn!(target: "worker.host", "cannot produce registration material: {e}"),
+        }
     }
 
     /// Follows the chain forever.
@@ -335,6 +349,14 @@ impl Host {
             return;
         }
         self.last_resubmit = Some(Instant::now());
+        let status = self.enclave.status();
+        if status.registered
+            && status.revoked.is_none()
+            && self.head.saturating_add(RENEW_BEFORE_BLOCKS) >= status.expires_at
+        {
+            info!(target: "worker.host", expires_at = status.expires_at, "renewing the registration before it expires");
+            self.register().await;
+        }
         let me = Origin::Worker(self.enclave.id());
         let (w, g) = match (
             self.rpc.value(&StateKey::EgressNext(me)).await,

@@ -53,3 +53,25 @@ pub fn open_platform(kind: TeeKind, dir: &Path) -> Result<Box<dyn Platform>, Pla
         TeeKind::Sgx => Ok(Box::new(GramineSgx::new())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_attestation_key_is_the_well_known_seed_and_dev_says_it_is_simulated() {
+        assert_eq!(dev_attestation_seed().to_vec(), Sha256::digest(b"umbra dev attestation key").to_vec());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = open_platform(TeeKind::Dev, dir.path()).expect("dev opens");
+        assert!(p.is_simulated());
+        assert_eq!(p.measurement().expect("measurement"), dev_measurement().expect("measurement"));
+        assert!(!p.quote(&[0; 64]).expect("quote").is_empty());
+    }
+
+    #[test]
+    fn tdx_is_refused_because_it_cannot_seal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = open_platform(TeeKind::Tdx, dir.path()).err().expect("refused");
+        assert!(err.to_string().contains("cannot seal"), "{err}");
+    }
+}
