@@ -62,6 +62,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Verify TEE attestation quotes offline (SGX and TDX DCAP, dev).
     Attest(attest::AttestArgs),
+    /// Run a TEE worker: verify the chain, hold keys, answer the registry (`--tee dev` is simulated).
+    Worker(cmds::worker::WorkerArgs),
 }
 
 /// The global options every client command sees.
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Staking(args) => cmds::staking::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, args),
         Command::Attest(args) => attest::run(&ctx, args),
+        Command::Worker(args) => cmds::worker::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,12 +1,17 @@
-//! Umbra's cryptography: account keys and transaction signatures (ed25519), and Merkle roots and proofs.
+//! Umbra's cryptography: account keys and transaction signatures (ed25519), Merkle roots and proofs, and HPKE key envelopes with HKDF key derivation.
 //!
 //! Everything here wraps well-kept crates (`ed25519-dalek` for signatures, `sha2` for hashing); this
 //! crate only fixes how Umbra uses them (strict verification, batch verification for blocks, RFC 6962
 //! Merkle trees with leaf/node domain separation) so every node and client makes the same choices.
 
+mod envelope;
 mod keys;
 mod merkle;
 
+pub use envelope::{
+    ENC_LEN, EnvelopeError, HPKE_INFO_PREFIX, Secret32, TAG_LEN, kdf, open as open_envelope, seal as seal_envelope,
+    x25519_public,
+};
 pub use keys::{
     CryptoError, Keypair, sign_transaction, sign_with_min_fee, verify, verify_batch, verify_transaction,
     verify_transactions,

@@ -5,6 +5,7 @@ pub(crate) mod account;
 pub(crate) mod block;
 pub(crate) mod status;
 pub(crate) mod transfer;
+pub(crate) mod worker;
 
 use crate::Ctx;
 use anyhow::{Context as _, Result};

@@ -1,0 +1,834 @@
+//! The TEE part: it holds the identity and HPKE keys, follows the chain with a light client, verifies
+//! every batch the host hands in, handles the chain's messages deterministically and returns signed
+//! egress for the host to carry. Its only I/O is the platform (quotes, sealing) and its data directory.
+//!
+//! Lifecycle: [`Enclave::open`] (keys and state unsealed or created), [`Enclave::check_rollback`]
+//! (against the on-chain commitment; [`Enclave::follow_headers`] lets it catch up to the proof's
+//! epoch first), then [`Enclave::apply`] per batch. Every applied batch is sealed before its egress is
+//! returned, so a crash never loses an answer ([`Enclave::outbox`] keeps it until the chain consumed it).
+
+use crate::keys::{
+    LABEL_CLUSTER_SHARE, LABEL_MASTER_SHARE, cluster_key, cluster_public, gatekeeper_keypair, master_public, share_aad,
+    share_rng, sign_egress,
+};
+use crate::state::{
+    HeldKey, KEYS_FILE, KEYS_LABEL, STATE_FILE, STATE_LABEL, SealedKeys, StateFile, TopicCursor, WorkerState,
+};
+use crate::verify::{
+    Rejection, decode_counter, decode_value, verify_headers, verify_messages, verify_value, verify_value_at,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tracing::{debug, info, warn};
+use umbra_crypto::{Keypair, Secret32, kdf, open_envelope, seal_envelope, x25519_public};
+use umbra_light::LightClient;
+use umbra_rpc::{StateValueResponse, SyncResponse};
+use umbra_tee::{Attester, Sealer, TeeKind};
+use umbra_types::registry::{
+    ClusterId, ClusterKeys, Egress, EgressPayload, KeyEpoch, KeyShare, MessageBody, Origin, SignedEgress, Topic,
+    WorkerId, X25519Public,
+};
+use umbra_types::state_keys::StateKey;
+use umbra_types::{Address, Hash, Header, Message, WorkerRecord, decode, encode};
+use zeroize::Zeroizing;
+
+/// Largest sealed file the worker reads.
+const MAX_FILE_BYTES: usize = 64 << 20;
+
+/// What a worker platform must provide: quotes and sealing (dev, SGX under Gramine).
+pub trait Platform: Attester + Sealer {}
+impl<T: Attester + Sealer> Platform for T {}
+
+/// How the enclave is set up: the chain and the operator, as the host learned them.
+#[derive(Clone, Debug)]
+pub struct EnclaveConfig {
+    /// The chain id.
+    pub chain_id: String,
+    /// The genesis header the host fetched (`chain_getBlock(0)`); pinned in the sealed state on first start.
+    pub genesis: Header,
+    /// A genesis hash the operator requires (`--genesis`); checked against `genesis` and the pin.
+    pub expected_genesis: Option<Hash>,
+    /// The account that signs the registration.
+    pub operator: Address,
+    /// Blocks between rollback commitments (`params.registry.commitment_interval_blocks`; 0: never).
+    pub commitment_interval: u64,
+}
+
+/// Why the enclave could not start or do what was asked (as opposed to a refused batch, [`Rejection`]).
+#[derive(Debug, thiserror::Error)]
+pub enum EnclaveError {
+    /// A file of the data directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A sealed file does not unseal here: sealed by another worker, other code or another machine.
+    #[error(
+        "{} was sealed by another worker, other code or another machine and cannot be used here ({reason}); \
+         move it away to start this worker afresh",
+        path.display()
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The sealed state belongs to a chain other than the one the node serves (or the `--genesis` pin).
+    #[error("genesis mismatch: {0}")]
+    Genesis(String),
+    /// The sealed state is older than the worker's commitment on chain: it was rolled back.
+    #[error(
+        "the sealed state is at height {sealed} but the chain holds this worker's commitment at height {committed}: \
+         refusing a rolled-back state"
+    )]
+    RolledBack {
+        /// The sealed state's height.
+        sealed: u64,
+        /// The committed height.
+        committed: u64,
+    },
+    /// The sealed state has the committed height but another content: a forked copy.
+    #[error(
+        "the sealed state at height {height} hashes to {ours}, but the chain's commitment says {committed}: refusing a forked state"
+    )]
+    Forked {
+        /// The height.
+        height: u64,
+        /// Our hash.
+        ours: Hash,
+        /// The committed hash.
+        committed: Hash,
+    },
+    /// A proof could not be verified (yet): the host should supply headers up to its epoch.
+    #[error("cannot verify the answer: {0}")]
+    Unverified(#[from] Rejection),
+    /// The platform failed (quote, sealing).
+    #[error("platform: {0}")]
+    Platform(String),
+    /// A secret for this key epoch is not held (never received, or erased).
+    #[error("no {what} key of epoch {key_epoch} is held")]
+    KeyNotHeld {
+        /// Which key.
+        what: &'static str,
+        /// The epoch.
+        key_epoch: KeyEpoch,
+    },
+    /// An envelope did not open.
+    #[error("envelope: {0}")]
+    Envelope(#[from] umbra_crypto::EnvelopeError),
+}
+
+/// What the host submits as `Call::RegisterWorker`.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    /// The identity key (worker id).
+    pub identity: WorkerId,
+    /// The HPKE key.
+    pub x25519: X25519Public,
+    /// The quote over [`umbra_tee::report_data`] of the above, the chain and the operator.
+    pub quote: Vec<u8>,
+}
+
+/// What the rollback check found on chain.
+#[derive(Clone, Debug)]
+pub struct RollbackCheck {
+    /// The worker's record, if registered.
+    pub record: Option<WorkerRecord>,
+    /// The height the proof was at.
+    pub height: u64,
+}
+
+/// A `state_getValue` answer for `TopicNext(topic)`: proves nothing was withheld at a batch's tail when
+/// its header is the batch's last block.
+#[derive(Clone, Debug)]
+pub struct TailProof {
+    /// The topic.
+    pub topic: Topic,
+    /// The proven value.
+    pub value: StateValueResponse,
+}
+
+/// A non-secret summary for tools (`status.json`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EnclaveStatus {
+    /// Worker id, hex.
+    pub id: String,
+    /// HPKE public key, hex.
+    pub x25519: String,
+    /// TEE kind.
+    pub tee: TeeKind,
+    /// True for the dev platform: nothing is hardware-protected.
+    pub simulated: bool,
+    /// Registered (seen `Registered`, not revoked since).
+    pub registered: bool,
+    /// Height at which the registration expires unless renewed.
+    pub expires_at: u64,
+    /// Revocation reason.
+    pub revoked: Option<String>,
+    /// Gatekeeper role.
+    pub gatekeeper: bool,
+    /// Cluster.
+    pub cluster: Option<ClusterId>,
+    /// Current key epoch.
+    pub key_epoch: KeyEpoch,
+    /// Key epochs of master keys held.
+    pub master_epochs: Vec<KeyEpoch>,
+    /// (epoch, cluster) of cluster keys held.
+    pub cluster_keys: Vec<(KeyEpoch, ClusterId)>,
+    /// Height applied.
+    pub height: u64,
+    /// Latest commitment (height, state hash).
+    pub last_commitment: Option<(u64, Hash)>,
+    /// Egress waiting to be consumed on chain.
+    pub outbox: usize,
+}
+
+/// The TEE part of a worker.
+pub struct Enclave {
+    platform: Box<dyn Platform>,
+    dir: PathBuf,
+    identity: Keypair,
+    x25519: Secret32,
+    file: StateFile,
+    light: LightClient,
+    probe: (LightClient, u64, Hash),
+    operator: Address,
+    interval: u64,
+    ready: bool,
+}
+
+impl std::fmt::Debug for Enclave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enclave")
+            .field("id", &hex::encode(self.id()))
+            .field("height", &self.file.state.height)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EnclaveError + '_ {
+    move |source| EnclaveError::Io { path: path.to_path_buf(), source }
+}
+
+fn light_from(state: &WorkerState) -> Result<LightClient, EnclaveError> {
+    let light = if state.checkpoint.height == 0 {
+        LightClient::from_genesis_header(&state.chain_id, &state.checkpoint)
+    } else {
+        LightClient::from_checkpoint(&state.chain_id, &state.checkpoint, &state.committee)
+    };
+    light.map_err(|e| EnclaveError::Genesis(format!("the light client cannot start from the sealed checkpoint: {e}")))
+}
+
+impl Enclave {
+    /// Opens the worker in `dir`: unseals its keys (or creates and seals them on first start) and its state
+    /// (or starts one at the genesis header). A file sealed elsewhere is refused with [`EnclaveError::Foreign`].
+    pub fn open(platform: Box<dyn Platform>, dir: &Path, config: EnclaveConfig) -> Result<Enclave, EnclaveError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let keys_path = dir.join(KEYS_FILE);
+        let keys = if keys_path.exists() {
+            let sealed = std::fs::read(&keys_path).map_err(io(&keys_path))?;
+            let plain = Zeroizing::new(
+                platform
+                    .unseal(KEYS_LABEL, &sealed)
+                    .map_err(|e| EnclaveError::Foreign { path: keys_path.clone(), reason: e.to_string() })?,
+            );
+            decode::<SealedKeys>(&plain, 1024)
+                .map_err(|e| EnclaveError::Foreign { path: keys_path.clone(), reason: e.to_string() })?
+        } else {
+            let keys = SealedKeys { identity_seed: rand::random(), x25519_secret: rand::random() };
+            let plain = Zeroizing::new(encode(&keys));
+            let sealed = platform.seal(KEYS_LABEL, &plain).map_err(|e| EnclaveError::Platform(e.to_string()))?;
+            write_atomic(&keys_path, &sealed)?;
+            info!(target: "worker.enclave", "created and sealed a new identity and HPKE key");
+            keys
+        };
+        let identity = Keypair::from_seed(keys.identity_seed);
+        let x25519 = Secret32(keys.x25519_secret);
+        let id = identity.address().0;
+        let genesis_hash = config.genesis.hash();
+        if let Some(pin) = config.expected_genesis
+            && pin != genesis_hash
+        {
+            return Err(EnclaveError::Genesis(format!(
+                "the node's genesis block is {genesis_hash}, the pin says {pin}"
+            )));
+        }
+        let state_path = dir.join(STATE_FILE);
+        let file = if state_path.exists() {
+            let sealed = std::fs::read(&state_path).map_err(io(&state_path))?;
+            let foreign = |reason: String| EnclaveError::Foreign { path: state_path.clone(), reason };
+            let plain = Zeroizing::new(platform.unseal(STATE_LABEL, &sealed).map_err(|e| foreign(e.to_string()))?);
+            let file = decode::<StateFile>(&plain, MAX_FILE_BYTES).map_err(|e| foreign(e.to_string()))?;
+            if file.state.id != id {
+                return Err(foreign(format!(
+                    "it belongs to worker {}, this worker is {}",
+                    hex::encode(file.state.id),
+                    hex::encode(id)
+                )));
+            }
+            let pinned = file.state.genesis.hash();
+            if file.state.chain_id != config.chain_id || pinned != genesis_hash {
+                return Err(EnclaveError::Genesis(format!(
+                    "the sealed state follows chain {} with genesis {pinned}; the node serves {} with genesis {genesis_hash}",
+                    file.state.chain_id, config.chain_id
+                )));
+            }
+            file
+        } else {
+            let mut topics = BTreeMap::new();
+            for t in [Topic::Worker(id), Topic::Gatekeepers, Topic::Broadcast] {
+                topics.insert(t, TopicCursor::Next(0));
+            }
+            let state = WorkerState {
+                version: 1,
+                id,
+                chain_id: config.chain_id.clone(),
+                genesis: config.genesis.clone(),
+                height: 0,
+                last_hash: genesis_hash,
+                checkpoint: config.genesis.clone(),
+                committee: config.genesis.next_committee.clone().unwrap_or_default(),
+                topics,
+                registered: false,
+                expires_at: 0,
+                revoked: None,
+                gatekeeper: false,
+                cluster: None,
+                key_epoch: 0,
+                masters: BTreeMap::new(),
+                clusters: BTreeMap::new(),
+                egress_seq: 0,
+            };
+            StateFile { state, outbox: Vec::new(), commitment: None }
+        };
+        let light = light_from(&file.state)?;
+        let probe = (light.clone(), file.state.height, file.state.last_hash);
+        let enclave = Enclave {
+            platform,
+            dir: dir.to_path_buf(),
+            identity,
+            x25519,
+            file,
+            light,
+            probe,
+            operator: config.operator,
+            interval: config.commitment_interval,
+            ready: false,
+        };
+        if !state_path.exists() {
+            enclave.save(&enclave.file)?;
+        }
+        Ok(enclave)
+    }
+
+    /// The worker id (identity public key).
+    pub fn id(&self) -> WorkerId {
+        self.identity.address().0
+    }
+
+    /// The HPKE public key.
+    pub fn x25519_public(&self) -> X25519Public {
+        x25519_public(self.x25519.expose())
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> &str {
+        &self.file.state.chain_id
+    }
+
+    /// Height of the last applied block.
+    pub fn height(&self) -> u64 {
+        self.file.state.height
+    }
+
+    /// Height the header-only probe reached (for proofs above the applied height).
+    pub fn probe_height(&self) -> u64 {
+        self.probe.1
+    }
+
+    /// True once the rollback check passed and batches are accepted.
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Whether the worker has seen its `Registered` message (and no `Revoked` since).
+    pub fn is_registered(&self) -> bool {
+        self.file.state.registered
+    }
+
+    /// Topics to request in `worker_sync`.
+    pub fn sync_topics(&self) -> Vec<Topic> {
+        self.file.state.topics.iter().filter(|(_, c)| matches!(c, TopicCursor::Next(_))).map(|(t, _)| *t).collect()
+    }
+
+    /// Topics whose `TopicNext` the host should prove at a batch's end (every followed topic).
+    pub fn tail_topics(&self) -> Vec<Topic> {
+        self.file.state.topics.keys().copied().collect()
+    }
+
+    /// Egress produced but not yet seen consumed on chain, in order: submit it again.
+    pub fn outbox(&self) -> &[SignedEgress] {
+        &self.file.outbox
+    }
+
+    /// The registration material: identity, HPKE key and a quote over
+    /// `report_data(identity, x25519, chain_id, genesis_hash, operator)`.
+    pub fn registration(&self) -> Result<Registration, EnclaveError> {
+        let identity = self.id();
+        let x25519 = self.x25519_public();
+        let rd = umbra_tee::report_data(
+            &identity,
+            &x25519,
+            &self.file.state.chain_id,
+            &self.file.state.genesis.hash().0,
+            &self.operator.0,
+        );
+        let quote = self.platform.quote(&rd).map_err(|e| EnclaveError::Platform(e.to_string()))?;
+        Ok(Registration { identity, x25519, quote })
+    }
+
+    /// A non-secret summary.
+    pub fn status(&self) -> EnclaveStatus {
+        let s = &self.file.state;
+        EnclaveStatus {
+            id: hex::encode(self.id()),
+            x25519: hex::encode(self.x25519_public()),
+            tee: self.platform.kind(),
+            simulated: self.platform.is_simulated(),
+            registered: s.registered,
+            expires_at: s.expires_at,
+            revoked: s.revoked.clone(),
+            gatekeeper: s.gatekeeper,
+            cluster: s.cluster,
+            key_epoch: s.key_epoch,
+            master_epochs: s.masters.keys().copied().collect(),
+            cluster_keys: s.clusters.keys().copied().collect(),
+            height: s.height,
+            last_commitment: self.file.commitment,
+            outbox: self.file.outbox.len(),
+        }
+    }
+
+    /// Advances the header-only probe with a batch (fetched with no topics): verifies it like
+    /// [`Enclave::apply`] does, changes no state. Used to reach the epoch of a proof above the applied height.
+    pub fn follow_headers(&mut self, batch: &SyncResponse) -> Result<(), Rejection> {
+        let (light, height, hash) = &self.probe;
+        let chain = verify_headers(light, *height, *hash, batch)?;
+        if let Some(last) = chain.headers.last() {
+            self.probe = (chain.light, last.height(), last.hash());
+        }
+        Ok(())
+    }
+
+    /// The rollback check: verifies the worker's on-chain record (`state_getValue(Worker(id))`) and refuses a
+    /// sealed state below its committed height, or at that height with another hash. Batches are accepted
+    /// only after it passed.
+    pub fn check_rollback(&mut self, record: &StateValueResponse) -> Result<RollbackCheck, EnclaveError> {
+        let key = StateKey::Worker(self.id());
+        let (height, value) = verify_value(&self.probe.0, &key, record)?;
+        let record = match value {
+            Some(bytes) => Some(decode_value::<WorkerRecord>(&bytes, "worker record")?),
+            None => None,
+        };
+        let state = &self.file.state;
+        if let Some((committed, hash)) = record.as_ref().and_then(|r| r.commitment) {
+            if state.height < committed {
+                return Err(EnclaveError::RolledBack { sealed: state.height, committed });
+            }
+            if state.height == committed && state.hash() != hash {
+                return Err(EnclaveError::Forked { height: committed, ours: state.hash(), committed: hash });
+            }
+        }
+        self.ready = true;
+        Ok(RollbackCheck { record, height })
+    }
+
+    /// Prunes the outbox with the chain's `EgressNext` of this worker's origin and of the gatekeepers (each a
+    /// verified `state_getValue` answer), and resynchronizes this worker's own sequence if the chain is ahead.
+    pub fn sync_egress(
+        &mut self,
+        worker_next: &StateValueResponse,
+        gatekeeper_next: &StateValueResponse,
+    ) -> Result<(), EnclaveError> {
+        let me = Origin::Worker(self.id());
+        let (_, w) = verify_value(&self.probe.0, &StateKey::EgressNext(me), worker_next)?;
+        let (_, g) = verify_value(&self.probe.0, &StateKey::EgressNext(Origin::Gatekeeper), gatekeeper_next)?;
+        let w = decode_counter(w.as_deref())?;
+        let g = decode_counter(g.as_deref())?;
+        let mut file = self.file.clone();
+        file.outbox.retain(|e| match e.egress.origin {
+            o if o == me => e.egress.seq >= w,
+            Origin::Gatekeeper => e.egress.seq >= g,
+            _ => false,
+        });
+        if w > file.state.egress_seq {
+            warn!(target: "worker.enclave", chain = w, ours = file.state.egress_seq,
+                "the chain has consumed more of this worker's egress than it sent; adopting the chain's sequence");
+            file.state.egress_seq = w;
+        }
+        if file != self.file {
+            self.save(&file)?;
+            self.file = file;
+        }
+        Ok(())
+    }
+
+    /// Opens an envelope sealed to the public key of this worker's cluster key of `key_epoch`.
+    pub fn open_cluster_envelope(
+        &self,
+        cluster: ClusterId,
+        key_epoch: KeyEpoch,
+        label: &str,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, EnclaveError> {
+        let held = self
+            .file
+            .state
+            .clusters
+            .get(&(key_epoch, cluster))
+            .ok_or(EnclaveError::KeyNotHeld { what: "cluster", key_epoch })?;
+        let secret = Zeroizing::new(kdf(&held.0, "x25519", b""));
+        Ok(Zeroizing::new(open_envelope(&secret, label, aad, sealed)?))
+    }
+
+    /// Verifies a batch and applies it: every certificate and parent link, every message proof, every topic's
+    /// sequence, and (when a tail proof is about the batch's last block) that nothing was withheld at the tail.
+    /// Any failure refuses the whole batch and leaves the state as it was. On success the new state is sealed
+    /// and saved, then the egress to carry is returned (it also stays in [`Enclave::outbox`]).
+    pub fn apply(&mut self, batch: &SyncResponse, tails: &[TailProof]) -> Result<Vec<SignedEgress>, Rejection> {
+        if !self.ready {
+            return Err(Rejection::NotReady);
+        }
+        let state = &self.file.state;
+        let chain = verify_headers(&self.light, state.height, state.last_hash, batch)?;
+        let Some(last) = chain.headers.last().cloned() else {
+            return Ok(Vec::new());
+        };
+        let mut expected: BTreeMap<Topic, u64> = state
+            .topics
+            .iter()
+            .filter_map(|(t, c)| match c {
+                TopicCursor::Next(n) => Some((*t, *n)),
+                TopicCursor::Unknown => None,
+            })
+            .collect();
+        let messages = verify_messages(&chain.light, &chain, batch, &mut expected)?;
+        let mut initialized: BTreeMap<Topic, u64> = BTreeMap::new();
+        for tail in tails {
+            let Some(value) = verify_value_at(&chain.light, &last, &StateKey::TopicNext(tail.topic), &tail.value)?
+            else {
+                debug!(target: "worker.enclave", "tail proof about another block; tail not checked");
+                continue;
+            };
+            let chain_next = decode_counter(value.as_deref())?;
+            match (state.topics.get(&tail.topic), expected.get(&tail.topic)) {
+                (Some(TopicCursor::Unknown), _) => {
+                    initialized.insert(tail.topic, chain_next);
+                }
+                (_, Some(&seen)) if chain_next > seen => {
+                    return Err(Rejection::WithheldAtTail { topic: tail.topic, chain: chain_next, seen });
+                }
+                (_, Some(&seen)) if chain_next < seen => {
+                    return Err(Rejection::StateProof {
+                        what: format!("TopicNext({:?})", tail.topic),
+                        reason: format!("the chain counts {chain_next} messages but {seen} were proven"),
+                    });
+                }
+                _ => {}
+            }
+        }
+        // Everything verified: apply to a copy, save it, then swap it in.
+        let mut file = self.file.clone();
+        let previous_height = file.state.height;
+        file.state.height = last.height();
+        file.state.last_hash = last.hash();
+        if let Some(tip) = chain.light.tip() {
+            file.state.checkpoint = tip.header().clone();
+        }
+        file.state.committee = chain.light.committee().to_vec();
+        for (topic, next) in expected {
+            file.state.topics.insert(topic, TopicCursor::Next(next));
+        }
+        for (topic, next) in initialized {
+            file.state.topics.insert(topic, TopicCursor::Next(next));
+        }
+        let mut out = Vec::new();
+        for (height, message) in &messages {
+            self.handle(&mut file.state, *height, message, &mut out);
+        }
+        if file.state.registered
+            && self.interval > 0
+            && file.state.height / self.interval > previous_height / self.interval
+        {
+            let seq = file.state.egress_seq;
+            file.state.egress_seq = seq.saturating_add(1);
+            let height = file.state.height;
+            let state_hash = file.state.hash();
+            out.push(self.worker_egress(seq, EgressPayload::StateCommitment { height, state_hash }));
+            file.commitment = Some((height, state_hash));
+            info!(target: "worker.enclave", height, %state_hash, "sealed state committed");
+        }
+        file.outbox.extend(out.iter().cloned());
+        self.save(&file).map_err(|e| Rejection::Persist(e.to_string()))?;
+        self.file = file;
+        self.light = chain.light;
+        if self.probe.1 <= self.file.state.height {
+            self.probe = (self.light.clone(), self.file.state.height, self.file.state.last_hash);
+        }
+        Ok(out)
+    }
+
+    fn save(&self, file: &StateFile) -> Result<(), EnclaveError> {
+        let plain = Zeroizing::new(encode(file));
+        let sealed = self.platform.seal(STATE_LABEL, &plain).map_err(|e| EnclaveError::Platform(e.to_string()))?;
+        write_atomic(&self.dir.join(STATE_FILE), &sealed)
+    }
+
+    fn worker_egress(&self, seq: u64, payload: EgressPayload) -> SignedEgress {
+        let egress = Egress { origin: Origin::Worker(self.id()), seq, payload };
+        sign_egress(&self.identity, &self.file.state.chain_id, egress)
+    }
+
+    fn next_worker_egress(&self, st: &mut WorkerState, payload: EgressPayload) -> SignedEgress {
+        let seq = st.egress_seq;
+        st.egress_seq = seq.saturating_add(1);
+        self.worker_egress(seq, payload)
+    }
+
+    /// An answer as `Origin::Gatekeeper`, signed with the current epoch's gatekeeper key.
+    fn gatekeeper_egress(&self, st: &WorkerState, seq: u64, payload: EgressPayload) -> Option<SignedEgress> {
+        let Some(m) = st.masters.get(&st.key_epoch) else {
+            debug!(target: "worker.enclave", key_epoch = st.key_epoch, "no gatekeeper key of the current epoch; not answering");
+            return None;
+        };
+        let egress = Egress { origin: Origin::Gatekeeper, seq, payload };
+        Some(sign_egress(&gatekeeper_keypair(&m.0), &st.chain_id, egress))
+    }
+
+    /// Seals `secret` to `to` (`x25519`) for `key_epoch` under `label`, with randomness seeded from `seed_key`.
+    fn share(
+        &self,
+        seed_key: &[u8; 32],
+        to: (WorkerId, X25519Public),
+        key_epoch: KeyEpoch,
+        cluster: Option<ClusterId>,
+        secret: &[u8; 32],
+    ) -> Option<KeyShare> {
+        let label = if cluster.is_some() { LABEL_CLUSTER_SHARE } else { LABEL_MASTER_SHARE };
+        let mut rng = share_rng(seed_key, &to.0, key_epoch, cluster);
+        let aad = share_aad(&self.file.state.chain_id, &to.0, key_epoch);
+        match seal_envelope(&to.1, label, &aad, secret, &mut rng) {
+            Ok(sealed) => Some(KeyShare { to: to.0, sealed }),
+            Err(e) => {
+                warn!(target: "worker.enclave", worker = %hex::encode(to.0), "cannot seal a share to this worker: {e}");
+                None
+            }
+        }
+    }
+
+    fn cluster_keys(
+        &self,
+        m: &[u8; 32],
+        key_epoch: KeyEpoch,
+        cluster: ClusterId,
+        members: &[(WorkerId, X25519Public)],
+    ) -> ClusterKeys {
+        let c = Zeroizing::new(cluster_key(m, cluster));
+        let shares = members.iter().filter_map(|w| self.share(m, *w, key_epoch, Some(cluster), &c)).collect();
+        ClusterKeys { cluster, public: cluster_public(&c), shares }
+    }
+
+    /// Opens a share addressed to this worker; `None` (with a warning) if it is not for it or does not open.
+    fn open_share(&self, share: &KeyShare, label: &str, key_epoch: KeyEpoch) -> Option<Zeroizing<[u8; 32]>> {
+        if share.to != self.id() {
+            warn!(target: "worker.enclave", to = %hex::encode(share.to), "ignoring a key share addressed to another worker");
+            return None;
+        }
+        let aad = share_aad(&self.file.state.chain_id, &share.to, key_epoch);
+        match open_envelope(self.x25519.expose(), label, &aad, &share.sealed) {
+            Ok(plain) if plain.len() == 32 => {
+                let mut out = Zeroizing::new([0u8; 32]);
+                out.copy_from_slice(&plain);
+                Some(out)
+            }
+            Ok(_) => {
+                warn!(target: "worker.enclave", "ignoring a key share of the wrong length");
+                None
+            }
+            Err(e) => {
+                warn!(target: "worker.enclave", "ignoring a key share that does not open: {e}");
+                None
+            }
+        }
+    }
+
+    /// Handles one verified message: deterministic except for generating a new master key.
+    fn handle(&self, st: &mut WorkerState, height: u64, message: &Message, out: &mut Vec<SignedEgress>) {
+        let me = self.id();
+        let for_me = |w: &WorkerId| {
+            if *w != me {
+                warn!(target: "worker.enclave", height, kind = ?message.topic, "ignoring a message about another worker on this worker's topic");
+            }
+            *w == me
+        };
+        match &message.body {
+            MessageBody::Registered { worker, expires_at, .. } if for_me(worker) => {
+                st.registered = true;
+                st.revoked = None;
+                st.expires_at = *expires_at;
+                info!(target: "worker.enclave", height, expires_at, "registered");
+            }
+            MessageBody::Revoked { worker, reason } if for_me(worker) => {
+                warn!(target: "worker.enclave", height, reason, "revoked: erasing every key");
+                st.registered = false;
+                st.revoked = Some(reason.clone());
+                st.gatekeeper = false;
+                st.cluster = None;
+                st.masters.clear();
+                st.clusters.clear();
+            }
+            MessageBody::GatekeeperAppointed { worker, generate } if for_me(worker) => {
+                st.gatekeeper = true;
+                info!(target: "worker.enclave", height, generate, "appointed gatekeeper");
+                if *generate {
+                    if !st.masters.is_empty() {
+                        warn!(target: "worker.enclave", "asked to generate a first master key while holding one; ignoring");
+                        return;
+                    }
+                    let m = Zeroizing::new(rand::random::<[u8; 32]>());
+                    let (master_public, gatekeeper_key) = master_public(&m);
+                    st.masters.insert(1, HeldKey(*m));
+                    let payload = EgressPayload::MasterKey {
+                        key_epoch: 1,
+                        master_public,
+                        gatekeeper_key,
+                        shares: Vec::new(),
+                        clusters: Vec::new(),
+                    };
+                    out.push(self.next_worker_egress(st, payload));
+                    info!(target: "worker.enclave", "generated the master key of key epoch 1");
+                }
+            }
+            MessageBody::GatekeeperRemoved { worker } if for_me(worker) => {
+                st.gatekeeper = false;
+                st.masters.clear();
+                info!(target: "worker.enclave", height, "removed as gatekeeper: master keys erased");
+            }
+            MessageBody::AssignedToCluster { worker, cluster } if for_me(worker) => {
+                st.cluster = Some(*cluster);
+                st.topics.entry(Topic::Cluster(*cluster)).or_insert(TopicCursor::Unknown);
+                info!(target: "worker.enclave", height, cluster, "assigned to a cluster");
+            }
+            MessageBody::ShareMaster { worker, x25519, key_epoch } => {
+                let Some(m) = st.masters.get(key_epoch) else { return };
+                let Some(share) = self.share(&m.0, (*worker, *x25519), *key_epoch, None, &m.0) else { return };
+                let payload = EgressPayload::MasterShare { key_epoch: *key_epoch, share };
+                out.extend(self.gatekeeper_egress(st, message.topic_seq, payload));
+            }
+            MessageBody::ClusterKeyRequest { cluster, key_epoch, members } => {
+                let Some(m) = st.masters.get(key_epoch) else { return };
+                let keys = self.cluster_keys(&m.0, *key_epoch, *cluster, members);
+                let payload = EgressPayload::ClusterKeys { key_epoch: *key_epoch, keys };
+                out.extend(self.gatekeeper_egress(st, message.topic_seq, payload));
+            }
+            MessageBody::RotationStarted { new_epoch, leader, gatekeepers, clusters } => {
+                if *leader != me || !st.masters.contains_key(&st.key_epoch) {
+                    return;
+                }
+                if st.masters.contains_key(new_epoch) {
+                    warn!(target: "worker.enclave", new_epoch, "already holding the rotation's key; ignoring");
+                    return;
+                }
+                let m = Zeroizing::new(rand::random::<[u8; 32]>());
+                let (master_public, gatekeeper_key) = master_public(&m);
+                let shares = gatekeepers
+                    .iter()
+                    .filter(|(w, _)| *w != me)
+                    .filter_map(|w| self.share(&m, *w, *new_epoch, None, &m))
+                    .collect();
+                let mut cluster_keys = Vec::with_capacity(clusters.len());
+                for (cluster, members) in clusters {
+                    if members.iter().any(|(w, _)| *w == me) {
+                        st.clusters.insert((*new_epoch, *cluster), HeldKey(cluster_key(&m, *cluster)));
+                    }
+                    // Sealed to every member, this worker included (the protocol's "sealed to every member").
+                    cluster_keys.push(self.cluster_keys(&m, *new_epoch, *cluster, members));
+                }
+                let payload = EgressPayload::MasterKey {
+                    key_epoch: *new_epoch,
+                    master_public,
+                    gatekeeper_key,
+                    shares,
+                    clusters: cluster_keys,
+                };
+                // Signed with the current (old) epoch's gatekeeper key, before the new key is stored.
+                out.extend(self.gatekeeper_egress(st, message.topic_seq, payload));
+                st.masters.insert(*new_epoch, HeldKey(*m));
+                out.push(self.next_worker_egress(st, EgressPayload::KeyAck { key_epoch: *new_epoch }));
+                info!(target: "worker.enclave", height, new_epoch, "rotation leader: generated the new master key");
+            }
+            MessageBody::MasterKeyShare { key_epoch, master_public: public, gatekeeper_key, share } => {
+                let Some(m) = self.open_share(share, LABEL_MASTER_SHARE, *key_epoch) else { return };
+                if master_public(&m) != (*public, *gatekeeper_key) {
+                    warn!(target: "worker.enclave", height, key_epoch, "ignoring a master share that does not derive to the announced public keys");
+                    return;
+                }
+                if st.masters.get(key_epoch).is_some_and(|held| held.0 == *m) {
+                    debug!(target: "worker.enclave", key_epoch, "already holding this master key");
+                    return;
+                }
+                st.masters.insert(*key_epoch, HeldKey(*m));
+                out.push(self.next_worker_egress(st, EgressPayload::KeyAck { key_epoch: *key_epoch }));
+                info!(target: "worker.enclave", height, key_epoch, "received the master key");
+            }
+            MessageBody::ClusterKey { cluster, key_epoch, public, share } => {
+                let Some(c) = self.open_share(share, LABEL_CLUSTER_SHARE, *key_epoch) else { return };
+                if cluster_public(&c) != *public {
+                    warn!(target: "worker.enclave", height, key_epoch, cluster, "ignoring a cluster share that does not derive to the announced public keys");
+                    return;
+                }
+                if st.clusters.get(&(*key_epoch, *cluster)).is_some_and(|held| held.0 == *c) {
+                    debug!(target: "worker.enclave", key_epoch, cluster, "already holding this cluster key");
+                    return;
+                }
+                st.clusters.insert((*key_epoch, *cluster), HeldKey(*c));
+                out.push(self.next_worker_egress(st, EgressPayload::KeyAck { key_epoch: *key_epoch }));
+                info!(target: "worker.enclave", height, key_epoch, cluster, "received the cluster key");
+            }
+            MessageBody::KeyEpochActivated { key_epoch, retired } => {
+                st.key_epoch = *key_epoch;
+                let old: Vec<KeyEpoch> = st
+                    .masters
+                    .keys()
+                    .copied()
+                    .chain(st.clusters.keys().map(|(e, _)| *e))
+                    .filter(|e| e < key_epoch)
+                    .collect();
+                st.masters.retain(|e, _| e >= key_epoch);
+                st.clusters.retain(|(e, _), _| e >= key_epoch);
+                if old.is_empty() {
+                    info!(target: "worker.enclave", height, key_epoch, ?retired, "key epoch activated");
+                } else {
+                    info!(target: "worker.enclave", height, key_epoch, ?retired, erased = ?old, "key epoch activated: erased every secret of older epochs");
+                }
+            }
+            // Messages about another worker on this worker's topic (already logged).
+            _ => {}
+        }
+    }
+}
+
+/// Writes `data` to `path` through a temporary file and a rename, so a crash leaves the old or the new file.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), EnclaveError> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(data).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}

@@ -1,0 +1,454 @@
+//! The host part: untrusted relaying. It fetches batches from a node, hands them to the enclave, carries
+//! the enclave's egress to the chain in `Call::Egress` transactions signed by the operator account,
+//! registers the worker, follows the head and writes `status.json`. It never decides anything the
+//! enclave does not verify, and it keeps running on any bad input: it logs the reason, backs off, retries.
+
+use crate::enclave::{Enclave, EnclaveConfig, EnclaveError, EnclaveStatus, TailProof};
+use crate::platform::{PlatformChoiceError, open_platform};
+use jsonrpsee::core::client::{ClientT, Error as ClientError};
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::rpc_params;
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tracing::{debug, error, info, warn};
+use umbra_crypto::{Keypair, sign_with_min_fee};
+use umbra_rpc::{BlockId, BlockResponse, ChainInfo, ErrorCode, StateValueResponse, SyncRequest, SyncResponse, methods};
+use umbra_types::registry::{Origin, SignedEgress, Topic};
+use umbra_types::state_keys::StateKey;
+use umbra_types::{Call, FeeParams, Hash, Params, Transaction, decode, encode};
+
+/// Blocks asked per `worker_sync` by default.
+pub const DEFAULT_BATCH_BLOCKS: u32 = 1_000;
+/// How often the head is polled once caught up, by default.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
+/// Longest back-off after repeated failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often egress not yet consumed on chain is submitted again.
+const RESUBMIT_EVERY: Duration = Duration::from_secs(10);
+/// Blocks before expiry at which the worker renews its registration with a fresh quote.
+const RENEW_BEFORE_BLOCKS: u64 = 1_000;
+/// Least time between two registration attempts.
+const REGISTER_EVERY: Duration = Duration::from_secs(60);
+
+/// How the host runs.
+#[derive(Debug)]
+pub struct HostConfig {
+    /// JSON-RPC URL of the node.
+    pub node: String,
+    /// The data directory (sealed keys and state, `status.json`).
+    pub data_dir: PathBuf,
+    /// The TEE platform.
+    pub tee: umbra_tee::TeeKind,
+    /// The operator account: signs the registration and pays for egress transactions.
+    pub operator: Keypair,
+    /// A genesis hash the operator requires (`--genesis`).
+    pub genesis: Option<Hash>,
+    /// Blocks per `worker_sync`.
+    pub batch_blocks: u32,
+    /// Poll interval at the head.
+    pub poll: Duration,
+}
+
+/// Why the host stopped (it retries everything else).
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The platform could not be opened.
+    #[error(transparent)]
+    Platform(#[from] PlatformChoiceError),
+    /// The enclave refused to start (foreign or rolled-back state, genesis mismatch).
+    #[error(transparent)]
+    Enclave(#[from] EnclaveError),
+    /// The node URL is unusable.
+    #[error("invalid node URL {url}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A status file could not be written.
+    #[error("writing {}: {source}", path.display())]
+    Status {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A failed RPC call: the method and what went wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{method}: {message}")]
+struct RpcFailure {
+    method: &'static str,
+    code: Option<i32>,
+    message: String,
+}
+
+/// The few RPC methods the worker uses.
+struct Rpc {
+    http: HttpClient,
+}
+
+impl Rpc {
+    async fn call<R: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        params: jsonrpsee::core::params::ArrayParams,
+    ) -> Result<R, RpcFailure> {
+        self.http.request(method, params).await.map_err(|e| match e {
+            ClientError::Call(obj) => RpcFailure { method, code: Some(obj.code()), message: obj.message().to_string() },
+            other => RpcFailure { method, code: None, message: other.to_string() },
+        })
+    }
+
+    async fn value(&self, key: &StateKey) -> Result<StateValueResponse, RpcFailure> {
+        self.call(methods::STATE_GET_VALUE, rpc_params![hex::encode(encode(key))]).await
+    }
+
+    async fn sync(&self, from: u64, max_blocks: u32, topics: Vec<Topic>) -> Result<SyncResponse, RpcFailure> {
+        self.call(methods::WORKER_SYNC, rpc_params![SyncRequest { from, max_blocks, topics }]).await
+    }
+}
+
+/// Doubles a back-off up to [`MAX_BACKOFF`].
+fn grow(backoff: &mut Duration) -> Duration {
+    let now = *backoff;
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    now
+}
+
+/// What `status.json` holds: the enclave's non-secret summary and the host's view.
+#[derive(Debug, serde::Serialize)]
+struct Status<'a> {
+    #[serde(flatten)]
+    enclave: EnclaveStatus,
+    /// A loud reminder on dev.
+    warning: Option<&'static str>,
+    node: &'a str,
+    head: u64,
+    operator: String,
+    updated_at_ms: u64,
+}
+
+/// The host's loop state.
+struct Host {
+    rpc: Rpc,
+    config: HostConfig,
+    info: ChainInfo,
+    enclave: Enclave,
+    head: u64,
+    last_resubmit: Option<Instant>,
+    last_register: Option<Instant>,
+}
+
+/// Runs the worker until the process ends: opens the platform and the enclave, passes the rollback check,
+/// registers if needed, then follows the chain. Returns only on an error that retrying cannot fix.
+pub async fn run(config: HostConfig) -> Result<(), HostError> {
+    let platform = open_platform(config.tee, &config.data_dir)?;
+    if platform.is_simulated() {
+        warn!(target: "worker.host",
+            "SIMULATED TEE (--tee dev): nothing is hardware-protected; keys and state are readable by this machine's \
+             operator. Use only on dev chains.");
+    }
+    let http = HttpClientBuilder::default()
+        .request_timeout(Duration::from_secs(60))
+        .max_response_size(256 << 20)
+        .build(&config.node)
+        .map_err(|e| HostError::Url { url: config.node.clone(), reason: e.to_string() })?;
+    let rpc = Rpc { http };
+    let mut backoff = Duration::from_secs(1);
+    let (info, genesis, interval) = loop {
+        match connect(&rpc).await {
+            Ok(v) => break v,
+            Err(e) => {
+                warn!(target: "worker.host", "cannot reach the node at {}: {e}; retrying", config.node);
+                tokio::time::sleep(grow(&mut backoff)).await;
+            }
+        }
+    };
+    let enclave_config = EnclaveConfig {
+        chain_id: info.chain_id.clone(),
+        genesis,
+        expected_genesis: config.genesis,
+        operator: config.operator.address(),
+        commitment_interval: interval,
+    };
+    let enclave = Enclave::open(platform, &config.data_dir, enclave_config)?;
+    info!(target: "worker.host", id = %hex::encode(enclave.id()), chain = %info.chain_id, height = enclave.height(), "worker opened");
+    let mut host = Host { rpc, config, info, enclave, head: 0, last_resubmit: None, last_register: None };
+    host.write_status()?;
+    host.start().await?;
+    host.follow().await
+}
+
+/// Reads the chain id, fees, genesis header and commitment interval.
+async fn connect(rpc: &Rpc) -> Result<(ChainInfo, umbra_types::Header, u64), RpcFailure> {
+    let info: ChainInfo = rpc.call(methods::CHAIN_INFO, rpc_params![]).await?;
+    let genesis: BlockResponse = rpc.call(methods::CHAIN_GET_BLOCK, rpc_params![BlockId::Height(0)]).await?;
+    let interval = match rpc.value(&StateKey::SystemParams).await {
+        Ok(StateValueResponse { value: Some(v), .. }) => hex::decode(v.trim_start_matches("0x"))
+            .ok()
+            .and_then(|b| decode::<Params>(&b, 1 << 20).ok())
+            .map(|p| p.registry.commitment_interval_blocks),
+        _ => None,
+    };
+    let interval = interval.unwrap_or_else(|| {
+        let d = umbra_types::registry::RegistryParams::default().commitment_interval_blocks;
+        warn!(target: "worker.host", "cannot read the chain parameters; committing every {d} blocks");
+        d
+    });
+    Ok((info, genesis.block.header, interval))
+}
+
+impl Host {
+    /// The rollback check (catching the probe up to the proof's epoch if needed), then registration.
+    async fn start(&mut self) -> Result<(), HostError> {
+        let mut backoff = Duration::from_secs(1);
+        let id = self.enclave.id();
+        let check = loop {
+            let resp = match self.rpc.value(&StateKey::Worker(id)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(target: "worker.host", "reading this worker's record: {e}; retrying");
+                    tokio::time::sleep(grow(&mut backoff)).await;
+                    continue;
+                }
+            };
+            match self.enclave.check_rollback(&resp) {
+                Ok(check) => break check,
+                Err(e @ (EnclaveError::RolledBack { .. } | EnclaveError::Forked { .. })) => {
+                    error!(target: "worker.host", "{e}");
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    debug!(target: "worker.host", "rollback check not possible yet ({e}); following headers");
+                    let from = self.enclave.probe_height().saturating_add(1);
+                    match self.rpc.sync(from, umbra_rpc::MAX_SYNC_BLOCKS, Vec::new()).await {
+                        Ok(batch) if !batch.blocks.is_empty() => {
+                            if let Err(r) = self.enclave.follow_headers(&batch) {
+                                warn!(target: "worker.host", "header batch refused: {r}; retrying");
+                                tokio::time::sleep(grow(&mut backoff)).await;
+                            }
+                        }
+                        Ok(_) => {
+                            warn!(target: "worker.host", "cannot verify the worker record yet: {e}; retrying");
+                            tokio::time::sleep(grow(&mut backoff)).await;
+                        }
+                        Err(f) => {
+                            warn!(target: "worker.host", "{f}; retrying");
+                            tokio::time::sleep(grow(&mut backoff)).await;
+                        }
+                    }
+                }
+            }
+        };
+        info!(target: "worker.host", height = check.height, "rollback check passed");
+        let ours = self.enclave.x25519_public();
+        let needs = match &check.record {
+            None => true,
+            Some(r) => r.x25519 != ours || !r.is_active(check.height),
+        };
+        if needs {
+            self.register().await;
+        } else {
+            info!(target: "worker.host", "already registered on chain");
+        }
+        Ok(())
+    }
+
+    /// Submits `Call::RegisterWorker` with a fresh quote (at most once per [`REGISTER_EVERY`]).
+    async fn register(&mut self) {
+        if self.last_register.is_some_and(|t| t.elapsed() < REGISTER_EVERY) {
+            return;
+        }
+        self.last_register = Some(Instant::now());
+        match self.enclave.registration() {
+            Ok(reg) => {
+                let call = Call::RegisterWorker { identity: reg.identity, x25519: reg.x25519, quote: reg.quote };
+                self.submit(call, "register_worker").await;
+            }
+            Err(e) => warn!(target: "worker.host", "cannot produce registration material: {e}"),
+        }
+    }
+
+    /// Follows the chain forever.
+    async fn follow(&mut self) -> Result<(), HostError> {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.step().await {
+                Ok(true) => backoff = Duration::from_secs(1),
+                Ok(false) => tokio::time::sleep(self.config.poll).await,
+                Err(reason) => {
+                    warn!(target: "worker.host", "{reason}; backing off");
+                    tokio::time::sleep(grow(&mut backoff)).await;
+                }
+            }
+            self.write_status()?;
+        }
+    }
+
+    /// One round: fetch, verify and apply a batch, carry its egress. `Ok(false)` when at the head.
+    async fn step(&mut self) -> Result<bool, String> {
+        let height = self.enclave.height();
+        let batch = self.config.batch_blocks.clamp(1, umbra_rpc::MAX_SYNC_BLOCKS);
+        // Near the head, prove every topic's counter first and sync exactly up to that block, so the
+        // enclave can check that nothing was withheld at the tail.
+        let mut tails = Vec::new();
+        let mut max = batch;
+        if self.head.saturating_sub(height) <= u64::from(batch) {
+            tails = self.tails().await.map_err(|e| e.to_string())?;
+            if let Some(t) = tails.first() {
+                let target = t.value.header.height;
+                if target <= height {
+                    self.at_head().await;
+                    return Ok(false);
+                }
+                max = u32::try_from(target - height).unwrap_or(batch).min(batch);
+            }
+        }
+        let resp = self
+            .rpc
+            .sync(height.saturating_add(1), max, self.enclave.sync_topics())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.head = self.head.max(resp.head);
+        if resp.blocks.is_empty() {
+            self.at_head().await;
+            return Ok(false);
+        }
+        let egress =
+            self.enclave.apply(&resp, &tails).map_err(|r| format!("batch from {} refused: {r}", height + 1))?;
+        debug!(target: "worker.host", height = self.enclave.height(), head = self.head, egress = egress.len(), "applied");
+        for e in egress {
+            self.carry(e).await;
+        }
+        Ok(true)
+    }
+
+    /// `TopicNext` proofs of every followed topic, all at the same block (retried once if the head moved).
+    async fn tails(&self) -> Result<Vec<TailProof>, RpcFailure> {
+        for _ in 0..3 {
+            let mut out = Vec::new();
+            for topic in self.enclave.tail_topics() {
+                out.push(TailProof { topic, value: self.rpc.value(&StateKey::TopicNext(topic)).await? });
+            }
+            let first = out.first().map(|t| t.value.header.hash());
+            if out.iter().all(|t| Some(t.value.header.hash()) == first) {
+                return Ok(out);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// At the head: prune the outbox with the chain's counters and submit what is still pending.
+    async fn at_head(&mut self) {
+        if self.last_resubmit.is_some_and(|t| t.elapsed() < RESUBMIT_EVERY) {
+            return;
+        }
+        self.last_resubmit = Some(Instant::now());
+        let status = self.enclave.status();
+        if status.registered
+            && status.revoked.is_none()
+            && self.head.saturating_add(RENEW_BEFORE_BLOCKS) >= status.expires_at
+        {
+            info!(target: "worker.host", expires_at = status.expires_at, "renewing the registration before it expires");
+            self.register().await;
+        }
+        let me = Origin::Worker(self.enclave.id());
+        let (w, g) = match (
+            self.rpc.value(&StateKey::EgressNext(me)).await,
+            self.rpc.value(&StateKey::EgressNext(Origin::Gatekeeper)).await,
+        ) {
+            (Ok(w), Ok(g)) => (w, g),
+            (Err(e), _) | (_, Err(e)) => {
+                debug!(target: "worker.host", "reading egress counters: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.enclave.sync_egress(&w, &g) {
+            debug!(target: "worker.host", "egress counters not verified: {e}");
+        }
+        for e in self.enclave.outbox().to_vec() {
+            self.carry(e).await;
+        }
+    }
+
+    /// Carries one egress message in a `Call::Egress` transaction.
+    async fn carry(&mut self, message: SignedEgress) {
+        let what = message.egress.payload.kind();
+        self.submit(Call::Egress { message }, what).await;
+    }
+
+    /// Signs `call` with the operator key at the next nonce and submits it; retries nonce races.
+    async fn submit(&mut self, call: Call, what: &'static str) {
+        let key = &self.config.operator;
+        let fees: FeeParams = self.info.fees.clone();
+        for attempt in 0..3 {
+            let nonce: u64 = match self.rpc.call(methods::MEMPOOL_NEXT_NONCE, rpc_params![key.address()]).await {
+                Ok(n) => n,
+                Err(e) => {
+                    warn!(target: "worker.host", "{what}: reading the operator's nonce: {e}");
+                    return;
+                }
+            };
+            let tx = Transaction {
+                signer: key.address(),
+                nonce,
+                chain_id: self.info.chain_id.clone(),
+                fee: 0,
+                call: call.clone(),
+            };
+            let stx = sign_with_min_fee(key, tx, &fees);
+            match self.rpc.call::<Hash>(methods::TX_SUBMIT, rpc_params![hex::encode(stx.to_bytes())]).await {
+                Ok(hash) => {
+                    info!(target: "worker.host", %hash, "submitted {what}");
+                    return;
+                }
+                Err(e) if matches!(e.code, Some(c) if c == ErrorCode::NonceUsed as i32 || c == ErrorCode::NonceGap as i32) =>
+                {
+                    debug!(target: "worker.host", attempt, "{what}: nonce race ({e}); retrying");
+                }
+                Err(e) if is_duplicate(&e) => {
+                    debug!(target: "worker.host", "{what}: already carried ({e})");
+                    return;
+                }
+                Err(e) => {
+                    warn!(target: "worker.host", "{what} not admitted: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write_status(&self) -> Result<(), HostError> {
+        let status = Status {
+            enclave: self.enclave.status(),
+            warning: self.enclave.status().simulated.then_some("SIMULATED TEE: nothing is hardware-protected"),
+            node: &self.config.node,
+            head: self.head,
+            operator: self.config.operator.address().to_string(),
+            updated_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        };
+        let path = self.config.data_dir.join("status.json");
+        let tmp = path.with_extension("json.tmp");
+        let json = serde_json::to_vec_pretty(&status).unwrap_or_default();
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| HostError::Status { path, source })
+    }
+}
+
+/// True for the normal refusal of an egress another worker already carried (stale or duplicate sequence).
+fn is_duplicate(e: &RpcFailure) -> bool {
+    if e.code == Some(ErrorCode::AlreadyKnown as i32) {
+        return true;
+    }
+    let m = e.message.to_ascii_lowercase();
+    m.contains("stale") || m.contains("duplicate") || m.contains("already")
+}

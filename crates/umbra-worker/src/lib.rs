@@ -1,0 +1,36 @@
+//! The Umbra worker: a TEE part that verifies the chain, holds the keys and decides, and a host part that fetches and relays.
+//!
+//! # How the work is split
+//!
+//! - [`Enclave`] (the TEE part) does everything that needs trust and nothing that needs the network: it
+//!   holds the identity and HPKE keys (sealed with the platform's [`umbra_tee::Sealer`]), follows the chain
+//!   with a [`umbra_light::LightClient`] pinned at genesis, verifies each `worker_sync` batch completely
+//!   (certificates, parent hashes, message proofs, per-topic sequence numbers, tail proofs) and refuses it
+//!   whole on any failure ([`Rejection`]), handles every message deterministically (gatekeeper answers are
+//!   byte-identical across gatekeepers), seals its state after every batch and commits to it on chain
+//!   every `commitment_interval_blocks` for rollback protection.
+//! - [`host::run`] (the host part) is untrusted plumbing: RPC, transactions, registration, retries,
+//!   `status.json`. It cannot make the enclave accept anything false; at worst it withholds, which the
+//!   enclave notices as a gap or at the tail.
+//!
+//! The protocol is in `docs/worker-protocol.md`.
+
+mod enclave;
+pub mod host;
+mod keys;
+mod platform;
+mod state;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use enclave::{
+    Enclave, EnclaveConfig, EnclaveError, EnclaveStatus, Platform, Registration, RollbackCheck, TailProof,
+};
+pub use keys::{
+    LABEL_CLUSTER_SHARE, LABEL_MASTER_SHARE, cluster_key, cluster_public, gatekeeper_keypair, master_public,
+    master_x25519_secret, share_aad, share_rng, sign_egress,
+};
+pub use platform::{DEV_MACHINE_SECRET, PlatformChoiceError, dev_attestation_seed, dev_measurement, open_platform};
+pub use verify::Rejection;
