@@ -165,6 +165,15 @@ impl Mempool {
         self.by_egress.range((*origin, 0)..(*origin, next)).map(|(_, h)| *h).collect()
     }
 
+    /// How many consecutive sequence numbers of `origin`, from `next` on, are pending.
+    pub(crate) fn egress_in_flight(&self, origin: &Origin, next: u64) -> u64 {
+        let mut n = next;
+        while self.by_egress.contains_key(&(*origin, n)) {
+            n += 1;
+        }
+        n - next
+    }
+
     /// The distinct origins of pending egress messages.
     pub(crate) fn egress_origins(&self) -> Vec<Origin> {
         let mut out: Vec<Origin> = self.by_egress.keys().map(|(o, _)| *o).collect();

@@ -687,7 +687,10 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         let rec = {
             let state = self.inner.state.read().await;
             if let Call::Egress { message } = &stx.tx.call {
-                self.inner.runtime.check_egress(&Committed_(&state), message).await.map_err(admission_err)?;
+                let (rt, origin) = (&self.inner.runtime, message.egress.origin);
+                let next = rt.egress_next(&Committed_(&state), &origin).await.map_err(|e| admission_err(e.into()))?;
+                let in_flight = self.lock_mempool().egress_in_flight(&origin, next);
+                rt.check_egress(&Committed_(&state), message, in_flight).await.map_err(admission_err)?;
             }
             self.inner
                 .runtime
@@ -860,11 +863,14 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
             txs: built.txs,
         };
         {
-            // Candidates the runtime left out can never be included as they are (a stale egress
-            // sequence, a nonce made void): drop them so they do not crowd every later proposal.
+            // Candidates left out for good (a nonce or egress sequence already used on chain) can never
+            // be included: drop them so they do not crowd every later proposal. Others (an egress whose
+            // predecessor comes from another carrier later in the list) wait for the next block.
             let mut pool = self.lock_mempool();
-            for (hash, _) in &built.rejected {
-                pool.remove(hash);
+            for (hash, e) in &built.rejected {
+                if matches!(e, AdmissionError::NonceUsed { .. } | AdmissionError::EgressStale { .. }) {
+                    pool.remove(hash);
+                }
             }
         }
         let executed = Arc::new(Executed {

@@ -326,21 +326,24 @@ impl Runtime {
         self.balances.check(&s, stx).await?;
         if let Call::Egress { message } = &stx.tx.call {
             let chain = self.system.chain(&s).await?;
-            mq::check_egress(&s, &chain.chain_id, message).await?;
+            mq::check_egress(&s, &chain.chain_id, message, 0).await?;
         }
         Ok(())
     }
 
-    /// The egress part of admission alone: the origin has a key on chain, the signature verifies under
-    /// it, and the sequence is exactly the next one (the node checks nonces against its mempool).
+    /// The egress part of mempool admission: the origin has a key on chain, the signature verifies under
+    /// it, and the sequence is not stale and at most `in_flight` past the chain's next one (`in_flight`: how
+    /// many consecutive messages of the origin, from the next one on, the mempool already holds, so an
+    /// origin can have several messages on their way; the mempool refuses duplicates itself).
     pub async fn check_egress<S: StateRead>(
         &self,
         state: &S,
         message: &umbra_types::SignedEgress,
+        in_flight: u64,
     ) -> Result<(), AdmissionError> {
         let s = Overlay::new(state);
         let chain = self.system.chain(&s).await?;
-        mq::check_egress(&s, &chain.chain_id, message).await
+        mq::check_egress(&s, &chain.chain_id, message, in_flight).await
     }
 
     /// The admission rules that depend on state, against the block being built or executed.
@@ -352,7 +355,7 @@ impl Runtime {
     ) -> Result<(), AdmissionError> {
         self.balances.check(s, stx).await?;
         if let Call::Egress { message } = &stx.tx.call {
-            mq::check_egress(s, chain_id, message).await?;
+            mq::check_egress(s, chain_id, message, 0).await?;
         }
         Ok(())
     }

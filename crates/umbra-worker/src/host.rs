@@ -48,6 +48,9 @@ pub struct HostConfig {
     pub batch_blocks: u32,
     /// Poll interval at the head.
     pub poll: Duration,
+    /// The measurement a dev platform claims (ignored by hardware platforms); see
+    /// [`crate::dev_measurement`].
+    pub dev_measurement: umbra_tee::Measurement,
 }
 
 /// Why the host stopped (it retries everything else).
@@ -131,6 +134,10 @@ struct Status<'a> {
     head: u64,
     operator: String,
     updated_at_ms: u64,
+    /// Batches the enclave refused (the host altered, dropped, reordered or replayed something).
+    rejected_batches: u64,
+    /// Why the latest one was refused.
+    last_rejection: Option<&'a str>,
 }
 
 /// The host's loop state.
@@ -141,13 +148,15 @@ struct Host {
     enclave: Enclave,
     head: u64,
     last_resubmit: Option<Instant>,
+    rejected_batches: u64,
+    last_rejection: Option<String>,
     last_register: Option<Instant>,
 }
 
 /// Runs the worker until the process ends: opens the platform and the enclave, passes the rollback check,
 /// registers if needed, then follows the chain. Returns only on an error that retrying cannot fix.
 pub async fn run(config: HostConfig) -> Result<(), HostError> {
-    let platform = open_platform(config.tee, &config.data_dir)?;
+    let platform = open_platform(config.tee, &config.data_dir, config.dev_measurement)?;
     if platform.is_simulated() {
         warn!(target: "worker.host",
             "SIMULATED TEE (--tee dev): nothing is hardware-protected; keys and state are readable by this machine's \
@@ -178,7 +187,17 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
     };
     let enclave = Enclave::open(platform, &config.data_dir, enclave_config)?;
     info!(target: "worker.host", id = %hex::encode(enclave.id()), chain = %info.chain_id, height = enclave.height(), "worker opened");
-    let mut host = Host { rpc, config, info, enclave, head: 0, last_resubmit: None, last_register: None };
+    let mut host = Host {
+        rpc,
+        config,
+        info,
+        enclave,
+        head: 0,
+        last_resubmit: None,
+        last_register: None,
+        rejected_batches: 0,
+        last_rejection: None,
+    };
     host.write_status()?;
     host.start().await?;
     host.follow().await
@@ -319,8 +338,15 @@ impl Host {
             self.at_head().await;
             return Ok(false);
         }
-        let egress =
-            self.enclave.apply(&resp, &tails).map_err(|r| format!("batch from {} refused: {r}", height + 1))?;
+        let egress = match self.enclave.apply(&resp, &tails) {
+            Ok(e) => e,
+            Err(r) => {
+                let reason = format!("batch from {} rejected: {r}", height + 1);
+                self.rejected_batches += 1;
+                self.last_rejection = Some(reason.clone());
+                return Err(reason);
+            }
+        };
         debug!(target: "worker.host", height = self.enclave.height(), head = self.head, egress = egress.len(), "applied");
         for e in egress {
             self.carry(e).await;
@@ -430,6 +456,8 @@ impl Host {
             node: &self.config.node,
             head: self.head,
             operator: self.config.operator.address().to_string(),
+            rejected_batches: self.rejected_batches,
+            last_rejection: self.last_rejection.as_deref(),
             updated_at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)

@@ -15,8 +15,8 @@ pub enum PlatformChoiceError {
     /// The platform's interface failed.
     #[error("{0}")]
     Platform(#[from] umbra_tee::PlatformError),
-    /// The worker's own executable could not be read (dev measurement).
-    #[error("reading the worker's executable for its dev measurement: {0}")]
+    /// The data directory could not be created.
+    #[error("creating the worker's data directory: {0}")]
     Executable(std::io::Error),
     /// TDX guests have no sealing provider.
     #[error(
@@ -33,20 +33,27 @@ pub fn dev_attestation_seed() -> [u8; 32] {
     Sha256::digest(b"umbra dev attestation key").into()
 }
 
-/// The dev measurement of the running worker: SHA-256 of its own executable, so a changed binary is a
-/// different measurement.
-pub fn dev_measurement() -> std::io::Result<Measurement> {
-    let exe = std::env::current_exe()?;
-    Ok(Measurement(Sha256::digest(std::fs::read(exe)?).into()))
+/// The default measurement a dev worker claims: `SHA-256("umbra dev worker measurement v1")`.
+///
+/// A dev measurement is a configured value signed by the dev key, not measured (nothing measures code
+/// without a TEE), so it is a fixed, documented constant rather than a hash of the binary: rebuilding the
+/// worker must not lock a dev network out of its own sealed keys. `umbra worker --dev-measurement HEX`
+/// claims another one, to exercise the allow-list.
+pub fn dev_measurement() -> Measurement {
+    Measurement(Sha256::digest(b"umbra dev worker measurement v1").into())
 }
 
-/// Opens the platform of `kind` for a worker whose data directory is `dir`.
-pub fn open_platform(kind: TeeKind, dir: &Path) -> Result<Box<dyn Platform>, PlatformChoiceError> {
+/// Opens the platform of `kind` for a worker whose data directory is `dir`; a dev platform claims
+/// `dev_measurement` ([`dev_measurement()`] unless told otherwise).
+pub fn open_platform(
+    kind: TeeKind,
+    dir: &Path,
+    dev_measurement: Measurement,
+) -> Result<Box<dyn Platform>, PlatformChoiceError> {
     match kind {
         TeeKind::Dev => {
             std::fs::create_dir_all(dir).map_err(PlatformChoiceError::Executable)?;
-            let measurement = dev_measurement().map_err(PlatformChoiceError::Executable)?;
-            let p = DevPlatform::open(&dir.join(DEV_MACHINE_SECRET), dev_attestation_seed(), measurement)?;
+            let p = DevPlatform::open(&dir.join(DEV_MACHINE_SECRET), dev_attestation_seed(), dev_measurement)?;
             Ok(Box::new(p))
         }
         TeeKind::Tdx => Err(PlatformChoiceError::TdxCannotSeal),
@@ -62,16 +69,16 @@ mod tests {
     fn the_dev_attestation_key_is_the_well_known_seed_and_dev_says_it_is_simulated() {
         assert_eq!(dev_attestation_seed().to_vec(), Sha256::digest(b"umbra dev attestation key").to_vec());
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = open_platform(TeeKind::Dev, dir.path()).expect("dev opens");
+        let p = open_platform(TeeKind::Dev, dir.path(), dev_measurement()).expect("dev opens");
         assert!(p.is_simulated());
-        assert_eq!(p.measurement().expect("measurement"), dev_measurement().expect("measurement"));
+        assert_eq!(p.measurement().expect("measurement"), dev_measurement());
         assert!(!p.quote(&[0; 64]).expect("quote").is_empty());
     }
 
     #[test]
     fn tdx_is_refused_because_it_cannot_seal() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = open_platform(TeeKind::Tdx, dir.path()).err().expect("refused");
+        let err = open_platform(TeeKind::Tdx, dir.path(), dev_measurement()).err().expect("refused");
         assert!(err.to_string().contains("cannot seal"), "{err}");
     }
 }

@@ -65,11 +65,13 @@ async fn origin_key<S: StateRead>(s: &Overlay<'_, S>, origin: &Origin) -> Result
 }
 
 /// The admission rule of an egress message: its origin has a key, the signature verifies under it and
-/// the sequence is exactly the next one.
+/// the sequence is the next one, or (for a mempool holding `in_flight` consecutive pending messages of
+/// the origin from the next one on) one of those or the one right after them.
 pub(crate) async fn check_egress<S: StateRead>(
     s: &Overlay<'_, S>,
     chain_id: &str,
     message: &SignedEgress,
+    in_flight: u64,
 ) -> Result<(), AdmissionError> {
     let e = &message.egress;
     let key = origin_key(s, &e.origin).await?.ok_or(AdmissionError::EgressUnknownOrigin { origin: e.origin })?;
@@ -79,8 +81,9 @@ pub(crate) async fn check_egress<S: StateRead>(
     if e.seq < expected {
         return Err(AdmissionError::EgressStale { origin: e.origin, expected, got: e.seq });
     }
-    if e.seq > expected {
-        return Err(AdmissionError::EgressAhead { origin: e.origin, expected, got: e.seq });
+    let limit = expected.saturating_add(in_flight);
+    if e.seq > limit {
+        return Err(AdmissionError::EgressAhead { origin: e.origin, expected: limit, got: e.seq });
     }
     Ok(())
 }
