@@ -31,6 +31,10 @@ pub(crate) struct DevArgs {
     /// Print no status line (for scripts and tests).
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// TEE workers (dev TEE) in cluster 1, besides the gatekeeper; 0 runs no workers at all
+    /// [default: 2, or what the existing network has].
+    #[arg(long)]
+    pub(crate) workers: Option<usize>,
 }
 
 /// The chain id of dev networks.
@@ -44,6 +48,21 @@ const DEV_KEY_NAME: &str = "dev";
 /// ever funded on dev chains.
 pub(crate) fn dev_account() -> Keypair {
     Keypair::from_seed(umbra_types::sha256(&[b"umbra/dev/account/0"]).0)
+}
+
+/// The registry genesis of a dev chain: simulated attestation from the well-known dev attestation key,
+/// and the dev workers' measurement on the allow-list.
+pub(crate) fn dev_registry() -> umbra_types::RegistryGenesis {
+    let dev_key = umbra_crypto::Keypair::from_seed(umbra_worker::dev_attestation_seed()).address().0;
+    umbra_types::RegistryGenesis {
+        policy: umbra_tee::Policy {
+            accepted_kinds: [umbra_tee::TeeKind::Dev, umbra_tee::TeeKind::Sgx, umbra_tee::TeeKind::Tdx].into(),
+            dev_keys: [dev_key].into(),
+            measurements: [umbra_worker::dev_measurement()].into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 fn default_home() -> Result<PathBuf> {
@@ -64,7 +83,19 @@ impl Layout {
     fn config(&self, i: usize) -> PathBuf {
         self.validator_dir(i).join("node.toml")
     }
+    /// Worker 0 is the gatekeeper; workers 1.. are members of the dev cluster.
+    fn worker_dir(&self, i: usize) -> PathBuf {
+        self.home.join(format!("worker-{i}"))
+    }
+    fn operator_key(&self, i: usize) -> PathBuf {
+        self.worker_dir(i).join("operator.key")
+    }
 }
+
+/// The cluster dev workers join.
+const DEV_CLUSTER: u32 = 1;
+/// Each dev worker's operator account balance at genesis (it pays the worker's egress fees).
+const DEV_OPERATOR_BALANCE: u128 = 10_000 * UNIT;
 
 pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))?;
@@ -77,9 +108,18 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
-/// Creates a new dev network: validator keys, genesis and one config per validator.
-fn create(layout: &Layout, n: usize, args: &DevArgs) -> Result<()> {
+/// Creates a new dev network: validator keys, worker operator keys, genesis and one config per validator.
+fn create(layout: &Layout, n: usize, workers: usize, args: &DevArgs) -> Result<()> {
     std::fs::create_dir_all(&layout.home).with_context(|| format!("cannot create {}", layout.home.display()))?;
+    let mut allocations = vec![Allocation { address: dev_account().address(), amount: DEV_BALANCE }];
+    for i in 0..workers {
+        let dir = layout.worker_dir(i);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let op = Keypair::generate();
+        write_private(&layout.operator_key(i), &hex::encode(op.seed()))?;
+        allocations.push(Allocation { address: op.address(), amount: DEV_OPERATOR_BALANCE });
+    }
+    let allocated: u128 = allocations.iter().map(|a| a.amount).sum();
     let mut validators = Vec::new();
     let mut keys = Vec::new();
     for i in 0..n {
@@ -99,20 +139,18 @@ fn create(layout: &Layout, n: usize, args: &DevArgs) -> Result<()> {
         chain_id: DEV_CHAIN_ID.into(),
         genesis_time_ms,
         token: TokenInfo::default(),
-        allocations: vec![Allocation { address: dev_account().address(), amount: DEV_BALANCE }],
+        allocations,
         validators,
         params: {
             let mut p = Params::default();
             p.staking.committee_size = n as u32;
             // The unallocated supply is the rewards reserve; dev chains pay no per-block budget
             // (set one with `umbra genesis new --block-budget` for a real network).
-            p.rewards.reserve = umbra_types::MAX_SUPPLY - DEV_BALANCE;
+            p.rewards.reserve = umbra_types::MAX_SUPPLY - allocated;
+            p.registry.commitment_interval_blocks = 50;
             p
         },
-        registry: umbra_types::RegistryGenesis {
-            policy: umbra_tee::Policy { accepted_kinds: [umbra_tee::TeeKind::Dev].into(), ..Default::default() },
-            ..Default::default()
-        },
+        registry: umbra_types::RegistryGenesis { sudo: Some(dev_account().address()), ..dev_registry() },
     };
     std::fs::write(layout.genesis(), genesis.to_json())
         .with_context(|| format!("cannot write {}", layout.genesis().display()))?;
@@ -131,6 +169,7 @@ fn create(layout: &Layout, n: usize, args: &DevArgs) -> Result<()> {
             p2p_listen: p2p_addr(args.p2p_port, i),
             rpc_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.rpc_port + i as u16)),
             peers: peers.clone(),
+            empty_block_interval_ms: None,
         };
         let text = toml::to_string_pretty(&cfg).context("cannot encode node config")?;
         std::fs::write(layout.config(i), text)
@@ -145,6 +184,10 @@ fn p2p_addr(base: u16, i: usize) -> SocketAddr {
 
 fn count_validators(layout: &Layout) -> usize {
     (0..).take_while(|i| layout.config(*i).exists()).count()
+}
+
+fn count_workers(layout: &Layout) -> usize {
+    (0..).take_while(|i| layout.operator_key(*i).exists()).count()
 }
 
 /// Loads a node config file.
@@ -208,6 +251,7 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
     }
     let layout = Layout { home: home.clone() };
     let existing = count_validators(&layout);
+    let mut workers = count_workers(&layout);
     let n = if existing == 0 {
         let n = args.validators.unwrap_or(1);
         if !(1..=16).contains(&n) {
@@ -217,7 +261,13 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
         if non_empty && !layout.genesis().exists() {
             bail!("{} exists but is not a dev network; pass --reset or another --home", home.display());
         }
-        create(&layout, n, &args)?;
+        workers = match args.workers {
+            Some(0) => 0,
+            Some(w) if w > 8 => bail!("--workers must be at most 8"),
+            Some(w) => w + 1,
+            None => 3,
+        };
+        create(&layout, n, workers, &args)?;
         n
     } else {
         if let Some(v) = args.validators
@@ -259,11 +309,19 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
         }
     }
     started.sort_by(|a, b| a.name.cmp(&b.name));
+    let worker_dirs = start_workers(&layout, workers, &format!("http://{}", started[0].rpc), &log)?;
     let dev = dev_account();
     println!("Umbra dev network: chain '{DEV_CHAIN_ID}', {n} validator(s), data in {}", home.display());
-    println!("  TEE mode     dev (simulated attestation; never use on a real network)");
+    println!("  TEE mode     dev (SIMULATED attestation: nothing is hardware-protected; never use on a real network)");
     for s in &started {
         println!("  {:<12} rpc http://{}  (resumed at height {})", s.name, s.rpc, s.height);
+    }
+    if workers > 0 {
+        println!(
+            "  workers      worker-0 is the gatekeeper, worker-1..{} join cluster {DEV_CLUSTER} (data in {}/worker-*)",
+            workers - 1,
+            home.display()
+        );
     }
     println!(
         "  dev account  {} ({} UMB at genesis; key '{DEV_KEY_NAME}' in {})",
@@ -277,12 +335,23 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut arranged = worker_dirs.is_empty();
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = tick.tick() => {
+                    if !arranged {
+                        match arrange_workers(&urls[0], &worker_dirs).await {
+                            Ok(done) => arranged = done,
+                            Err(e) => tracing::warn!(target: "dev", "arranging workers: {e:#}"),
+                        }
+                    }
                     if !args.quiet {
-                        println!("{}", status_line(&urls).await);
+                        let mut line = status_line(&urls).await;
+                        if !worker_dirs.is_empty() {
+                            line.push_str(&workers_line(&urls[0]).await);
+                        }
+                        println!("{line}");
                     }
                 }
             }
@@ -323,4 +392,113 @@ async fn status_line(urls: &[String]) -> String {
 fn chrono_like_now() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+}
+
+/// Starts the dev workers (dev TEE) in this process, each on its own thread; returns their data directories.
+fn start_workers(layout: &Layout, workers: usize, node: &str, log: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for i in 0..workers {
+        let seed_hex = std::fs::read_to_string(layout.operator_key(i))
+            .with_context(|| format!("cannot read {}", layout.operator_key(i).display()))?;
+        let seed: [u8; 32] = hex::decode(seed_hex.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .with_context(|| format!("{} is not a hex key", layout.operator_key(i).display()))?;
+        let data = layout.worker_dir(i).join("data");
+        let config = umbra_worker::host::HostConfig {
+            node: node.to_string(),
+            data_dir: data.clone(),
+            tee: umbra_tee::TeeKind::Dev,
+            operator: Keypair::from_seed(seed),
+            genesis: None,
+            batch_blocks: umbra_worker::host::DEFAULT_BATCH_BLOCKS,
+            poll: Duration::from_millis(300),
+            dev_measurement: umbra_worker::dev_measurement(),
+        };
+        let name = format!("worker-{i}");
+        let log = log.to_path_buf();
+        std::thread::Builder::new().name(name.clone()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return eprintln!("{name}: cannot start: {e}"),
+            };
+            if let Err(e) = rt.block_on(umbra_worker::host::run(config)) {
+                tracing::error!(target: "dev", worker = %name, "worker stopped: {e}");
+                eprintln!("{name} stopped: {e} (log: {})", log.display());
+            }
+        })?;
+        dirs.push(data);
+    }
+    Ok(dirs)
+}
+
+/// The worker id a worker wrote to its status file, once it has.
+fn worker_id(data: &Path) -> Option<umbra_types::WorkerId> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(data.join("status.json")).ok()?).ok()?;
+    hex::decode(v["id"].as_str()?).ok()?.try_into().ok()
+}
+
+/// Makes worker 0 the gatekeeper and the others members of the dev cluster once they are registered, as
+/// the dev chain's administrator. Returns true when everything is in place.
+async fn arrange_workers(node: &str, dirs: &[PathBuf]) -> Result<bool> {
+    let Some(ids) = dirs.iter().map(|d| worker_id(d)).collect::<Option<Vec<_>>>() else { return Ok(false) };
+    let client = umbra_sdk::Client::with_timeout(node.to_string(), Duration::from_secs(5))?;
+    let status = client.registry_status().await?;
+    let registered =
+        |id: &umbra_types::WorkerId| status.workers.iter().any(|w| w.id == *id && w.is_active(status.height));
+    if !ids.iter().all(registered) {
+        return Ok(false);
+    }
+    let mut calls = Vec::new();
+    if !status.keys.gatekeepers.iter().any(|g| g.0 == ids[0]) {
+        calls.push(umbra_types::AdminCall::AppointGatekeeper { worker: ids[0] });
+    }
+    if !status.clusters.iter().any(|c| c.id == DEV_CLUSTER) {
+        calls.push(umbra_types::AdminCall::CreateCluster { cluster: DEV_CLUSTER });
+    }
+    for id in &ids[1..] {
+        if !status.workers.iter().any(|w| w.id == *id && w.cluster == Some(DEV_CLUSTER)) {
+            calls.push(umbra_types::AdminCall::AssignWorker { worker: *id, cluster: DEV_CLUSTER });
+        }
+    }
+    if calls.is_empty() {
+        return Ok(true);
+    }
+    let dev = dev_account();
+    let info = client.chain_info().await?;
+    for call in calls {
+        let nonce = client.next_nonce(&dev.address()).await?;
+        let tx = umbra_types::Transaction {
+            signer: dev.address(),
+            nonce,
+            chain_id: info.chain_id.clone(),
+            fee: 0,
+            call: umbra_types::Call::Admin { call: call.clone() },
+        };
+        let hash = client.submit(&umbra_crypto::sign_with_min_fee(&dev, tx, &info.fees)).await?;
+        let r = client.wait_for_tx(hash, Duration::from_secs(30)).await?;
+        match r.receipt.and_then(|r| r.error) {
+            Some(e) => tracing::warn!(target: "dev", "{} failed: {e}", call.kind()),
+            None => tracing::info!(target: "dev", "{} done", call.kind()),
+        }
+    }
+    Ok(false)
+}
+
+/// ` · workers 3/3 registered · key epoch 1 (1 gatekeeper) · cluster 1: 2/2 keyed`
+async fn workers_line(node: &str) -> String {
+    let Ok(client) = umbra_sdk::Client::with_timeout(node.to_string(), Duration::from_millis(500)) else {
+        return String::new();
+    };
+    let Ok(s) = client.registry_status().await else { return String::new() };
+    let active = s.workers.iter().filter(|w| w.is_active(s.height)).count();
+    let members: Vec<_> = s.workers.iter().filter(|w| w.cluster == Some(DEV_CLUSTER)).collect();
+    let keyed = members.iter().filter(|w| s.keys.key_epoch > 0 && w.key_epoch >= s.keys.key_epoch).count();
+    format!(
+        " · workers {active} registered (simulated TEE) · key epoch {} ({} gatekeeper{}) · cluster {DEV_CLUSTER}: {keyed}/{} keyed",
+        s.keys.key_epoch,
+        s.keys.gatekeepers.len(),
+        if s.keys.gatekeepers.len() == 1 { "" } else { "s" },
+        members.len()
+    )
 }

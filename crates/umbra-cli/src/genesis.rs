@@ -51,9 +51,19 @@ struct NewArgs {
     /// An initial balance, ADDRESS=AMOUNT in whole tokens (repeatable).
     #[arg(long = "alloc")]
     allocs: Vec<String>,
-    /// Accept simulated (dev) attestation: never on a production chain.
+    /// Accept simulated (dev) attestation from the well-known dev attestation key, and allow the dev
+    /// workers' measurement: never on a production chain.
     #[arg(long)]
     dev_tee: bool,
+    /// A measurement (64 hex digits) for the initial allow-list (repeatable).
+    #[arg(long = "allow-measurement")]
+    measurements: Vec<String>,
+    /// The dev chain's registry administrator (needs --dev-tee; governance replaces it on real networks).
+    #[arg(long)]
+    sudo: Option<String>,
+    /// Blocks between a worker's rollback commitments [default: 100].
+    #[arg(long)]
+    commitment_interval: Option<u64>,
     /// Where to write the genesis file.
     #[arg(long)]
     out: PathBuf,
@@ -107,15 +117,24 @@ pub(crate) fn run(args: GenesisArgs) -> Result<()> {
             }
             p
         },
-        registry: if a.dev_tee {
-            umbra_types::RegistryGenesis {
-                policy: umbra_tee::Policy { accepted_kinds: [umbra_tee::TeeKind::Dev].into(), ..Default::default() },
-                ..Default::default()
+        registry: {
+            let mut r = if a.dev_tee { crate::dev::dev_registry() } else { umbra_types::RegistryGenesis::default() };
+            for m in &a.measurements {
+                r.policy.measurements.insert(
+                    umbra_tee::Measurement::from_hex(m.trim())
+                        .map_err(|e| anyhow::anyhow!("--allow-measurement '{m}': {e}"))?,
+                );
             }
-        } else {
-            umbra_types::RegistryGenesis::default()
+            if let Some(s) = &a.sudo {
+                r.sudo = Some(s.trim().parse().with_context(|| format!("--sudo '{s}'"))?);
+            }
+            r
         },
     };
+    let mut genesis = genesis;
+    if let Some(n) = a.commitment_interval {
+        genesis.params.registry.commitment_interval_blocks = n;
+    }
     genesis.validate()?;
     if let Some(parent) = a.out.parent() {
         std::fs::create_dir_all(parent).ok();

@@ -64,6 +64,14 @@ enum Command {
     Attest(attest::AttestArgs),
     /// Run a TEE worker: verify the chain, hold keys, answer the registry (`--tee dev` is simulated).
     Worker(cmds::worker::WorkerArgs),
+    /// Show registered TEE workers: attestation, cluster, gatekeeper role, last commitment.
+    WorkerInfo(cmds::registry::WorkerInfoArgs),
+    /// Gatekeepers and master key epochs: status, appoint, remove, rotate.
+    Gk(cmds::registry::GkArgs),
+    /// Worker clusters: list, create, assign.
+    Cluster(cmds::registry::ClusterArgs),
+    /// The attestation policy: show it, allow or withdraw measurements, store collateral.
+    Registry(cmds::registry::RegistryArgs),
 }
 
 /// The global options every client command sees.
@@ -97,6 +105,10 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&ctx, args),
         Command::Attest(args) => attest::run(&ctx, args),
         Command::Worker(args) => cmds::worker::run(&ctx, args),
+        Command::WorkerInfo(args) => cmds::registry::worker_info(&ctx, args),
+        Command::Gk(args) => cmds::registry::gk(&ctx, args),
+        Command::Cluster(args) => cmds::registry::cluster(&ctx, args),
+        Command::Registry(args) => cmds::registry::registry(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -85,6 +85,7 @@ fn run_init(ctx: &crate::Ctx, args: InitArgs) -> Result<()> {
         p2p_listen: args.p2p_listen,
         rpc_listen: args.rpc_listen,
         peers: vec![],
+        empty_block_interval_ms: None,
     };
     let path = home.join("node.toml");
     std::fs::write(&path, toml::to_string_pretty(&cfg)?).with_context(|| format!("cannot write {}", path.display()))?;

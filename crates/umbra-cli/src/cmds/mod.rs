@@ -3,6 +3,7 @@
 
 pub(crate) mod account;
 pub(crate) mod block;
+pub(crate) mod registry;
 pub(crate) mod status;
 pub(crate) mod transfer;
 pub(crate) mod worker;
@@ -79,3 +80,36 @@ pub(crate) fn print_rows(rows: &[(&str, String)]) {
     }
 }
 pub(crate) mod staking;
+
+/// Signs `call` with the key `from` (default: the default key), pays the minimum fee, submits it and
+/// waits until it is final; fails (after printing the receipt) if the call failed on chain.
+pub(crate) async fn send_call(
+    ctx: &Ctx,
+    from: Option<String>,
+    call: umbra_types::Call,
+) -> Result<umbra_types::Receipt> {
+    let store = ctx.keystore()?;
+    let signer = match from {
+        Some(n) => store.get(&n)?,
+        None => store.default_key()?.1,
+    };
+    let client = ctx.client()?;
+    let info = client.chain_info().await?;
+    let nonce = client.next_nonce(&signer.address()).await?;
+    let kind = call.kind();
+    let tx =
+        umbra_types::Transaction { signer: signer.address(), nonce, chain_id: info.chain_id.clone(), fee: 0, call };
+    let stx = umbra_crypto::sign_with_min_fee(&signer, tx, &info.fees);
+    let hash = client.submit(&stx).await?;
+    let r = client.wait_for_tx(hash, std::time::Duration::from_secs(60)).await?;
+    let receipt = r.receipt.context("finalized without a receipt")?;
+    if ctx.json {
+        println!("{}", serde_json::json!({ "hash": hash, "call": kind, "receipt": receipt }));
+    } else {
+        println!("{kind} {hash} finalized at height {}", receipt.height);
+    }
+    if let Some(e) = &receipt.error {
+        anyhow::bail!("{kind} failed: {e} (the fee was still charged)");
+    }
+    Ok(receipt)
+}

@@ -1,9 +1,8 @@
 //! `umbra staking ...`: bond, nominate, unbond, withdraw, report equivocation, and show the committee.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use std::time::Duration;
-use umbra_types::{Call, Transaction, ValidatorKey, format_amount, parse_amount};
+use umbra_types::{Call, ValidatorKey, format_amount, parse_amount};
 
 /// `umbra staking ...`
 #[derive(Args, Debug)]
@@ -69,7 +68,7 @@ pub(crate) fn run(ctx: &crate::Ctx, args: StakingArgs) -> Result<()> {
                 evidence: hex::decode(hex.trim().trim_start_matches("0x")).context("evidence is not hex")?,
             },
         };
-        send(ctx, args.from, call).await
+        super::send_call(ctx, args.from, call).await.map(|_| ())
     })
 }
 
@@ -104,35 +103,6 @@ async fn committee(ctx: &crate::Ctx) -> Result<()> {
             if c["genesis"].as_bool() == Some(true) { ", genesis" } else { "" },
             if c["jailed"].as_bool() == Some(true) { ", slashed" } else { "" }
         );
-    }
-    Ok(())
-}
-
-async fn send(ctx: &crate::Ctx, from: Option<String>, call: Call) -> Result<()> {
-    let store = match &ctx.home {
-        Some(h) => umbra_sdk::Keystore::in_home(h),
-        None => umbra_sdk::Keystore::default_location()?,
-    };
-    let signer = match from {
-        Some(n) => store.get(&n)?,
-        None => store.default_key()?.1,
-    };
-    let client = umbra_sdk::Client::new(ctx.rpc.clone())?;
-    let info = client.chain_info().await?;
-    let nonce = client.next_nonce(&signer.address()).await?;
-    let kind = call.kind();
-    let tx = Transaction { signer: signer.address(), nonce, chain_id: info.chain_id.clone(), fee: 0, call };
-    let stx = umbra_crypto::sign_with_min_fee(&signer, tx, &info.fees);
-    let hash = client.submit(&stx).await?;
-    let r = client.wait_for_tx(hash, Duration::from_secs(60)).await?;
-    let receipt = r.receipt.context("finalized without a receipt")?;
-    if ctx.json {
-        println!("{}", serde_json::json!({ "hash": hash, "call": kind, "receipt": receipt }));
-    } else {
-        println!("{kind} {hash} finalized at height {}", receipt.height);
-    }
-    if let Some(e) = receipt.error {
-        bail!("{kind} failed: {e} (the fee was still charged)");
     }
     Ok(())
 }

@@ -39,6 +39,10 @@ pub(crate) struct WorkerArgs {
     /// (as `umbra status --json` prints).
     #[arg(long, value_name = "FILE")]
     genesis: Option<PathBuf>,
+    /// With --tee dev: the measurement (64 hex digits) the simulated platform claims [default: the
+    /// documented dev measurement, which `umbra dev` and `genesis new --dev-tee` allow].
+    #[arg(long, value_name = "HEX")]
+    dev_measurement: Option<String>,
 }
 
 /// Runs the worker until interrupted.
@@ -53,7 +57,14 @@ pub(crate) fn run(ctx: &Ctx, args: WorkerArgs) -> Result<()> {
         TeeArg::Sgx => umbra_tee::TeeKind::Sgx,
         TeeArg::Tdx => umbra_tee::TeeKind::Tdx,
     };
+    let dev_measurement = match &args.dev_measurement {
+        Some(m) => {
+            umbra_tee::Measurement::from_hex(m.trim()).map_err(|e| anyhow::anyhow!("--dev-measurement '{m}': {e}"))?
+        }
+        None => umbra_worker::dev_measurement(),
+    };
     let config = HostConfig {
+        dev_measurement,
         node: args.node.unwrap_or_else(|| ctx.rpc.clone()),
         data_dir: args.data,
         tee,
