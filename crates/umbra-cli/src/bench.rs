@@ -37,6 +37,21 @@ enum BenchCmd {
     Finality(FinalityBench),
     /// DCAP quote verifications per second per core.
     Attest(crate::attest::AttestBenchArgs),
+    /// Worker catch-up: a fresh worker verifies and applies a long chain from genesis (blocks/s).
+    Sync(SyncBench),
+}
+
+#[derive(Args, Debug)]
+struct SyncBench {
+    /// Follow this running network (its JSON-RPC URL) instead of starting one.
+    #[arg(long, value_name = "URL")]
+    network: Option<String>,
+    /// Blocks to catch up on (the benchmark network is grown to this height first).
+    #[arg(long, default_value_t = 10_000)]
+    blocks: u64,
+    /// Blocks per `worker_sync` batch.
+    #[arg(long, default_value_t = umbra_worker::host::DEFAULT_BATCH_BLOCKS)]
+    batch: u32,
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +110,7 @@ pub(crate) fn run(ctx: &crate::Ctx, args: BenchArgs) -> Result<()> {
     match args.what {
         BenchCmd::Transfers(t) => rt.block_on(transfers(t, ctx.json, ctx.home.clone())),
         BenchCmd::Finality(f) => rt.block_on(finality(f, ctx.json, ctx.home.clone())),
+        BenchCmd::Sync(s) => rt.block_on(sync(s, ctx.json)),
         BenchCmd::Attest(_) => Ok(()),
     }
 }
@@ -122,13 +138,18 @@ fn free_port_block(from: u16, n: u16) -> Result<u16> {
 }
 
 async fn start_network(validators: usize) -> Result<(OwnNet, Vec<String>, Keypair)> {
+    start_network_with(validators, &[]).await
+}
+
+async fn start_network_with(validators: usize, extra: &[&str]) -> Result<(OwnNet, Vec<String>, Keypair)> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let rpc = free_port_block(40_000, validators as u16)?;
     let p2p = free_port_block(50_000, validators as u16)?;
     let exe = std::env::current_exe().context("cannot find the umbra executable")?;
     let home: PathBuf = dir.path().join("home");
     let child = Command::new(exe)
-        .args(["dev", "--quiet", "--validators", &validators.to_string()])
+        .args(["dev", "--quiet", "--workers", "0", "--validators", &validators.to_string()])
+        .args(extra)
         .arg("--home")
         .arg(dir.path().join("net"))
         .args(["--rpc-port", &rpc.to_string(), "--p2p-port", &p2p.to_string()])
@@ -482,6 +503,54 @@ async fn transfers(args: TransferBench, json: bool, home: Option<PathBuf>) -> Re
             "  sustained: {n} transfers finalized in {:.1} s = {tps:.0} transfers/s ({blocks} blocks, {:.1} blocks/s)",
             total.as_secs_f64(),
             blocks as f64 / total.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// `umbra bench sync`: grows (or uses) a chain of `--blocks` blocks, then times a fresh dev worker catching
+/// up from genesis through `worker_sync`, verifying every batch as a worker does.
+async fn sync(args: SyncBench, json: bool) -> Result<()> {
+    let (_net, url) = match &args.network {
+        Some(u) => (None, u.clone()),
+        None => {
+            let (net, urls, _) = start_network_with(1, &["--empty-block-ms", "0"]).await?;
+            (Some(net), urls[0].clone())
+        }
+    };
+    let client = Client::with_timeout(url.clone(), Duration::from_secs(5))?;
+    let grow_start = Instant::now();
+    let mut last_print = Instant::now();
+    loop {
+        let h = client.health().await.context("cannot reach the benchmark network")?.height;
+        if h >= args.blocks {
+            break;
+        }
+        if args.network.is_some() {
+            bail!("the network at {url} is at height {h}, below --blocks {}", args.blocks);
+        }
+        if !json && last_print.elapsed() > Duration::from_secs(5) {
+            eprintln!("growing the chain: height {h} of {} ({:.0} s)", args.blocks, grow_start.elapsed().as_secs_f64());
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let stats = umbra_worker::host::bench_sync(&url, dir.path(), args.batch, args.blocks)
+        .await
+        .context("the worker could not catch up")?;
+    let secs = stats.total_micros as f64 / 1e6;
+    let rate = stats.blocks as f64 / secs.max(1e-9);
+    if json {
+        println!("{}", serde_json::json!({ "stats": stats, "blocks_per_sec": rate }));
+    } else {
+        println!("worker catch-up: {} blocks in {secs:.2} s = {rate:.0} blocks/s (target >= 2,000)", stats.blocks);
+        println!(
+            "  {} batches of up to {}; node round trips {:.2} s, enclave verification and sealing {:.2} s",
+            stats.batches,
+            args.batch,
+            stats.fetch_micros as f64 / 1e6,
+            stats.enclave_micros as f64 / 1e6
         );
     }
     Ok(())

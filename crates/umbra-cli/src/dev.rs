@@ -35,6 +35,10 @@ pub(crate) struct DevArgs {
     /// [default: 2, or what the existing network has].
     #[arg(long)]
     pub(crate) workers: Option<usize>,
+    /// With an empty mempool, milliseconds a leader waits before proposing an empty block [default:
+    /// 200]; 0 makes blocks as fast as consensus allows (to grow a long chain quickly).
+    #[arg(long, value_name = "MS")]
+    pub(crate) empty_block_ms: Option<u64>,
 }
 
 /// The chain id of dev networks.
@@ -284,7 +288,10 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
     let (keystore, _) = install_dev_key()?;
     let (tx, rx) = mpsc::channel();
     for i in 0..n {
-        let cfg = load_config(&layout.config(i))?;
+        let mut cfg = load_config(&layout.config(i))?;
+        if args.empty_block_ms.is_some() {
+            cfg.empty_block_interval_ms = args.empty_block_ms;
+        }
         let tx = tx.clone();
         let name = cfg.name.clone();
         std::thread::Builder::new().name(name.clone()).spawn(move || {

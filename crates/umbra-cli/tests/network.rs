@@ -55,7 +55,7 @@ impl DevNet {
         let log = std::fs::File::create(self.dir.join(format!("stdout-{}.log", Instant::now().elapsed().as_nanos())))
             .expect("log file");
         let child = umbra()
-            .args(["dev", "--quiet", "--validators", &self.validators.to_string()])
+            .args(["dev", "--quiet", "--workers", "0", "--validators", &self.validators.to_string()])
             .arg("--home")
             .arg(self.dir.join("net"))
             .args(["--rpc-port", &self.rpc_port.to_string(), "--p2p-port", &self.p2p_port.to_string()])

@@ -458,3 +458,52 @@ fn a_worker_behind_a_tampering_host_refuses_altered_dropped_and_replayed_message
         (net.worker_status(0)?["registered"] == true).then_some(())
     });
 }
+
+#[test]
+fn umbra_dev_runs_a_gatekeeper_and_two_workers_whose_cluster_gets_its_key() {
+    let dir = scratch();
+    let rpc_port = free_port();
+    let p2p_port = free_port();
+    let log = std::fs::File::create(dir.path().join("dev.out")).expect("log");
+    let mut child = umbra()
+        .args(["dev", "--quiet", "--home"])
+        .arg(dir.path().join("net"))
+        .args(["--rpc-port", &rpc_port.to_string(), "--p2p-port", &p2p_port.to_string()])
+        .env("UMBRA_HOME", dir.path().join("home"))
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("umbra dev starts");
+    let rpc = format!("http://127.0.0.1:{rpc_port}");
+    let cli = |args: &[&str]| -> Option<serde_json::Value> {
+        let out = umbra()
+            .args(["--rpc", &rpc, "--json"])
+            .args(args)
+            .env("UMBRA_HOME", dir.path().join("home"))
+            .output()
+            .ok()?;
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Without any command from us, the dev network appoints the gatekeeper, which creates the master key,
+        // and both workers of cluster 1 receive the cluster key.
+        wait_until("the dev workers to be arranged and keyed", Duration::from_secs(120), || {
+            let keys = cli(&["gk", "status"])?["keys"].clone();
+            let workers = cli(&["worker-info"])?["workers"].as_array()?.clone();
+            let keyed = workers.iter().filter(|w| w["cluster"] == 1 && w["key_epoch"].as_u64() >= Some(1)).count();
+            (keys["key_epoch"] == 1 && keys["gatekeepers"].as_array()?.len() == 1 && workers.len() == 3 && keyed == 2)
+                .then_some(())
+        });
+        let clusters = cli(&["cluster", "list"]).expect("clusters")["clusters"].clone();
+        assert_eq!(clusters[0]["members"].as_array().map(|m| m.len()), Some(2), "{clusters}");
+        assert!(
+            clusters[0]["keys"].as_array().is_some_and(|k| !k.is_empty()),
+            "the cluster key is published: {clusters}"
+        );
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}

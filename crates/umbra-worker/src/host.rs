@@ -480,3 +480,99 @@ fn is_duplicate(e: &RpcFailure) -> bool {
     let m = e.message.to_ascii_lowercase();
     m.contains("stale") || m.contains("duplicate") || m.contains("already")
 }
+
+/// What [`bench_sync`] measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SyncStats {
+    /// Blocks verified and applied.
+    pub blocks: u64,
+    /// Batches fetched.
+    pub batches: u64,
+    /// Wall time of the whole catch-up, in microseconds.
+    pub total_micros: u64,
+    /// Of which waiting for the node (`worker_sync` round trips and decoding), in microseconds.
+    pub fetch_micros: u64,
+    /// Of which inside the enclave (verification, handling, sealing), in microseconds.
+    pub enclave_micros: u64,
+}
+
+/// Catch-up benchmark: a fresh dev worker in `dir` follows the chain at `node` from genesis to height `target`
+/// through the same path as [`run`] (rollback check, then `worker_sync` batches verified and applied by the
+/// enclave, sealed state saved after each), without registering. Returns what it measured.
+pub async fn bench_sync(
+    node: &str,
+    dir: &std::path::Path,
+    batch_blocks: u32,
+    target: u64,
+) -> Result<SyncStats, HostError> {
+    let platform = open_platform(umbra_tee::TeeKind::Dev, dir, crate::dev_measurement())?;
+    let http = HttpClientBuilder::default()
+        .request_timeout(Duration::from_secs(120))
+        .max_response_size(256 << 20)
+        .build(node)
+        .map_err(|e| HostError::Url { url: node.to_string(), reason: e.to_string() })?;
+    let rpc = Rpc { http };
+    let unreachable = |e: RpcFailure| HostError::Url { url: node.to_string(), reason: e.to_string() };
+    let (info, genesis, interval) = connect(&rpc).await.map_err(unreachable)?;
+    let config = EnclaveConfig {
+        chain_id: info.chain_id.clone(),
+        genesis,
+        expected_genesis: None,
+        operator: Keypair::generate().address(),
+        commitment_interval: interval,
+    };
+    let mut enclave = Enclave::open(platform, dir, config)?;
+    let started = Instant::now();
+    let (mut fetch, mut inside) = (Duration::ZERO, Duration::ZERO);
+    let mut batches = 0;
+    // The rollback check needs the probe in the epoch of the record's proof: follow headers until it is.
+    loop {
+        let t = Instant::now();
+        let resp = rpc.value(&StateKey::Worker(enclave.id())).await.map_err(unreachable)?;
+        fetch += t.elapsed();
+        let t = Instant::now();
+        let checked = enclave.check_rollback(&resp);
+        inside += t.elapsed();
+        match checked {
+            Ok(_) => break,
+            Err(e @ (EnclaveError::RolledBack { .. } | EnclaveError::Forked { .. })) => return Err(e.into()),
+            Err(_) => {
+                let t = Instant::now();
+                let batch = rpc
+                    .sync(enclave.probe_height().saturating_add(1), umbra_rpc::MAX_SYNC_BLOCKS, Vec::new())
+                    .await
+                    .map_err(unreachable)?;
+                fetch += t.elapsed();
+                let t = Instant::now();
+                enclave
+                    .follow_headers(&batch)
+                    .map_err(|r| HostError::Url { url: node.into(), reason: r.to_string() })?;
+                inside += t.elapsed();
+            }
+        }
+    }
+    let start_height = enclave.height();
+    while enclave.height() < target {
+        let max = u32::try_from(target - enclave.height()).unwrap_or(u32::MAX).min(batch_blocks.max(1));
+        let t = Instant::now();
+        let resp = rpc.sync(enclave.height() + 1, max, enclave.sync_topics()).await.map_err(unreachable)?;
+        fetch += t.elapsed();
+        if resp.blocks.is_empty() {
+            return Err(HostError::Url {
+                url: node.into(),
+                reason: format!("the chain ends at height {} below the target {target}", resp.head),
+            });
+        }
+        let t = Instant::now();
+        enclave.apply(&resp, &[]).map_err(|r| HostError::Url { url: node.into(), reason: r.to_string() })?;
+        inside += t.elapsed();
+        batches += 1;
+    }
+    Ok(SyncStats {
+        blocks: enclave.height() - start_height,
+        batches,
+        total_micros: started.elapsed().as_micros() as u64,
+        fetch_micros: fetch.as_micros() as u64,
+        enclave_micros: inside.as_micros() as u64,
+    })
+}
