@@ -253,7 +253,7 @@ fn signatures_verify_against_the_contract_key() {
     let src = r#"
       export function check(a) {
         const sig = umbra.sign("msg");
-        return [umbra.verify(umbra.utf8 ? hex(a.pk) : null, "msg", sig), umbra.verify(hex(a.pk), "other", sig)];
+        return [umbra.verify(hex(a.pk), "msg", sig), umbra.verify(hex(a.pk), "other", sig)];
       }
       function hex(s) { const b = new Uint8Array(s.length / 2); for (let i = 0; i < b.length; i++) b[i] = parseInt(s.substr(2 * i, 2), 16); return b; }
     "#;
@@ -473,6 +473,33 @@ fn a_failed_invocation_writes_nothing() {
     assert_eq!(host.run(&inv(JS_ID, Mode::Command, "read", b"")).expect("read").output, b"null");
 }
 
+#[test]
+fn deep_recursion_traps_without_crashing_the_process() {
+    let (_engine, host) = setup();
+    let src =
+        format!("{JS_COUNTER}\nexport function deep() {{ function f(n) {{ return f(n + 1) + 1; }} return f(0); }}");
+    host.deploy(JS_ID, &js(&src)).expect("deploy");
+    let e = err(host.run(&inv(JS_ID, Mode::Command, "deep", b"")));
+    assert!(matches!(&e, EngineError::Trap(m) if m.contains("stack")), "{e:?}");
+    assert_eq!(host.run(&inv(JS_ID, Mode::Command, "increment", b"")).expect("next").output, b"1");
+
+    host.deploy(WASM_ID, &wasm(r#"(module (func $f (export "deep") (call $f)))"#)).expect("deploy");
+    assert!(matches!(err(host.run(&inv(WASM_ID, Mode::Command, "deep", b""))), EngineError::Trap(_)));
+}
+
+#[test]
+fn the_global_object_holds_only_deterministic_builtins() {
+    let (_engine, host) = setup();
+    host.deploy(JS_ID, &js("export function names() { return Object.getOwnPropertyNames(globalThis).sort(); }"))
+        .expect("deploy");
+    let out = host.run(&inv(JS_ID, Mode::Command, "names", b"")).expect("run").output;
+    let names = String::from_utf8(out).expect("utf8");
+    for banned in ["WeakRef", "FinalizationRegistry", "performance", "gc", "__umbra_host", "os", "std"] {
+        assert!(!names.contains(&format!("\"{banned}\"")), "{banned} in {names}");
+    }
+    assert!(names.contains("\"umbra\""), "{names}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -483,5 +510,11 @@ proptest! {
         let mut with_header = b"\0asm\x01\0\0\0".to_vec();
         with_header.extend_from_slice(&bytes);
         let _ = engine.load(&Code::Wasm(with_header));
+    }
+
+    #[test]
+    fn arbitrary_source_never_panics_the_javascript_compiler(src in "[ -~\n]{0,200}") {
+        let engine = Engine::new(Limits::default()).expect("engine");
+        let _ = engine.load(&Code::JavaScript(src.into_bytes()));
     }
 }
