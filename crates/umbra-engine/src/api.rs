@@ -126,7 +126,8 @@ pub struct HostError(pub String);
 /// transfers are collected by the engine into the [`Outcome`], so the host is a read-only view of committed
 /// state plus key services. One host may serve many contracts, hence the `contract` arguments.
 pub trait Host {
-    /// The committed value of `key` in `contract`'s storage.
+    /// The value of `key` in `contract`'s storage as the worker has it now (including the applied outcomes of
+    /// earlier commands in the same block).
     fn storage_get(&self, contract: &[u8; 32], key: &[u8]) -> Result<Option<Vec<u8>>, HostError>;
 
     /// A 32-byte key derived from `contract`'s key and `salt` (see [`derive_contract_key`](crate::derive_contract_key)).
@@ -188,6 +189,30 @@ pub struct Limits {
     pub max_code_len: usize,
     /// Wall-clock limit for queries only (commands are bounded by gas alone), in milliseconds.
     pub query_deadline_ms: Option<u64>,
+}
+
+impl Limits {
+    /// Refuses settings that would silently disable a limit (QuickJS reads a heap limit of 0 as "none") or that
+    /// wasm cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        let nonzero = [
+            ("max_key_len", self.max_key_len),
+            ("max_output_bytes", self.max_output_bytes),
+            ("js_heap_bytes", self.js_heap_bytes),
+            ("js_stack_bytes", self.js_stack_bytes),
+            ("max_code_len", self.max_code_len),
+        ];
+        if let Some((name, _)) = nonzero.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be positive"));
+        }
+        if self.wasm_max_pages > 65_536 {
+            return Err("wasm_max_pages is above the 4 GiB of 32-bit wasm".into());
+        }
+        if self.query_deadline_ms == Some(0) {
+            return Err("query_deadline_ms must be positive (None for no deadline)".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {

@@ -102,8 +102,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine enforcing `limits` on every invocation.
+    /// An engine enforcing `limits` on every invocation (refused with [`EngineError::LimitExceeded`] if
+    /// [`Limits::validate`] fails).
     pub fn new(limits: Limits) -> Result<Engine, EngineError> {
+        limits.validate().map_err(EngineError::LimitExceeded)?;
         Ok(Engine {
             limits,
             wasm: WasmRuntime::new()?,

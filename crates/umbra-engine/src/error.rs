@@ -21,7 +21,8 @@ pub enum EngineError {
     /// The host failed, or the contract passed a bad argument to a host function.
     #[error("host error: {0}")]
     Host(String),
-    /// A per-invocation limit on sizes was exceeded (key, value, output, random length).
+    /// A per-invocation limit on sizes was exceeded (key, value, output, random length), or the limits given to
+    /// [`Engine::new`](crate::Engine::new) are invalid.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
     /// A contract call would nest deeper than the limit.

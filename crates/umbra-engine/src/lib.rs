@@ -68,6 +68,19 @@
 //! iterations); host calls cost 1,000 gas plus 1 per byte moved in both engines, and a nested call's gas is
 //! charged to its caller.
 
+//! # Caveats
+//!
+//! - `Engine` is not `Send` (QuickJS runtimes are single-threaded): keep one per worker thread, on a thread with
+//!   at least 4 MiB of stack (QuickJS may use [`Limits::js_stack_bytes`] of it, nested calls more).
+//! - Warm query instances keep module-level state between queries of the same code; contracts should keep state
+//!   in storage. Commands never share an instance.
+//! - Local-time parsing (`Date.parse` / `new Date(string)` without a zone) still uses the process time zone:
+//!   run workers with `TZ=UTC`. Everything else about `Date` is UTC and block time.
+//! - Wasm queries have no wall-clock deadline (wasmi has no epoch interruption); their fuel bounds them.
+//! - A re-entrant call (A calls B calls A) runs the inner A against the host's state, not the outer A's
+//!   uncommitted writes; the host decides whether to allow it.
+//! - `fetch` is synchronous: the engine thread waits for the host.
+
 mod api;
 mod engine;
 mod error;

@@ -392,6 +392,17 @@ fn nested_calls_work_and_stop_at_the_depth_limit() {
 }
 
 #[test]
+fn limits_that_would_disable_a_limit_are_refused() {
+    for bad in [
+        Limits { js_heap_bytes: 0, ..Limits::default() },
+        Limits { wasm_max_pages: 70_000, ..Limits::default() },
+        Limits { query_deadline_ms: Some(0), ..Limits::default() },
+    ] {
+        assert!(matches!(Engine::new(bad), Err(EngineError::LimitExceeded(_))));
+    }
+}
+
+#[test]
 fn invalid_wasm_is_refused() {
     let (engine, _host) = setup();
     assert!(matches!(engine.load(&Code::Wasm(b"\0asm\x01\0\0\0garbage".to_vec())), Err(EngineError::InvalidModule(_))));
