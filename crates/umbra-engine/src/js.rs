@@ -17,11 +17,15 @@ use rquickjs::{
 
 use crate::api::{FetchRequest, Limits, Mode};
 use crate::error::EngineError;
+use crate::js_alloc::MeteredAllocator;
 use crate::session::{Session, hex32, host_gas, parse_hex32};
 
 /// Gas charged each time QuickJS polls the interrupt handler (it does so every 10,000 function calls and loop
 /// iterations), so that JavaScript and wasm budgets are of the same order.
 pub const JS_GAS_PER_TICK: u64 = 10_000;
+
+/// Gas charged per byte QuickJS allocates while a method runs (see `js_alloc.rs`).
+pub const JS_GAS_PER_ALLOC_BYTE: u64 = 1;
 
 /// The module name contracts are compiled under (it appears in stack traces).
 const MODULE_NAME: &str = "contract.js";
@@ -101,9 +105,13 @@ const PRELUDE: &str = r#"
 delete globalThis.__umbra_host;
 "#;
 
-/// Counts interrupt-handler calls against the budget; shared with the handler closure.
+/// Counts interrupt-handler calls and allocated bytes against the budget; shared with the handler closure.
 #[derive(Default)]
 struct Meter {
+    /// Bytes the runtime's allocator has handed out since it was made.
+    allocated: Rc<Cell<u64>>,
+    /// `allocated` when the current invocation started.
+    alloc_base: Cell<u64>,
     ticks: Cell<u64>,
     extra: Cell<u64>,
     budget: Cell<u64>,
@@ -113,10 +121,16 @@ struct Meter {
 
 impl Meter {
     fn used(&self) -> u64 {
-        self.ticks.get().saturating_mul(JS_GAS_PER_TICK).saturating_add(self.extra.get())
+        let allocated = self.allocated.get().saturating_sub(self.alloc_base.get());
+        self.ticks
+            .get()
+            .saturating_mul(JS_GAS_PER_TICK)
+            .saturating_add(self.extra.get())
+            .saturating_add(allocated.saturating_mul(JS_GAS_PER_ALLOC_BYTE))
     }
 
     fn reset(&self, budget: u64, deadline: Option<Instant>) {
+        self.alloc_base.set(self.allocated.get());
         self.ticks.set(0);
         self.extra.set(0);
         self.budget.set(budget);
@@ -162,7 +176,8 @@ pub(crate) fn compile(source: &[u8], limits: &Limits) -> Result<Vec<u8>, EngineE
     if source.len() > limits.max_code_len {
         return Err(EngineError::InvalidModule(format!("code of {} bytes is too large", source.len())));
     }
-    let rt = Runtime::new().map_err(|e| EngineError::InvalidModule(e.to_string()))?;
+    let rt = Runtime::new_with_alloc(MeteredAllocator::new(Rc::default()))
+        .map_err(|e| EngineError::InvalidModule(e.to_string()))?;
     rt.set_memory_limit(limits.js_heap_bytes);
     rt.set_max_stack_size(limits.js_stack_bytes);
     let ctx = Context::full(&rt).map_err(|e| EngineError::InvalidModule(e.to_string()))?;
@@ -232,10 +247,10 @@ impl JsInstance {
     /// On failure, returns the error with the gas used.
     pub(crate) fn new(bytecode: &[u8], limits: &Limits, session: Session) -> Result<JsInstance, (EngineError, u64)> {
         let internal = |e: rquickjs::Error| (EngineError::Host(format!("javascript runtime: {e}")), 0);
-        let rt = Runtime::new().map_err(internal)?;
+        let meter = Rc::new(Meter::default());
+        let rt = Runtime::new_with_alloc(MeteredAllocator::new(meter.allocated.clone())).map_err(internal)?;
         rt.set_memory_limit(limits.js_heap_bytes);
         rt.set_max_stack_size(limits.js_stack_bytes);
-        let meter = Rc::new(Meter::default());
         meter.reset(session.inv.budget, deadline(&session, limits));
         let m = meter.clone();
         rt.set_interrupt_handler(Some(Box::new(move || m.tick())));
@@ -245,6 +260,9 @@ impl JsInstance {
             let setup = |e| (EngineError::Host(describe(&ctx, e)), 0);
             install_host(&ctx, &slot, &meter).map_err(setup)?;
             ctx.eval::<(), _>(PRELUDE).map_err(setup)?;
+            // Setting up the context is the engine's cost, not the contract's.
+            let (budget, deadline) = (meter.budget.get(), meter.deadline.get());
+            meter.reset(budget, deadline);
             let run = || -> rquickjs::Result<Object<'_>> {
                 let declared = load_module(ctx.clone(), bytecode)?;
                 let (module, promise) = declared.eval()?;
@@ -301,7 +319,12 @@ impl JsInstance {
                 }
                 Ok(ctx.json_stringify(ret)?.map(|s| s.to_string()).transpose()?.unwrap_or_default().into_bytes())
             };
-            call().map_err(|e| classify(&ctx, e, slot, meter))
+            let output = call().map_err(|e| classify(&ctx, e, slot, meter))?;
+            // Allocation gas is checked at interrupt polls; a method that ends between two polls is checked here.
+            if meter.used() > meter.budget.get() {
+                return Err(EngineError::OutOfGas);
+            }
+            Ok(output)
         })
     }
 

@@ -64,8 +64,9 @@
 //! | `transfer` | `(to32, amount16)` | amount is a little-endian u128 |
 //! | `fetch` | `(url, url_len, body, body_len, out, cap) -> i32` | GET (POST if a body); out = status u16 LE then body |
 //!
-//! Gas: wasm fuel is gas; QuickJS charges [`JS_GAS_PER_TICK`] per interrupt poll (every 10,000 calls or loop
-//! iterations); host calls cost 1,000 gas plus 1 per byte moved in both engines, and a nested call's gas is
+//! Gas: wasm fuel is gas; QuickJS charges [`JS_GAS_PER_TICK`] per interrupt poll (every 10,000 calls, loop
+//! iterations or regex steps) plus [`JS_GAS_PER_ALLOC_BYTE`] per byte allocated (so heavy builtins are paid
+//! for; the engine's own allocator also makes the heap limit independent of the libc); host calls cost 1,000 gas plus 1 per byte moved in both engines, and a nested call's gas is
 //! charged to its caller.
 
 //! # Caveats
@@ -85,6 +86,7 @@ mod api;
 mod engine;
 mod error;
 mod js;
+mod js_alloc;
 mod session;
 mod wasm;
 
@@ -94,4 +96,4 @@ pub use api::{
 };
 pub use engine::{Code, Contract, Engine, EngineStats};
 pub use error::{EngineError, Failure};
-pub use js::JS_GAS_PER_TICK;
+pub use js::{JS_GAS_PER_ALLOC_BYTE, JS_GAS_PER_TICK};

@@ -303,6 +303,20 @@ fn an_infinite_loop_in_wasm_runs_out_of_gas_and_the_engine_stays_usable() {
 }
 
 #[test]
+fn builtins_that_allocate_pay_gas_for_what_they_allocate() {
+    let (_engine, host) = setup();
+    // Few loop iterations (well under one interrupt tick), each allocating 1 MiB.
+    let src =
+        "export function big() { let n = 0; for (let i = 0; i < 8; i++) n += 'x'.repeat(1 << 20).length; return n; }";
+    host.deploy(JS_ID, &js(src)).expect("deploy");
+    let mut i = inv(JS_ID, Mode::Command, "big", b"");
+    let used = host.run(&i).expect("run").gas_used;
+    assert!(used >= 8 << 20, "gas {used}");
+    i.budget = 4 << 20;
+    assert_eq!(err(host.run(&i)), EngineError::OutOfGas);
+}
+
+#[test]
 fn a_javascript_memory_bomb_stops_with_out_of_memory() {
     let (_engine, host) = setup();
     let src = format!(
