@@ -265,6 +265,58 @@ fn signatures_verify_against_the_contract_key() {
 }
 
 #[test]
+fn a_wasm_contract_uses_the_whole_host_abi() {
+    let (_engine, host) = setup();
+    host.deploy(JS_ID, &js(JS_COUNTER)).expect("deploy");
+    let wat = format!(
+        r#"(module
+      (import "env" "input_len" (func $input_len (result i32)))
+      (import "env" "input_read" (func $input_read (param i32)))
+      (import "env" "emit" (func $emit (param i32 i32 i32 i32)))
+      (import "env" "caller" (func $caller (param i32) (result i32)))
+      (import "env" "transfer" (func $transfer (param i32 i32)))
+      (import "env" "derive_key" (func $derive (param i32 i32 i32)))
+      (import "env" "sign" (func $sign (param i32 i32 i32)))
+      (import "env" "verify" (func $verify (param i32 i32 i32 i32) (result i32)))
+      (import "env" "storage_set" (func $set (param i32 i32 i32 i32)))
+      (import "env" "storage_remove" (func $remove (param i32 i32)))
+      (import "env" "block_height" (func $height (result i64)))
+      (import "env" "call" (func $call (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "output" (func $output (param i32 i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "ping")
+      (data (i32.const 16) "{js_id}")
+      (data (i32.const 48) "get")
+      (data (i32.const 64) "\e8\03")
+      (func (export "run") (local $n i32)
+        (call $input_read (i32.const 256))
+        (call $emit (i32.const 0) (i32.const 4) (i32.const 256) (call $input_len))
+        (if (call $caller (i32.const 96)) (then (call $transfer (i32.const 96) (i32.const 64))))
+        (call $derive (i32.const 0) (i32.const 4) (i32.const 128))
+        (call $set (i32.const 0) (i32.const 4) (i32.const 128) (i32.const 32))
+        (call $set (i32.const 48) (i32.const 3) (i32.const 0) (i32.const 4))
+        (call $remove (i32.const 48) (i32.const 3))
+        (call $sign (i32.const 0) (i32.const 4) (i32.const 512))
+        (i32.store8 (i32.const 1022) (call $verify (i32.const 256) (i32.const 0) (i32.const 4) (i32.const 512)))
+        (i32.store8 (i32.const 1023) (i32.wrap_i64 (call $height)))
+        (local.set $n (call $call (i32.const 16) (i32.const 48) (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 1024) (i32.const 64)))
+        (call $output (i32.const 1022) (i32.add (local.get $n) (i32.const 2)))))"#,
+        js_id = "\\01".repeat(32)
+    );
+    host.deploy(WASM_ID, &wasm(&wat)).expect("deploy");
+    let pk = contract_signer(&contract_key(&WASM_ID)).address().0;
+    let out = host.run(&inv(WASM_ID, Mode::Command, "run", &pk)).expect("run");
+    assert_eq!(out.output, [&[1u8, 42][..], b"0"].concat());
+    assert_eq!(out.events.len(), 1);
+    assert_eq!((out.events[0].name.as_str(), out.events[0].data.as_slice()), ("ping", pk.as_slice()));
+    assert_eq!(out.transfers.len(), 1);
+    assert_eq!((out.transfers[0].to, out.transfers[0].amount), ([9; 32], 1000));
+    let derived = derive_contract_key(&contract_key(&WASM_ID), b"ping");
+    assert_eq!(out.writes.get(b"ping".as_slice()), Some(&Some(derived.to_vec())));
+    assert_eq!(out.writes.get(b"get".as_slice()), Some(&None));
+}
+
+#[test]
 fn an_infinite_loop_in_javascript_runs_out_of_gas_and_the_engine_stays_usable() {
     let (_engine, host) = setup();
     let src = format!(
