@@ -192,6 +192,16 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The native stack an engine thread needs: every call level may start a QuickJS runtime that uses up to
+    /// [`Limits::js_stack_bytes`] below where it was entered, plus room for the engine and host frames.
+    pub fn thread_stack_bytes(&self) -> usize {
+        const PER_LEVEL_OVERHEAD: usize = 256 * 1024;
+        const BASE: usize = 1024 * 1024;
+        (self.max_call_depth as usize + 1)
+            .saturating_mul(self.js_stack_bytes.saturating_add(PER_LEVEL_OVERHEAD))
+            .saturating_add(BASE)
+    }
+
     /// Refuses settings that would silently disable a limit (QuickJS reads a heap limit of 0 as "none") or that
     /// wasm cannot express.
     pub fn validate(&self) -> Result<(), String> {

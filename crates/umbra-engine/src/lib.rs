@@ -71,8 +71,9 @@
 
 //! # Caveats
 //!
-//! - `Engine` is not `Send` (QuickJS runtimes are single-threaded): keep one per worker thread, on a thread with
-//!   at least 4 MiB of stack (QuickJS may use [`Limits::js_stack_bytes`] of it, nested calls more).
+//! - `Engine` is not `Send` (QuickJS runtimes are single-threaded): keep one per worker thread, and give that
+//!   thread [`Limits::thread_stack_bytes`] of stack (each nested call level may use [`Limits::js_stack_bytes`]
+//!   below where it started; about 4 MiB with the defaults).
 //! - Warm query instances keep module-level state between queries of the same code; contracts should keep state
 //!   in storage. Commands never share an instance.
 //! - Local-time parsing (`Date.parse` / `new Date(string)` without a zone) still uses the process time zone:

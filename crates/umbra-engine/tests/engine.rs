@@ -565,6 +565,24 @@ fn deep_recursion_traps_without_crashing_the_process() {
 }
 
 #[test]
+fn recursing_to_the_stack_limit_at_every_call_depth_fits_in_the_documented_thread_stack() {
+    let stack = Limits::default().thread_stack_bytes();
+    let worker = std::thread::Builder::new().stack_size(stack).spawn(|| {
+        let (engine, host) = setup();
+        // Recurse until QuickJS refuses, then, from the bottom, call the next level, which does the same.
+        let src = r#"export function dive(n) {
+            function down() { try { return down(); } catch (e) { return n === 0 ? 0 : 1 + umbra.callJson(umbra.self, "dive", n - 1); } }
+            return down();
+        }"#;
+        host.deploy(JS_ID, &js(src)).expect("deploy");
+        let depth = engine.limits().max_call_depth.to_string();
+        host.run(&inv(JS_ID, Mode::Command, "dive", depth.as_bytes())).map(|o| o.output)
+    });
+    let out = worker.expect("spawn").join().expect("the worker thread survives");
+    assert_eq!(out.expect("run"), Limits::default().max_call_depth.to_string().as_bytes());
+}
+
+#[test]
 fn the_global_object_holds_only_deterministic_builtins() {
     let (_engine, host) = setup();
     host.deploy(JS_ID, &js("export function names() { return Object.getOwnPropertyNames(globalThis).sort(); }"))
