@@ -143,6 +143,7 @@ impl Engine {
             Code::Wasm(bytes) => Compiled::Wasm(self.wasm.compile(bytes, &self.limits)?),
         };
         self.compiles.set(self.compiles.get() + 1);
+        tracing::debug!(hash = %crate::session::hex32(&hash), javascript = matches!(code, Code::JavaScript(_)), "engine.load compiled");
         let contract = Contract { hash, compiled };
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= CACHE_ENTRIES {
