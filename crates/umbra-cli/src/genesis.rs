@@ -130,6 +130,7 @@ pub(crate) fn run(args: GenesisArgs) -> Result<()> {
             }
             r
         },
+        governance: Default::default(),
     };
     let mut genesis = genesis;
     if let Some(n) = a.commitment_interval {
