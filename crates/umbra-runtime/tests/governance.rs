@@ -474,6 +474,11 @@ fn malformed_proposals_and_too_small_deposits_are_refused() {
     assert!(malformed(c.fails(0, propose(vec![signal(); 17], 10 * UNIT))));
     let zero = GovCall::TreasurySpend { to: c.addr(1), amount: 0 };
     assert!(malformed(c.fails(0, propose(vec![zero], 10 * UNIT))));
+    let escrow = GovCall::TreasurySpend { to: c.rt.governance_escrow(), amount: UNIT };
+    assert!(malformed(c.fails(0, propose(vec![escrow], 10 * UNIT))));
+    let mut reserve = params();
+    reserve.rewards.reserve = 1;
+    assert!(malformed(c.fails(0, propose(vec![GovCall::SetParams { params: Box::new(reserve) }], 10 * UNIT))));
     let mut bad = params();
     bad.governance.quorum_bps = 10_001;
     assert!(malformed(c.fails(0, propose(vec![GovCall::SetParams { params: Box::new(bad) }], 10 * UNIT))));

@@ -490,6 +490,22 @@ mod tests {
     }
 
     #[test]
+    fn a_genesis_without_governance_parses_and_bad_governance_is_refused() {
+        let mut json: serde_json::Value = serde_json::from_str(&sample().to_json()).expect("json");
+        json.as_object_mut().expect("object").remove("governance");
+        json["params"].as_object_mut().expect("params").remove("governance");
+        let g = Genesis::from_json(&json.to_string()).expect("an older genesis parses");
+        assert_eq!(g.params.governance, crate::GovernanceParams::default());
+        assert!(g.governance.technical_committee.is_empty());
+        let mut g = sample();
+        g.governance.technical_committee = vec![Address([1; 32]), Address([1; 32])];
+        assert!(matches!(g.validate(), Err(GenesisError::Invalid(_))), "a member listed twice");
+        let mut g = sample();
+        g.params.governance.voting_period = 0;
+        assert!(matches!(g.validate(), Err(GenesisError::Invalid(_))));
+    }
+
+    #[test]
     fn a_genesis_without_validators_or_with_a_bad_chain_id_is_refused() {
         let mut g = sample();
         g.validators.clear();

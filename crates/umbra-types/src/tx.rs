@@ -286,6 +286,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn governance_calls_are_appended_and_round_trip() {
+        use crate::governance::{GovCall, VoteChoice};
+        let admin = Call::Admin { call: crate::AdminCall::StartRotation };
+        assert_eq!(encode(&admin)[0], 9, "admin keeps its position");
+        let calls = [
+            Call::Propose { calls: vec![GovCall::Signal { text: "hi".into() }], deposit: 5, description: "d".into() },
+            Call::Vote { proposal: 3, choice: VoteChoice::Abstain, amount: 1, conviction: 6, spam: true },
+            Call::Delegate { to: Address([3; 32]), amount: 2, conviction: 0 },
+            Call::Undelegate,
+            Call::UnlockVotes,
+            Call::FastTrack { proposal: 1 },
+        ];
+        for (i, c) in calls.into_iter().enumerate() {
+            assert_eq!(encode(&c)[0] as usize, i + 10, "{} is appended", c.kind());
+            assert_eq!(decode::<Call>(&encode(&c), 1 << 16), Ok(c.clone()));
+            let json = serde_json::to_string(&c).expect("serializes");
+            assert_eq!(serde_json::from_str::<Call>(&json).expect("parses"), c);
+        }
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
