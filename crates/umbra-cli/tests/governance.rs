@@ -233,6 +233,24 @@ fn a_measurement_allowed_by_vote_lets_a_refused_worker_register_and_a_proposal_w
     assert!(out.contains("proposal 1 submitted"), "{out}");
     net.cli_ok(&["gov", "vote", "1", "aye", "--amount", "500000", "--conviction", "1", "--from", "voter"]);
 
+    // Proposal 2: a batch from a JSON file (a signal and a new cluster), passed by the same voter.
+    let batch = dir.join("batch.json");
+    let calls = serde_json::json!([
+        { "type": "signal", "text": "clusters for everyone" },
+        { "type": "admin", "call": { "type": "create_cluster", "cluster": 3 } },
+    ]);
+    std::fs::write(&batch, calls.to_string()).expect("write");
+    let out = net.cli_ok(&["gov", "propose", "--file", batch.to_str().expect("path"), "--from", "voter"]);
+    assert!(out.contains("proposal 2 submitted"), "{out}");
+    net.cli_ok(&["gov", "vote", "2", "nay", "--amount", "1", "--from", "voter"]);
+    net.cli_ok(&["gov", "vote", "2", "aye", "--amount", "400000", "--from", "voter"]); // replaces the nay
+    assert_eq!(net.proposal(2)["tally"]["nays"], "0", "a second vote replaces the first");
+    // Delegation is revocable; a bad one is refused with a clear reason.
+    net.cli_ok(&["gov", "delegate", "voter", "--amount", "5", "--from", "small"]);
+    let out = net.cli(&["gov", "delegate", "small", "--amount", "5", "--from", "voter"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("delegation cycle"), "{out:?}");
+    net.cli_ok(&["gov", "undelegate", "--from", "small"]);
+
     let shown = net.proposal(1);
     assert_eq!(shown["passing"], true, "{shown}");
     assert_eq!(shown["tally"]["turnout"], "500000000000000000");
@@ -240,7 +258,7 @@ fn a_measurement_allowed_by_vote_lets_a_refused_worker_register_and_a_proposal_w
     let human = net.cli_ok(&["gov", "show", "1"]);
     assert!(human.contains("voting: ends in") && human.contains("passing"), "{human}");
     let list = net.json(&["gov", "list"]);
-    assert_eq!(list.as_array().expect("list").len(), 2);
+    assert_eq!(list.as_array().expect("list").len(), 3);
 
     wait_until("proposal 1 to be enacted", Duration::from_secs(120), || (net.status(1) == "enacted").then_some(()));
     let p1 = net.proposal(1);
@@ -248,6 +266,10 @@ fn a_measurement_allowed_by_vote_lets_a_refused_worker_register_and_a_proposal_w
     wait_until("proposal 0 to be decided", Duration::from_secs(60), || (net.status(0) == "rejected").then_some(()));
     assert!(net.measurements().iter().any(|m| m.contains(OTHER)));
     assert!(!net.measurements().iter().any(|m| m.contains(UNPOPULAR)), "the proposal without quorum changed nothing");
+    wait_until("proposal 2 to be enacted", Duration::from_secs(60), || (net.status(2) == "enacted").then_some(()));
+    assert_eq!(net.proposal(2)["proposal"]["results"], serde_json::json!([null, null]));
+    let clusters = net.json(&["cluster", "list"]);
+    assert_eq!(clusters["clusters"][0]["id"], 3, "{clusters}");
 
     // The worker registers once it tries again (it does not retry a refused registration while it
     // runs, so it is restarted; its sealed keys are reused).

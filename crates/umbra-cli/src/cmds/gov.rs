@@ -236,21 +236,51 @@ pub(crate) fn run(ctx: &Ctx, args: GovArgs) -> Result<()> {
     })?
 }
 
-fn status(p: &GovProposalInfo) -> String {
+/// The average block interval over the last (up to) 100 finalized blocks, in milliseconds.
+async fn ms_per_block(ctx: &Ctx) -> Option<u64> {
+    let client = ctx.client().ok()?;
+    let head = client.head().await.ok()?.header;
+    let from = head.height.saturating_sub(100).max(1);
+    if from >= head.height {
+        return None;
+    }
+    let old = client.block(Some(umbra_rpc::BlockId::Height(from))).await.ok()?.block.header;
+    Some(head.timestamp_ms.saturating_sub(old.timestamp_ms) / (head.height - from))
+}
+
+/// `N blocks (about T)` for people.
+fn blocks_left(n: u64, ms_per_block: Option<u64>) -> String {
+    match ms_per_block {
+        Some(ms) if ms > 0 => {
+            let secs = n.saturating_mul(ms) / 1_000;
+            let t = if secs < 120 {
+                format!("{secs} s")
+            } else if secs < 7_200 {
+                format!("{} min", secs / 60)
+            } else {
+                format!("{} h", secs / 3_600)
+            };
+            format!("{n} blocks (about {t})")
+        }
+        _ => format!("{n} blocks"),
+    }
+}
+
+fn status(p: &GovProposalInfo, ms: Option<u64>) -> String {
     let h = p.height;
     let q = &p.proposal;
     match &q.status {
         ProposalStatus::Open if h < q.voting_start => {
-            format!("preparing: voting opens in {} blocks (height {})", q.voting_start - h, q.voting_start)
+            format!("preparing: voting opens in {} (height {})", blocks_left(q.voting_start - h, ms), q.voting_start)
         }
         ProposalStatus::Open => format!(
-            "voting: ends in {} blocks (height {}), {} now",
-            q.voting_end.saturating_sub(h),
+            "voting: ends in {} (height {}), {} now",
+            blocks_left(q.voting_end.saturating_sub(h), ms),
             q.voting_end,
             if p.passing { "passing" } else { "failing" }
         ),
         ProposalStatus::Passed { enact_at } => {
-            format!("passed: enacted in {} blocks (height {enact_at})", enact_at.saturating_sub(h))
+            format!("passed: enacted in {} (height {enact_at})", blocks_left(enact_at.saturating_sub(h), ms))
         }
         ProposalStatus::Rejected { spam: false } => "rejected (deposit returned)".into(),
         ProposalStatus::Rejected { spam: true } => "rejected as spam (deposit burned)".into(),
@@ -273,9 +303,10 @@ async fn list(ctx: &Ctx) -> Result<()> {
     if all.is_empty() {
         println!("no proposals");
     }
+    let ms = ms_per_block(ctx).await;
     for p in &all {
         let e = if p.proposal.emergency { " [emergency]" } else { "" };
-        println!("#{} {}{e}: {}", p.proposal.id, kinds(&p.proposal.calls), status(p));
+        println!("#{} {}{e}: {}", p.proposal.id, kinds(&p.proposal.calls), status(p, ms));
     }
     Ok(())
 }
@@ -292,9 +323,10 @@ async fn show(ctx: &Ctx, id: u64) -> Result<()> {
     }
     let q = &p.proposal;
     let t = &p.tally;
+    let ms = ms_per_block(ctx).await;
     print_rows(&[
         ("proposal", format!("#{}{}", q.id, if q.emergency { " (emergency track)" } else { "" })),
-        ("status", status(&p)),
+        ("status", status(&p, ms)),
         ("proposer", q.proposer.to_string()),
         ("deposit", show_amount(q.deposit)),
         ("description", q.description.clone()),
