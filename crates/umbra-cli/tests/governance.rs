@@ -234,10 +234,16 @@ fn a_measurement_allowed_by_vote_lets_a_refused_worker_register_and_a_proposal_w
     net.cli_ok(&["gov", "vote", "1", "aye", "--amount", "500000", "--conviction", "1", "--from", "voter"]);
 
     // Proposal 2: a batch from a JSON file (a signal and a new cluster), passed by the same voter.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"[{"type": "launch_rockets"}]"#).expect("write");
+    let out = net.cli(&["gov", "propose", "--file", bad.to_str().expect("path"), "--from", "voter"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a JSON array of governance calls"), "{out:?}");
+    let small = net.json(&["keys", "show", "small"])["address"].as_str().expect("address").to_string();
     let batch = dir.join("batch.json");
     let calls = serde_json::json!([
         { "type": "signal", "text": "clusters for everyone" },
         { "type": "admin", "call": { "type": "create_cluster", "cluster": 3 } },
+        { "type": "treasury_spend", "to": small, "amount": "1000" },
     ]);
     std::fs::write(&batch, calls.to_string()).expect("write");
     let out = net.cli_ok(&["gov", "propose", "--file", batch.to_str().expect("path"), "--from", "voter"]);
@@ -267,7 +273,7 @@ fn a_measurement_allowed_by_vote_lets_a_refused_worker_register_and_a_proposal_w
     assert!(net.measurements().iter().any(|m| m.contains(OTHER)));
     assert!(!net.measurements().iter().any(|m| m.contains(UNPOPULAR)), "the proposal without quorum changed nothing");
     wait_until("proposal 2 to be enacted", Duration::from_secs(60), || (net.status(2) == "enacted").then_some(()));
-    assert_eq!(net.proposal(2)["proposal"]["results"], serde_json::json!([null, null]));
+    assert_eq!(net.proposal(2)["proposal"]["results"], serde_json::json!([null, null, null]));
     let clusters = net.json(&["cluster", "list"]);
     assert_eq!(clusters["clusters"][0]["id"], 3, "{clusters}");
 
@@ -279,8 +285,12 @@ fn a_measurement_allowed_by_vote_lets_a_refused_worker_register_and_a_proposal_w
     let rec = net.json(&["worker-info", &id]);
     assert!(rec["worker"]["measurement"].to_string().contains(OTHER), "{rec}");
 
-    // Fees flowed into the treasury; nothing was spent from it.
+    // Fees flowed into the treasury; proposal 2 spent from it, and only that is in its history.
     let t = net.json(&["treasury"]);
     assert!(t["balance"].as_str().expect("balance").parse::<u128>().expect("amount") > 0, "{t}");
-    assert_eq!(t["spends"], serde_json::json!([]));
+    let spends = t["spends"].as_array().expect("spends");
+    assert_eq!(spends.len(), 1, "{t}");
+    assert_eq!((spends[0]["proposal"].as_u64(), spends[0]["amount"].as_str()), (Some(2), Some("1000")));
+    assert_eq!(spends[0]["to"].as_str(), Some(small.as_str()));
+    assert!(net.cli_ok(&["treasury"]).contains("proposal #2"));
 }

@@ -637,14 +637,15 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
             .ok_or_else(|| rpc_err(ErrorCode::NotFound, format!("no proposal {id}")))
     }
 
-    /// Every proposal, newest first, with its tally so far.
+    /// The newest proposals (at most [`umbra_rpc::MAX_LISTED_PROPOSALS`]), newest first, with their tallies
+    /// so far.
     pub async fn gov_proposals(&self) -> Result<Vec<umbra_rpc::GovProposalInfo>, RpcError> {
         let state = self.inner.state.read().await;
         let (header, _) = self.head();
         let s = Committed_(&state);
         let count = self.inner.runtime.gov_proposal_count(&s).await.map_err(|e| rpc_err(ErrorCode::Unavailable, e))?;
         let mut out = Vec::new();
-        for id in (0..count).rev() {
+        for id in (count.saturating_sub(umbra_rpc::MAX_LISTED_PROPOSALS)..count).rev() {
             if let Some(p) = self.proposal_info(&s, header.height, id).await? {
                 out.push(p);
             }

@@ -10,9 +10,9 @@ mod types;
 
 pub use errors::{ErrorCode, RpcError};
 pub use types::{
-    AccountResponse, BlockId, BlockResponse, ChainInfo, GovProposalInfo, HeadResponse, Health, MAX_SYNC_BLOCKS,
-    ProvenMessage, RegistryStatus, StateValueResponse, SyncBlock, SyncRequest, SyncResponse, TreasuryInfo, TxResponse,
-    TxStatus, ValidatorInfo,
+    AccountResponse, BlockId, BlockResponse, ChainInfo, GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS,
+    MAX_SYNC_BLOCKS, ProvenMessage, RegistryStatus, StateValueResponse, SyncBlock, SyncRequest, SyncResponse,
+    TreasuryInfo, TxResponse, TxStatus, ValidatorInfo,
 };
 
 /// Method names, `module_verb`.
@@ -45,7 +45,8 @@ pub mod methods {
     /// `registry_status() -> RegistryStatus`: policy, gatekeepers and key epochs, clusters and workers, for
     /// display (unproven; a client that needs proof reads single values with `state_getValue`).
     pub const REGISTRY_STATUS: &str = "registry_status";
-    /// `gov_proposals() -> Vec<GovProposalInfo>`: every proposal, newest first, with its tally so far.
+    /// `gov_proposals() -> Vec<GovProposalInfo>`: the newest proposals (at most
+    /// [`crate::MAX_LISTED_PROPOSALS`]), newest first, each with its tally so far.
     pub const GOV_PROPOSALS: &str = "gov_proposals";
     /// `gov_proposal(id: u64) -> GovProposalInfo`: one proposal with its tally so far (2001 if unknown).
     pub const GOV_PROPOSAL: &str = "gov_proposal";

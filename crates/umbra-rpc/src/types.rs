@@ -207,6 +207,9 @@ pub struct RegistryStatus {
     pub collateral: Vec<Hash>,
 }
 
+/// The most proposals `gov_proposals` lists (the newest); older ones are read one by one with `gov_proposal`.
+pub const MAX_LISTED_PROPOSALS: u64 = 256;
+
 /// `gov_proposal` answer, and each item of `gov_proposals`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GovProposalInfo {
