@@ -647,3 +647,105 @@ fn a_call_whose_precondition_no_longer_holds_records_its_error_when_enacted() {
     assert!(matches!(&r[0], Some(TxError::RegistryPrecondition { reason }) if reason.contains("allow-list")), "{r:?}");
     c.run(vec![]);
 }
+
+mod random {
+    //! Random sequences of governance and staking calls: whatever succeeds or fails, tokens are
+    //! conserved, the escrow equals open deposits plus voters' escrow (checked after every block by
+    //! `Chain::run`), and every voter's escrow plus bonded stake covers its largest lock in force.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Propose(usize),
+        Vote { from: usize, proposal: u64, choice: u8, tokens: u64, conviction: u8 },
+        Delegate { from: usize, to: usize, tokens: u64, conviction: u8 },
+        Undelegate(usize),
+        Unlock(usize),
+        Bond(usize, u64),
+        Unbond(usize, u64),
+        Idle,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..6usize).prop_map(Op::Propose),
+            (0..6usize, 0..4u64, 0..3u8, 1..1_200u64, 0..8u8).prop_map(
+                |(from, proposal, choice, tokens, conviction)| {
+                    Op::Vote { from, proposal, choice, tokens, conviction }
+                }
+            ),
+            (0..6usize, 0..6usize, 1..1_200u64, 0..7u8).prop_map(|(from, to, tokens, conviction)| Op::Delegate {
+                from,
+                to,
+                tokens,
+                conviction
+            }),
+            (0..6usize).prop_map(Op::Undelegate),
+            (0..6usize).prop_map(Op::Unlock),
+            (0..6usize, 10..600u64).prop_map(|(f, t)| Op::Bond(f, t)),
+            (0..6usize, 1..600u64).prop_map(|(f, t)| Op::Unbond(f, t)),
+            Just(Op::Idle),
+        ]
+    }
+
+    fn call(c: &Chain, op: &Op) -> Option<(usize, Call)> {
+        let choice = |n: u8| [VoteChoice::Aye, VoteChoice::Nay, VoteChoice::Abstain][n as usize % 3];
+        Some(match *op {
+            Op::Propose(from) => {
+                (from, Call::Propose { calls: vec![signal()], deposit: 10 * UNIT, description: String::new() })
+            }
+            Op::Vote { from, proposal, choice: n, tokens, conviction } => (
+                from,
+                Call::Vote {
+                    proposal,
+                    choice: choice(n),
+                    amount: Amount::from(tokens) * UNIT,
+                    conviction,
+                    spam: n == 1,
+                },
+            ),
+            Op::Delegate { from, to, tokens, conviction } => {
+                (from, Call::Delegate { to: c.addr(to), amount: Amount::from(tokens) * UNIT, conviction })
+            }
+            Op::Undelegate(from) => (from, Call::Undelegate),
+            Op::Unlock(from) => (from, Call::UnlockVotes),
+            // Each account bonds to its own candidate.
+            Op::Bond(from, t) => {
+                (from, Call::Bond { validator_key: [from as u8 + 1; 32], amount: Amount::from(t) * UNIT })
+            }
+            Op::Unbond(from, t) => {
+                (from, Call::Unbond { validator_key: [from as u8 + 1; 32], amount: Amount::from(t) * UNIT })
+            }
+            Op::Idle => return None,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn random_governance_keeps_tokens_and_locks_consistent(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut c = Chain::new(&[]);
+            for op in &ops {
+                let txs = match call(&c, op) {
+                    Some((from, call)) => vec![c.tx(from, call)],
+                    None => vec![],
+                };
+                c.run(txs);
+                for i in 0..6 {
+                    let a = c.addr(i);
+                    let v = block_on(c.rt.gov_voter(&c.state, &a)).expect("readable");
+                    let bonded: Amount = block_on(c.rt.stakes_of(&c.state, &a))
+                        .expect("readable")
+                        .iter()
+                        .map(|(_, s)| s.bonded)
+                        .sum();
+                    prop_assert!(
+                        v.escrowed + bonded >= v.locked_at(c.height + 1),
+                        "account {i} at height {}: {v:?}, bonded {bonded}", c.height
+                    );
+                }
+            }
+        }
+    }
+}
