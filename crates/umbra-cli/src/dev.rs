@@ -155,6 +155,7 @@ fn create(layout: &Layout, n: usize, workers: usize, args: &DevArgs) -> Result<(
             p
         },
         registry: umbra_types::RegistryGenesis { sudo: Some(dev_account().address()), ..dev_registry() },
+        governance: Default::default(),
     };
     std::fs::write(layout.genesis(), genesis.to_json())
         .with_context(|| format!("cannot write {}", layout.genesis().display()))?;

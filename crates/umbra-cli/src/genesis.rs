@@ -64,6 +64,24 @@ struct NewArgs {
     /// Blocks between a worker's rollback commitments [default: 100].
     #[arg(long)]
     commitment_interval: Option<u64>,
+    /// Governance: blocks after a proposal before votes count [default: 600].
+    #[arg(long)]
+    gov_preparation_period: Option<u64>,
+    /// Governance: blocks votes are accepted for [default: 6000].
+    #[arg(long)]
+    gov_voting_period: Option<u64>,
+    /// Governance: blocks from the end of voting to enactment, and the conviction lock unit [default: 600].
+    #[arg(long)]
+    gov_enactment_delay: Option<u64>,
+    /// Governance: turnout needed, in basis points of the tokens issued [default: 1000].
+    #[arg(long)]
+    gov_quorum_bps: Option<u16>,
+    /// Governance: the smallest proposal deposit, in whole tokens [default: 100].
+    #[arg(long)]
+    gov_min_deposit: Option<String>,
+    /// A technical committee member (address), who may fast-track security proposals (repeatable).
+    #[arg(long = "technical-committee")]
+    technical_committee: Vec<String>,
     /// Where to write the genesis file.
     #[arg(long)]
     out: PathBuf,
@@ -130,10 +148,32 @@ pub(crate) fn run(args: GenesisArgs) -> Result<()> {
             }
             r
         },
+        governance: Default::default(),
     };
     let mut genesis = genesis;
     if let Some(n) = a.commitment_interval {
         genesis.params.registry.commitment_interval_blocks = n;
+    }
+    let g = &mut genesis.params.governance;
+    if let Some(n) = a.gov_preparation_period {
+        g.preparation_period = n;
+    }
+    if let Some(n) = a.gov_voting_period {
+        g.voting_period = n;
+        g.emergency_voting_period = g.emergency_voting_period.min(n);
+    }
+    if let Some(n) = a.gov_enactment_delay {
+        g.enactment_delay = n;
+    }
+    if let Some(n) = a.gov_quorum_bps {
+        g.quorum_bps = n;
+    }
+    if let Some(d) = &a.gov_min_deposit {
+        g.min_deposit = parse_amount(d)?;
+    }
+    for m in &a.technical_committee {
+        let member: Address = m.trim().parse().with_context(|| format!("--technical-committee '{m}'"))?;
+        genesis.governance.technical_committee.push(member);
     }
     genesis.validate()?;
     if let Some(parent) = a.out.parent() {

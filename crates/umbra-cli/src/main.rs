@@ -57,7 +57,7 @@ enum Command {
     /// Validator staking: bond, nominate, unbond, withdraw, evidence, committee.
     Staking(cmds::staking::StakingArgs),
     /// Create a genesis file for validators made with `umbra node init`.
-    Genesis(genesis::GenesisArgs),
+    Genesis(Box<genesis::GenesisArgs>),
     /// Measure the network: sustained transfers/s and finality latency.
     Bench(bench::BenchArgs),
     /// Verify TEE attestation quotes offline (SGX and TDX DCAP, dev).
@@ -72,6 +72,10 @@ enum Command {
     Cluster(cmds::registry::ClusterArgs),
     /// The attestation policy: show it, allow or withdraw measurements, store collateral.
     Registry(cmds::registry::RegistryArgs),
+    /// On-chain governance: propose, list, show, vote, delegate, unlock, fast-track.
+    Gov(cmds::gov::GovArgs),
+    /// The treasury's balance and the payments governance made from it.
+    Treasury,
 }
 
 /// The global options every client command sees.
@@ -100,7 +104,7 @@ fn main() -> ExitCode {
         Command::Status => cmds::status::run(&ctx),
         Command::Dev(args) => dev::run(args),
         Command::Node(args) => node::run(&ctx, args),
-        Command::Genesis(args) => genesis::run(args),
+        Command::Genesis(args) => genesis::run(*args),
         Command::Staking(args) => cmds::staking::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, args),
         Command::Attest(args) => attest::run(&ctx, args),
@@ -109,6 +113,8 @@ fn main() -> ExitCode {
         Command::Gk(args) => cmds::registry::gk(&ctx, args),
         Command::Cluster(args) => cmds::registry::cluster(&ctx, args),
         Command::Registry(args) => cmds::registry::registry(&ctx, args),
+        Command::Gov(args) => cmds::gov::run(&ctx, args),
+        Command::Treasury => cmds::gov::treasury(&ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

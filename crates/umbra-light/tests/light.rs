@@ -292,6 +292,7 @@ fn a_genesis_file_pins_its_validators() {
             .collect(),
         params: Default::default(),
         registry: Default::default(),
+        governance: Default::default(),
     };
     let mut client = LightClient::from_genesis(&g).expect("genesis");
     assert!(client.tip().is_none());

@@ -628,6 +628,65 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         })
     }
 
+    /// One proposal with its tally so far, at the latest finalized block.
+    pub async fn gov_proposal(&self, id: u64) -> Result<umbra_rpc::GovProposalInfo, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        self.proposal_info(&Committed_(&state), header.height, id)
+            .await?
+            .ok_or_else(|| rpc_err(ErrorCode::NotFound, format!("no proposal {id}")))
+    }
+
+    /// The newest proposals (at most [`umbra_rpc::MAX_LISTED_PROPOSALS`]), newest first, with their tallies
+    /// so far.
+    pub async fn gov_proposals(&self) -> Result<Vec<umbra_rpc::GovProposalInfo>, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let count = self.inner.runtime.gov_proposal_count(&s).await.map_err(|e| rpc_err(ErrorCode::Unavailable, e))?;
+        let mut out = Vec::new();
+        for id in (count.saturating_sub(umbra_rpc::MAX_LISTED_PROPOSALS)..count).rev() {
+            if let Some(p) = self.proposal_info(&s, header.height, id).await? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn proposal_info<S: StateRead>(
+        &self,
+        s: &S,
+        height: u64,
+        id: u64,
+    ) -> Result<Option<umbra_rpc::GovProposalInfo>, RpcError> {
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        let Some(proposal) = rt.gov_proposal(s, id).await.map_err(unavailable)? else { return Ok(None) };
+        let tally = rt.gov_tally(s, id).await.map_err(unavailable)?;
+        let (_, params) = rt.chain_params(s).await.map_err(unavailable)?;
+        let issued = rt.total_issued(s).await.map_err(unavailable)?;
+        let quorum_bps = params.governance.quorum_bps;
+        let quorum = issued.saturating_mul(umbra_types::Amount::from(quorum_bps)).div_ceil(10_000);
+        let passing = tally.passes(proposal.threshold_bps, quorum_bps, issued);
+        Ok(Some(umbra_rpc::GovProposalInfo { height, proposal, tally, quorum, passing }))
+    }
+
+    /// The treasury's balance and spend history at the latest finalized block.
+    pub async fn treasury_info(&self) -> Result<umbra_rpc::TreasuryInfo, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        let address = rt.treasury_address();
+        Ok(umbra_rpc::TreasuryInfo {
+            height: header.height,
+            address,
+            balance: rt.account(&s, &address).await.map_err(unavailable)?.balance,
+            spends: rt.treasury_spends(&s).await.map_err(unavailable)?,
+        })
+    }
+
     /// The current committee, the next one once chosen, and every candidate, as JSON.
     pub async fn staking(&self) -> Result<serde_json::Value, RpcError> {
         let state = self.inner.state.read().await;

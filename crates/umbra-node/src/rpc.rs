@@ -105,6 +105,16 @@ where
     reg(m.register_async_method(methods::REGISTRY_STATUS, |_, node, _| async move {
         node.registry_status().await.map_err(to_rpc)
     }))?;
+    reg(m.register_async_method(methods::GOV_PROPOSALS, |_, node, _| async move {
+        node.gov_proposals().await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::GOV_PROPOSAL, |p, node, _| async move {
+        let id: u64 = one(&p, "a proposal number")?;
+        node.gov_proposal(id).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::TREASURY_INFO, |_, node, _| async move {
+        node.treasury_info().await.map_err(to_rpc)
+    }))?;
     reg(m.register_method(methods::SYSTEM_HEALTH, |_, node, _| {
         let since = node.since_last_block_ms();
         Ok::<_, ErrorObjectOwned>(umbra_rpc::Health {

@@ -10,8 +10,9 @@ mod types;
 
 pub use errors::{ErrorCode, RpcError};
 pub use types::{
-    AccountResponse, BlockId, BlockResponse, ChainInfo, HeadResponse, Health, MAX_SYNC_BLOCKS, ProvenMessage,
-    RegistryStatus, StateValueResponse, SyncBlock, SyncRequest, SyncResponse, TxResponse, TxStatus, ValidatorInfo,
+    AccountResponse, BlockId, BlockResponse, ChainInfo, GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS,
+    MAX_SYNC_BLOCKS, ProvenMessage, RegistryStatus, StateValueResponse, SyncBlock, SyncRequest, SyncResponse,
+    TreasuryInfo, TxResponse, TxStatus, ValidatorInfo,
 };
 
 /// Method names, `module_verb`.
@@ -44,6 +45,13 @@ pub mod methods {
     /// `registry_status() -> RegistryStatus`: policy, gatekeepers and key epochs, clusters and workers, for
     /// display (unproven; a client that needs proof reads single values with `state_getValue`).
     pub const REGISTRY_STATUS: &str = "registry_status";
+    /// `gov_proposals() -> Vec<GovProposalInfo>`: the newest proposals (at most
+    /// [`crate::MAX_LISTED_PROPOSALS`]), newest first, each with its tally so far.
+    pub const GOV_PROPOSALS: &str = "gov_proposals";
+    /// `gov_proposal(id: u64) -> GovProposalInfo`: one proposal with its tally so far (2001 if unknown).
+    pub const GOV_PROPOSAL: &str = "gov_proposal";
+    /// `treasury_info() -> TreasuryInfo`: the treasury's account, balance and spend history.
+    pub const TREASURY_INFO: &str = "treasury_info";
     /// `system_health() -> Health`.
     pub const SYSTEM_HEALTH: &str = "system_health";
     /// Subscription: `chain_subscribeFinalizedHeads` yields a `Header` per finalized block;

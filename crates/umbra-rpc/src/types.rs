@@ -206,3 +206,36 @@ pub struct RegistryStatus {
     /// Hashes of the collateral stored on chain, newest first.
     pub collateral: Vec<Hash>,
 }
+
+/// The most proposals `gov_proposals` lists (the newest); older ones are read one by one with `gov_proposal`.
+pub const MAX_LISTED_PROPOSALS: u64 = 256;
+
+/// `gov_proposal` answer, and each item of `gov_proposals`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GovProposalInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The proposal as stored.
+    pub proposal: umbra_types::governance::Proposal,
+    /// The tally so far (the final one once voting ended).
+    pub tally: umbra_types::governance::Tally,
+    /// Turnout the quorum needs, in the smallest unit (at the current issuance).
+    #[serde(with = "amount_str")]
+    pub quorum: Amount,
+    /// Whether the proposal would pass if voting ended now (or did pass).
+    pub passing: bool,
+}
+
+/// `treasury_info` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreasuryInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The treasury's account.
+    pub address: Address,
+    /// Its balance, in the smallest unit.
+    #[serde(with = "amount_str")]
+    pub balance: Amount,
+    /// Payments made by enacted proposals, oldest first.
+    pub spends: Vec<umbra_types::governance::SpendRecord>,
+}

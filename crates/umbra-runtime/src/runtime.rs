@@ -1,4 +1,5 @@
 use crate::modules::balances::Balances;
+use crate::modules::governance::{self, Governance};
 use crate::modules::mq;
 use crate::modules::registry::{self, Registry};
 use crate::modules::staking::Staking;
@@ -6,6 +7,7 @@ use crate::modules::system::System;
 use crate::{AdmissionError, BlockError, ChangeSet, Module, Overlay, RuntimeError, StateRead};
 use std::collections::BTreeSet;
 use umbra_tee::Policy;
+use umbra_types::governance::{Proposal, ProposalId, SpendRecord, Tally, VoteRecord, VoterRecord};
 use umbra_types::registry::{ClusterRecord, KeysRecord};
 use umbra_types::state_keys::{CandidateRecord, OffenceRecord, StakeRecord};
 use umbra_types::{
@@ -90,6 +92,7 @@ pub struct Runtime {
     balances: Balances,
     staking: Staking,
     registry: Registry,
+    governance: Governance,
     /// Checks equivocation evidence; part of the consensus rules, so every node must use the same.
     verifier: Box<dyn EvidenceVerifier>,
 }
@@ -101,6 +104,7 @@ impl Default for Runtime {
             balances: Balances,
             staking: Staking,
             registry: Registry,
+            governance: Governance,
             verifier: Box::new(RejectAllEvidence),
         }
     }
@@ -133,6 +137,7 @@ impl Runtime {
         self.balances.genesis(genesis, &mut s).await?;
         self.staking.genesis(genesis, &mut s).await?;
         self.registry.genesis(genesis, &mut s).await?;
+        self.governance.genesis(genesis, &mut s).await?;
         Ok(s.into_changes())
     }
 
@@ -304,6 +309,64 @@ impl Runtime {
         self.registry.sudo(&Overlay::new(state)).await
     }
 
+    /// A governance proposal, if one has this number.
+    pub async fn gov_proposal<S: StateRead>(
+        &self,
+        state: &S,
+        id: ProposalId,
+    ) -> Result<Option<Proposal>, RuntimeError> {
+        self.governance.proposal(&Overlay::new(state), id).await
+    }
+
+    /// How many proposals were ever submitted (their numbers are `0..count`).
+    pub async fn gov_proposal_count<S: StateRead>(&self, state: &S) -> Result<u64, RuntimeError> {
+        self.governance.next_id(&Overlay::new(state)).await
+    }
+
+    /// A proposal's tally as it stands (final once its voting ended: then equal to `final_tally`).
+    pub async fn gov_tally<S: StateRead>(&self, state: &S, id: ProposalId) -> Result<Tally, RuntimeError> {
+        let s = Overlay::new(state);
+        match self.governance.proposal(&s, id).await? {
+            Some(Proposal { final_tally: Some(t), .. }) => Ok(t),
+            _ => self.governance.tally(&s, id).await,
+        }
+    }
+
+    /// One account's vote on one proposal.
+    pub async fn gov_vote<S: StateRead>(
+        &self,
+        state: &S,
+        id: ProposalId,
+        voter: &Address,
+    ) -> Result<Option<VoteRecord>, RuntimeError> {
+        self.governance.vote(&Overlay::new(state), id, voter).await
+    }
+
+    /// An account's voting tokens: escrow, locks and delegation.
+    pub async fn gov_voter<S: StateRead>(&self, state: &S, who: &Address) -> Result<VoterRecord, RuntimeError> {
+        self.governance.voter(&Overlay::new(state), who).await
+    }
+
+    /// The technical committee, ascending.
+    pub async fn gov_committee<S: StateRead>(&self, state: &S) -> Result<Vec<Address>, RuntimeError> {
+        self.governance.committee(&Overlay::new(state)).await
+    }
+
+    /// The treasury's account.
+    pub fn treasury_address(&self) -> Address {
+        crate::modules::balances::treasury()
+    }
+
+    /// The governance escrow account (deposits and voting tokens taken from balances).
+    pub fn governance_escrow(&self) -> Address {
+        governance::escrow()
+    }
+
+    /// The treasury's payments, oldest first (the last 1,024).
+    pub async fn treasury_spends<S: StateRead>(&self, state: &S) -> Result<Vec<SpendRecord>, RuntimeError> {
+        self.governance.spends(&Overlay::new(state)).await
+    }
+
     /// The next egress sequence number the chain accepts from `origin`.
     pub async fn egress_next<S: StateRead>(&self, state: &S, origin: &Origin) -> Result<u64, RuntimeError> {
         mq::egress_next(&Overlay::new(state), origin).await
@@ -392,6 +455,7 @@ impl Runtime {
         self.staking.end_block(env, s).await?;
         let cx = registry::Ctx { env, params, chain_id: ctx.chain_id };
         self.registry.end_block_with(&cx, s).await?;
+        self.governance.end_block_with(&cx, s, &self.balances, &self.registry).await?;
         self.staking.select_at_boundary(env, s, params).await
     }
 
@@ -413,13 +477,19 @@ impl Runtime {
         s.checkpoint();
         let (reg, cx) = (&self.registry, registry::Ctx { env, params: ctx.params, chain_id: ctx.chain_id });
         let (signer, params, bal, st) = (&stx.tx.signer, ctx.params, &self.balances, &self.staking);
+        let (gov, deps) = (&self.governance, governance::Deps { bal, staking: st });
         let result = match &stx.tx.call {
             Call::Transfer { to, amount } => bal.transfer(s, signer, to, *amount).await?,
             Call::Bond { validator_key, amount } => st.bond(s, bal, params, signer, validator_key, *amount).await?,
             Call::Nominate { validator_key, amount } => {
                 st.nominate(s, bal, params, signer, validator_key, *amount).await?
             }
-            Call::Unbond { validator_key, amount } => st.unbond(env, s, params, signer, validator_key, *amount).await?,
+            Call::Unbond { validator_key, amount } => {
+                match self.governance.check_unbond(env, s, st, signer, *amount).await? {
+                    Some(e) => Err(e),
+                    None => st.unbond(env, s, params, signer, validator_key, *amount).await?,
+                }
+            }
             Call::WithdrawUnbonded => st.withdraw_unbonded(env, s, bal, signer).await?,
             Call::SubmitEvidence { evidence } => {
                 st.submit_evidence(env, s, bal, params, ctx.chain_id, self.verifier.as_ref(), evidence).await?
@@ -430,6 +500,18 @@ impl Runtime {
             Call::UpdateCollateral { collateral } => reg.update_collateral(params, s, collateral).await?,
             Call::Egress { message } => reg.egress(&cx, s, &message.egress).await?,
             Call::Admin { call } => reg.admin(&cx, s, signer, call).await?,
+            Call::Propose { calls, deposit, description } => {
+                gov.propose(env, s, bal, params, signer, calls, *deposit, description).await?
+            }
+            Call::Vote { proposal, choice, amount, conviction, spam } => {
+                gov.cast(env, s, &deps, signer, *proposal, *choice, *amount, *conviction, *spam).await?
+            }
+            Call::Delegate { to, amount, conviction } => {
+                gov.delegate(env, s, &deps, signer, to, *amount, *conviction).await?
+            }
+            Call::Undelegate => gov.undelegate(env, s, params, signer).await?,
+            Call::UnlockVotes => gov.unlock(env, s, &deps, signer).await?,
+            Call::FastTrack { proposal } => gov.fast_track(env, s, params, signer, *proposal).await?,
         };
         match result {
             Ok(()) => s.commit_checkpoint(),

@@ -142,6 +142,7 @@ impl Chain {
             validators: vec![GenesisValidator { name: "v".into(), key: [200; 32] }],
             params,
             registry: RegistryGenesis { policy, collateral: vec![], sudo },
+            governance: Default::default(),
         };
         let rt = Runtime::new();
         let mut state = MemState::default();

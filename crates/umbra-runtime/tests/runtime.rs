@@ -56,6 +56,7 @@ impl Chain {
             validators: vec![GenesisValidator { name: "v".into(), key: [200; 32] }],
             params,
             registry: Default::default(),
+            governance: Default::default(),
         };
         let rt = Runtime::new();
         let mut state = MemState::default();
@@ -323,6 +324,7 @@ fn a_genesis_whose_allocations_and_reserve_exceed_the_maximum_supply_is_refused(
         validators: vec![GenesisValidator { name: "v".into(), key: [200; 32] }],
         params: p,
         registry: Default::default(),
+        governance: Default::default(),
     };
     assert!(g.validate().is_err());
     assert!(block_on(Runtime::new().genesis(&g, &MemState::default())).is_err());

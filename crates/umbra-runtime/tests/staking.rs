@@ -121,6 +121,7 @@ impl Chain {
                 .collect(),
             params: params.clone(),
             registry: Default::default(),
+            governance: Default::default(),
         };
         let mut state = MemState::default();
         let changes = block_on(rt.genesis(&genesis, &state)).expect("genesis applies");

@@ -196,6 +196,21 @@ impl Client {
         self.call(methods::REGISTRY_STATUS, rpc_params![]).await
     }
 
+    /// `gov_proposals`: every proposal, newest first, with its tally so far (as the node reports them).
+    pub async fn gov_proposals(&self) -> Result<Vec<umbra_rpc::GovProposalInfo>, SdkError> {
+        self.call(methods::GOV_PROPOSALS, rpc_params![]).await
+    }
+
+    /// `gov_proposal`: one proposal with its tally so far.
+    pub async fn gov_proposal(&self, id: u64) -> Result<umbra_rpc::GovProposalInfo, SdkError> {
+        self.call(methods::GOV_PROPOSAL, rpc_params![id]).await
+    }
+
+    /// `treasury_info`: the treasury's balance and spend history.
+    pub async fn treasury_info(&self) -> Result<umbra_rpc::TreasuryInfo, SdkError> {
+        self.call(methods::TREASURY_INFO, rpc_params![]).await
+    }
+
     /// `state_getValue`, verified: the raw value of `key` (or `None`) proven against a finalized header
     /// of the trusted chain, with that header.
     pub async fn state_value(

@@ -22,6 +22,9 @@ pub struct Genesis {
     /// The worker registry: attestation policy, measurement allow-list, collateral, dev administrator.
     #[serde(default)]
     pub registry: crate::registry::RegistryGenesis,
+    /// Governance: the technical committee (absent: none, so no fast track).
+    #[serde(default)]
+    pub governance: crate::governance::GovernanceGenesis,
 }
 
 /// The native token's fixed description.
@@ -136,7 +139,13 @@ impl FeeParams {
             crate::Call::SubmitEvidence { .. } => self.submit_evidence,
             crate::Call::RegisterWorker { .. } | crate::Call::UpdateCollateral { .. } => self.register_worker,
             crate::Call::Egress { .. } => self.egress,
-            crate::Call::Admin { .. } => 0,
+            crate::Call::Admin { .. }
+            | crate::Call::Propose { .. }
+            | crate::Call::Vote { .. }
+            | crate::Call::Delegate { .. }
+            | crate::Call::Undelegate
+            | crate::Call::UnlockVotes
+            | crate::Call::FastTrack { .. } => 0,
         };
         self.base.saturating_add(self.per_byte.saturating_mul(size as Amount)).saturating_add(per_call)
     }
@@ -166,6 +175,10 @@ pub struct Params {
     /// The worker registry (absent: [`crate::registry::RegistryParams::default`]).
     #[serde(default)]
     pub registry: crate::registry::RegistryParams,
+    /// Governance periods, deposit, quorum and thresholds (absent:
+    /// [`crate::GovernanceParams::default`]).
+    #[serde(default)]
+    pub governance: crate::GovernanceParams,
 }
 
 /// The rewards budget: a reserve set aside at genesis (part of the maximum supply that is not
@@ -243,7 +256,50 @@ impl Default for Params {
             staking: StakingParams::default(),
             rewards: RewardParams::default(),
             registry: crate::registry::RegistryParams::default(),
+            governance: crate::GovernanceParams::default(),
         }
+    }
+}
+
+impl Params {
+    /// Checks every rule the parameters of a running chain must follow (what genesis and a
+    /// governance `SetParams` are both held to).
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        let bad = |m: String| Err(GenesisError::Invalid(m));
+        let p = self;
+        if p.fees.proposer_share_bps > 10_000 {
+            return bad("params.fees.proposer_share_bps must be at most 10000".into());
+        }
+        if !(256..=1024 * 1024).contains(&p.max_tx_bytes) {
+            return bad("params.max_tx_bytes must be between 256 and 1048576".into());
+        }
+        if p.max_block_txs == 0 || p.mempool_max_txs == 0 {
+            return bad("params.max_block_txs and params.mempool_max_txs must be positive".into());
+        }
+        if p.epoch_length < 2 {
+            return bad("params.epoch_length must be at least 2".into());
+        }
+        let st = &p.staking;
+        if st.committee_size == 0 {
+            return bad("params.staking.committee_size must be at least 1".into());
+        }
+        if st.unbonding_period < p.epoch_length {
+            return bad("params.staking.unbonding_period must be at least params.epoch_length".into());
+        }
+        if st.slash_fraction_bps > 10_000 || st.validator_reward_share_bps > 10_000 {
+            return bad("params.staking basis points must be at most 10000".into());
+        }
+        if st.max_stakers_per_candidate == 0 || st.max_unbonding_entries == 0 {
+            return bad("params.staking.max_stakers_per_candidate and max_unbonding_entries must be positive".into());
+        }
+        let r = &p.registry;
+        if r.attestation_validity_blocks == 0 || r.commitment_interval_blocks == 0 || r.max_block_messages == 0 {
+            return bad("params.registry intervals and limits must be positive".into());
+        }
+        if let Err(e) = p.governance.check() {
+            return bad(e);
+        }
+        Ok(())
     }
 }
 
@@ -309,35 +365,12 @@ impl Genesis {
                 return bad(format!("validator {} appears twice", v.name));
             }
         }
-        let p = &self.params;
-        if p.fees.proposer_share_bps > 10_000 {
-            return bad("params.fees.proposer_share_bps must be at most 10000".into());
-        }
-        if !(256..=1024 * 1024).contains(&p.max_tx_bytes) {
-            return bad("params.max_tx_bytes must be between 256 and 1048576".into());
-        }
-        if p.max_block_txs == 0 || p.mempool_max_txs == 0 {
-            return bad("params.max_block_txs and params.mempool_max_txs must be positive".into());
-        }
-        if p.epoch_length < 2 {
-            return bad("params.epoch_length must be at least 2".into());
-        }
-        let st = &p.staking;
-        if st.committee_size == 0 {
-            return bad("params.staking.committee_size must be at least 1".into());
-        }
-        if st.unbonding_period < p.epoch_length {
-            return bad("params.staking.unbonding_period must be at least params.epoch_length".into());
-        }
-        if st.slash_fraction_bps > 10_000 || st.validator_reward_share_bps > 10_000 {
-            return bad("params.staking basis points must be at most 10000".into());
-        }
-        if st.max_stakers_per_candidate == 0 || st.max_unbonding_entries == 0 {
-            return bad("params.staking.max_stakers_per_candidate and max_unbonding_entries must be positive".into());
-        }
-        let r = &p.registry;
-        if r.attestation_validity_blocks == 0 || r.commitment_interval_blocks == 0 || r.max_block_messages == 0 {
-            return bad("params.registry intervals and limits must be positive".into());
+        self.params.validate()?;
+        let mut committee = BTreeSet::new();
+        for m in &self.governance.technical_committee {
+            if !committee.insert(*m) {
+                return bad(format!("governance.technical_committee lists {m} twice"));
+            }
         }
         if self.registry.sudo.is_some() && !self.registry.dev_enabled() {
             return bad(
@@ -396,6 +429,7 @@ mod tests {
                 policy: umbra_tee::Policy { accepted_kinds: [umbra_tee::TeeKind::Dev].into(), ..Default::default() },
                 ..Default::default()
             },
+            governance: Default::default(),
         }
     }
 
@@ -453,6 +487,22 @@ mod tests {
             g.params.staking = staking.clone();
             assert!(matches!(g.validate(), Err(GenesisError::Invalid(_))), "{staking:?}");
         }
+    }
+
+    #[test]
+    fn a_genesis_without_governance_parses_and_bad_governance_is_refused() {
+        let mut json: serde_json::Value = serde_json::from_str(&sample().to_json()).expect("json");
+        json.as_object_mut().expect("object").remove("governance");
+        json["params"].as_object_mut().expect("params").remove("governance");
+        let g = Genesis::from_json(&json.to_string()).expect("an older genesis parses");
+        assert_eq!(g.params.governance, crate::GovernanceParams::default());
+        assert!(g.governance.technical_committee.is_empty());
+        let mut g = sample();
+        g.governance.technical_committee = vec![Address([1; 32]), Address([1; 32])];
+        assert!(matches!(g.validate(), Err(GenesisError::Invalid(_))), "a member listed twice");
+        let mut g = sample();
+        g.params.governance.voting_period = 0;
+        assert!(matches!(g.validate(), Err(GenesisError::Invalid(_))));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod amount;
 mod block;
 mod codec;
 mod genesis;
+pub mod governance;
 mod hash;
 mod receipt;
 pub mod registry;
@@ -24,6 +25,7 @@ pub use codec::{CodecError, decode, encode};
 pub use genesis::{
     Allocation, FeeParams, Genesis, GenesisError, GenesisValidator, Params, RewardParams, StakingParams, TokenInfo,
 };
+pub use governance::{GovCall, GovernanceGenesis, GovernanceParams, ProposalId, VoteChoice};
 pub use hash::{Hash, sha256};
 pub use receipt::{Receipt, TxError};
 pub use registry::{

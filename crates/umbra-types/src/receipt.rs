@@ -157,6 +157,96 @@ pub enum TxError {
         /// What does not hold.
         reason: String,
     },
+    /// A proposal whose calls are malformed (empty, too many, invalid parameters, zero spend ...).
+    #[error("malformed proposal: {reason}")]
+    MalformedProposal {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A proposal deposit below the chain's minimum.
+    #[error("deposit {deposit} is below the minimum {min}")]
+    DepositTooLow {
+        /// The deposit offered.
+        #[serde(with = "crate::genesis::amount_str")]
+        deposit: Amount,
+        /// The minimum.
+        #[serde(with = "crate::genesis::amount_str")]
+        min: Amount,
+    },
+    /// No proposal has this number.
+    #[error("no proposal {id}")]
+    UnknownProposal {
+        /// The number asked for.
+        id: u64,
+    },
+    /// A vote before the proposal's preparation period ended.
+    #[error("voting opens at height {opens_at}")]
+    VotingNotOpen {
+        /// The first height votes count.
+        opens_at: u64,
+    },
+    /// A vote after the proposal's voting period ended (or on a decided proposal).
+    #[error("voting closed at height {closed_at}")]
+    VotingClosed {
+        /// The last height votes counted.
+        closed_at: u64,
+    },
+    /// A vote or delegation of more than the signer's free balance plus bonded stake.
+    #[error("cannot lock {needed} for voting: only {available} is available (free balance and bonded stake)")]
+    InsufficientVotingBalance {
+        /// The lock the call needs.
+        #[serde(with = "crate::genesis::amount_str")]
+        needed: Amount,
+        /// What the signer has.
+        #[serde(with = "crate::genesis::amount_str")]
+        available: Amount,
+    },
+    /// A conviction above the highest.
+    #[error("conviction {conviction} is above the maximum of 6")]
+    BadConviction {
+        /// The conviction asked for.
+        conviction: u8,
+    },
+    /// A delegation that would lead back to the signer.
+    #[error("delegation cycle: the delegate's delegation leads back to the signer")]
+    DelegationCycle,
+    /// A delegation the chain does not allow (chains of delegations, or delegating twice).
+    #[error("delegation refused: {reason}")]
+    BadDelegation {
+        /// Why.
+        reason: String,
+    },
+    /// An `undelegate` by an account that does not delegate.
+    #[error("the signer does not delegate")]
+    NotDelegating,
+    /// An `unlock_votes` with no ended lock and nothing to release.
+    #[error("no voting lock has ended")]
+    NothingToUnlock,
+    /// An `unbond` that would leave less stake than the signer's voting locks need.
+    #[error("{locked} is locked for voting and not covered without this stake")]
+    VoteLocked {
+        /// The largest lock in force.
+        #[serde(with = "crate::genesis::amount_str")]
+        locked: Amount,
+    },
+    /// A fast-track the emergency track does not allow.
+    #[error("cannot fast-track: {reason}")]
+    NotFastTrackable {
+        /// Why.
+        reason: String,
+    },
+    /// Too many proposals are open or waiting for enactment.
+    #[error("at most {max} proposals may be active")]
+    TooManyProposals {
+        /// The limit.
+        max: u32,
+    },
+    /// An enacted governance call whose precondition no longer holds.
+    #[error("{reason}")]
+    GovernancePrecondition {
+        /// What does not hold.
+        reason: String,
+    },
 }
 
 /// The outcome of one included transaction.

@@ -83,6 +83,30 @@ pub enum StateKey {
     /// `registry`: the account allowed to make administrative calls (an `Address`), absent when the
     /// chain has none (`registry.sudo` in genesis; only dev chains may have one).
     RegistrySudo,
+    /// `governance`: the number the next proposal gets (a `u64`).
+    GovNextId,
+    /// `governance`: a proposal ([`crate::governance::Proposal`]).
+    GovProposal(u64),
+    /// `governance`: the proposals open or waiting for enactment (a `Vec<u64>`), ascending.
+    GovActive,
+    /// `governance`: one account's vote on one proposal ([`crate::governance::VoteRecord`]).
+    GovVote {
+        /// The proposal.
+        proposal: u64,
+        /// The voter.
+        voter: Address,
+    },
+    /// `governance`: the accounts that voted on a proposal (a `Vec<Address>`), ascending.
+    GovVoters(u64),
+    /// `governance`: an account's voting tokens, locks and delegation
+    /// ([`crate::governance::VoterRecord`]).
+    GovVoter(Address),
+    /// `governance`: the accounts delegating to an account (a `Vec<Address>`), ascending.
+    GovDelegators(Address),
+    /// `governance`: the technical committee (a `Vec<Address>`), from genesis.
+    GovCommittee,
+    /// `governance`: the treasury's payments (a `Vec<SpendRecord>`), oldest first.
+    TreasurySpends,
 }
 
 impl StateKey {

@@ -1,3 +1,4 @@
+use crate::governance::{GovCall, ProposalId, VoteChoice};
 use crate::registry::{AdminCall, SignedEgress, WorkerId, X25519Public};
 use crate::{Address, Amount, Hash, ValidatorKey, encode, sha256};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -84,10 +85,60 @@ pub enum Call {
         /// The message.
         message: SignedEgress,
     },
-    /// An administrative call of the registry (allowed only from the dev chain's `registry.sudo`).
+    /// An administrative call of the registry, allowed only from the dev chain's `registry.sudo`;
+    /// on other chains the same calls are made by passed governance proposals.
     Admin {
         /// The call.
         call: AdminCall,
+    },
+    /// Submit a governance proposal, locking `deposit` (at least `params.governance.min_deposit`)
+    /// until its tally.
+    Propose {
+        /// What it does if passed, in order (at least one call).
+        calls: Vec<GovCall>,
+        /// The deposit, in the smallest unit.
+        #[serde(with = "crate::genesis::amount_str")]
+        deposit: Amount,
+        /// A description for voters.
+        #[serde(default)]
+        description: String,
+    },
+    /// Vote on an open proposal, or replace one's earlier vote on it.
+    Vote {
+        /// The proposal.
+        proposal: ProposalId,
+        /// Aye, nay or abstain.
+        choice: VoteChoice,
+        /// Tokens locked for the vote (free balance and bonded stake together).
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+        /// 0 (0.1x, no lock) to 6 (6x); see [`crate::governance`].
+        #[serde(default)]
+        conviction: u8,
+        /// Mark the proposal as spam (see the spam rule in [`crate::governance`]).
+        #[serde(default)]
+        spam: bool,
+    },
+    /// Let `to` vote with `amount` of the signer's tokens on every proposal the signer does not
+    /// vote on itself.
+    Delegate {
+        /// The delegate.
+        to: Address,
+        /// Tokens delegated (locked while the delegation stands).
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+        /// Conviction, as for a vote.
+        #[serde(default)]
+        conviction: u8,
+    },
+    /// End the signer's delegation; its tokens stay locked for the conviction's period.
+    Undelegate,
+    /// Release the signer's voting tokens whose locks have ended.
+    UnlockVotes,
+    /// A technical committee member's approval to fast-track a security proposal.
+    FastTrack {
+        /// The proposal.
+        proposal: ProposalId,
     },
 }
 
@@ -105,6 +156,12 @@ impl Call {
             Call::UpdateCollateral { .. } => "update_collateral",
             Call::Egress { .. } => "egress",
             Call::Admin { .. } => "admin",
+            Call::Propose { .. } => "propose",
+            Call::Vote { .. } => "vote",
+            Call::Delegate { .. } => "delegate",
+            Call::Undelegate => "undelegate",
+            Call::UnlockVotes => "unlock_votes",
+            Call::FastTrack { .. } => "fast_track",
         }
     }
 }
@@ -225,6 +282,27 @@ mod tests {
             assert_eq!(decode::<Call>(&encode(&c), 1 << 16), Ok(c.clone()));
             let json = serde_json::to_string(&c).expect("serializes");
             assert!(json.contains(c.kind()), "{json}");
+            assert_eq!(serde_json::from_str::<Call>(&json).expect("parses"), c);
+        }
+    }
+
+    #[test]
+    fn governance_calls_are_appended_and_round_trip() {
+        use crate::governance::{GovCall, VoteChoice};
+        let admin = Call::Admin { call: crate::AdminCall::StartRotation };
+        assert_eq!(encode(&admin)[0], 9, "admin keeps its position");
+        let calls = [
+            Call::Propose { calls: vec![GovCall::Signal { text: "hi".into() }], deposit: 5, description: "d".into() },
+            Call::Vote { proposal: 3, choice: VoteChoice::Abstain, amount: 1, conviction: 6, spam: true },
+            Call::Delegate { to: Address([3; 32]), amount: 2, conviction: 0 },
+            Call::Undelegate,
+            Call::UnlockVotes,
+            Call::FastTrack { proposal: 1 },
+        ];
+        for (i, c) in calls.into_iter().enumerate() {
+            assert_eq!(encode(&c)[0] as usize, i + 10, "{} is appended", c.kind());
+            assert_eq!(decode::<Call>(&encode(&c), 1 << 16), Ok(c.clone()));
+            let json = serde_json::to_string(&c).expect("serializes");
             assert_eq!(serde_json::from_str::<Call>(&json).expect("parses"), c);
         }
     }

@@ -1,8 +1,8 @@
 //! `umbra worker-info`, `umbra gk ...`, `umbra cluster ...` and `umbra registry ...`: what the chain knows
 //! about TEE workers, gatekeepers, key epochs and clusters, and the administrative calls that change it.
 //!
-//! The administrative calls are allowed only from a dev chain's `registry.sudo` account until on-chain
-//! governance replaces that origin.
+//! The administrative calls here are allowed only from a dev chain's `registry.sudo` account; on other
+//! chains the same calls are proposed and voted with `umbra gov propose`.
 
 use super::{block_on, print_rows, send_call};
 use crate::Ctx;
@@ -112,7 +112,7 @@ pub(crate) fn parse_worker_id(s: &str) -> Result<WorkerId> {
     bytes.try_into().map_err(|_| anyhow::anyhow!("a worker id is 32 bytes (64 hex digits)"))
 }
 
-fn parse_measurement(s: &str) -> Result<Measurement> {
+pub(crate) fn parse_measurement(s: &str) -> Result<Measurement> {
     Measurement::from_hex(s.trim()).map_err(|e| anyhow::anyhow!("'{s}' is not a measurement (64 hex digits): {e}"))
 }
 

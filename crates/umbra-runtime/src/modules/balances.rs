@@ -130,6 +130,21 @@ impl Balances {
         Ok(())
     }
 
+    /// Destroys `amount` of `from`'s balance, lowering the tokens issued (a burned deposit).
+    pub(crate) async fn burn<S: StateRead>(
+        &self,
+        s: &mut Overlay<'_, S>,
+        from: &Address,
+        amount: Amount,
+    ) -> Result<(), RuntimeError> {
+        let mut acct = self.account(s, from).await?;
+        acct.balance = acct.balance.checked_sub(amount).ok_or(RuntimeError::Corrupt("account"))?;
+        let issued = self.total_issued(s).await?.checked_sub(amount).ok_or(RuntimeError::Corrupt("total issued"))?;
+        self.set_account(s, from, &acct);
+        s.put(&StateKey::TotalIssued, &issued);
+        Ok(())
+    }
+
     /// Total tokens issued.
     pub(crate) async fn total_issued<S: StateRead>(&self, s: &Overlay<'_, S>) -> Result<Amount, RuntimeError> {
         Ok(s.get(&StateKey::TotalIssued, "total issued").await?.unwrap_or(0))

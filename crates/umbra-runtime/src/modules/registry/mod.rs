@@ -329,7 +329,8 @@ impl Registry {
 
     // ---- administration ----
 
-    /// `Call::Admin`: only the genesis `registry.sudo` account.
+    /// `Call::Admin`: only the genesis `registry.sudo` account (dev chains); governance enacts the same
+    /// calls through [`Registry::enact`].
     pub(crate) async fn admin<S: StateRead>(
         &self,
         cx: &Ctx<'_>,
@@ -360,6 +361,22 @@ impl Registry {
             }
         }
         tracing::info!(target: "registry.admin", height = cx.env.height, call = call.kind(), "admin call");
+        self.execute_admin(cx, s, call).await
+    }
+
+    /// An administrative call enacted by a passed governance proposal (the governance origin: no
+    /// signer to check).
+    pub(crate) async fn enact<S: StateRead>(
+        &self,
+        cx: &Ctx<'_>,
+        s: &mut Overlay<'_, S>,
+        call: &AdminCall,
+    ) -> Result<Result<(), TxError>, RuntimeError> {
+        tracing::info!(target: "registry.admin", height = cx.env.height, call = call.kind(), "governance call");
+        settle(self.execute_admin(cx, s, call).await)
+    }
+
+    async fn execute_admin<S: StateRead>(&self, cx: &Ctx<'_>, s: &mut Overlay<'_, S>, call: &AdminCall) -> Res<()> {
         match call {
             AdminCall::SetPolicy { policy } => {
                 s.put(&StateKey::RegistryPolicy, policy);
