@@ -29,7 +29,7 @@ const RESUBMIT_EVERY: Duration = Duration::from_secs(10);
 /// Blocks before expiry at which the worker renews its registration with a fresh quote.
 const RENEW_BEFORE_BLOCKS: u64 = 1_000;
 /// Least time between two registration attempts.
-const REGISTER_EVERY: Duration = Duration::from_secs(60);
+const REGISTER_EVERY: Duration = Duration::from_secs(30);
 
 /// How the host runs.
 #[derive(Debug)]
@@ -381,6 +381,13 @@ impl Host {
             && self.head.saturating_add(RENEW_BEFORE_BLOCKS) >= status.expires_at
         {
             info!(target: "worker.host", expires_at = status.expires_at, "renewing the registration before it expires");
+            self.register().await;
+        } else if !status.registered || status.revoked.is_some() {
+            // Refused (say, a measurement not yet allowed) or revoked: try again now and then, since the
+            // chain's policy may have changed (governance allows a measurement).
+            if self.last_register.is_some() {
+                info!(target: "worker.host", "not registered on chain yet; registering again");
+            }
             self.register().await;
         }
         let me = Origin::Worker(self.enclave.id());
