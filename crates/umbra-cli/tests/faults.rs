@@ -1,28 +1,12 @@
 //! Process-level fault tests: four real `umbra node` processes on 127.0.0.1, made with
 //! `umbra node init` and `umbra genesis new`, killed with SIGKILL, restarted and wiped.
 
-use std::net::TcpListener;
+mod common;
+use common::{free_port, ok, umbra};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn umbra() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_umbra"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 struct Net {
     dir: PathBuf,

@@ -2,10 +2,12 @@
 //! without a registry administrator, and an `umbra worker` whose measurement is not on the allow-list,
 //! driven through the `umbra` CLI (`gov propose`, `gov vote`, `gov show`, `gov list`, `treasury`).
 
-use std::net::TcpListener;
+mod common;
+use common::{free_port, ok, umbra, wait_until};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
 
 /// A measurement the dev worker claims that genesis does not allow.
 const OTHER: &str = "7777777777777777777777777777777777777777777777777777777777777777";
@@ -13,35 +15,6 @@ const OTHER: &str = "77777777777777777777777777777777777777777777777777777777777
 const UNPOPULAR: &str = "8888888888888888888888888888888888888888888888888888888888888888";
 /// Blocks of voting (about 5 blocks a second on an idle chain: long enough for the CLI to vote).
 const VOTING: &str = "120";
-
-fn umbra() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_umbra"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 /// The validator and the worker, as child processes killed on drop.
 struct Net {
@@ -148,12 +121,6 @@ impl Net {
         self.worker = Some(child);
     }
 
-    fn stop_worker(&mut self) {
-        if let Some(mut c) = self.worker.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 
     fn worker_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("worker.log")).unwrap_or_default()

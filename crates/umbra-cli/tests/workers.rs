@@ -3,42 +3,16 @@
 //! cluster keys, a key rotation, restart from sealed state, refusal of an older sealed state, and a
 //! tampering host between a worker and its node.
 
+mod common;
+use common::{free_port, ok, scratch, umbra, wait_until};
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-fn umbra() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_umbra"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
+use std::time::Duration;
 
 /// A validator, its keystore home and the workers, as child processes killed on drop.
 struct Net {
@@ -203,27 +177,6 @@ impl Drop for Net {
             }
         }
     }
-}
-
-/// A scratch directory, kept after the test when `UMBRA_KEEP_TEST_DIRS` is set (for reading the logs).
-struct Scratch {
-    _guard: Option<tempfile::TempDir>,
-    path: PathBuf,
-}
-
-impl Scratch {
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-fn scratch() -> Scratch {
-    let dir = tempfile::tempdir().expect("tempdir");
-    if std::env::var_os("UMBRA_KEEP_TEST_DIRS").is_some() {
-        eprintln!("test directory kept: {}", dir.path().display());
-        return Scratch { path: dir.keep(), _guard: None };
-    }
-    Scratch { path: dir.path().to_path_buf(), _guard: Some(dir) }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
