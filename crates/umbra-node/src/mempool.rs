@@ -181,7 +181,9 @@ impl Mempool {
         out
     }
 
-    /// Removes one transaction and every later one of its signer (so no nonce gap remains).
+    /// Removes one transaction and every later one of its signer (so no nonce gap remains). Only for
+    /// transactions that can never be included: ones merely left out of a block built on an unfinalized
+    /// parent may still be (their successors certainly are), so they stay until finalization prunes them.
     pub(crate) fn remove(&mut self, hash: &Hash) {
         if let Some(&(acct, nonce)) = self.by_hash.get(hash) {
             self.remove_from(&acct, nonce);

@@ -921,17 +921,6 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
             },
             txs: built.txs,
         };
-        {
-            // Candidates left out for good (a nonce or egress sequence already used on chain) can never
-            // be included: drop them so they do not crowd every later proposal. Others (an egress whose
-            // predecessor comes from another carrier later in the list) wait for the next block.
-            let mut pool = self.lock_mempool();
-            for (hash, e) in &built.rejected {
-                if matches!(e, AdmissionError::NonceUsed { .. } | AdmissionError::EgressStale { .. }) {
-                    pool.remove(hash);
-                }
-            }
-        }
         let executed = Arc::new(Executed {
             block: block.clone(),
             pending,
