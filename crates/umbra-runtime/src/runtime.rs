@@ -1,4 +1,5 @@
 use crate::modules::balances::Balances;
+use crate::modules::economics::{self, Economics};
 use crate::modules::governance::{self, Governance};
 use crate::modules::mq;
 use crate::modules::registry::{self, Registry};
@@ -7,12 +8,13 @@ use crate::modules::system::System;
 use crate::{AdmissionError, BlockError, ChangeSet, Module, Overlay, RuntimeError, StateRead};
 use std::collections::BTreeSet;
 use umbra_tee::Policy;
+use umbra_types::economics::{Holding, PoolRecord, VaultRecord, WorkerEconRecord};
 use umbra_types::governance::{Proposal, ProposalId, SpendRecord, Tally, VoteRecord, VoterRecord};
 use umbra_types::registry::{ClusterRecord, KeysRecord};
 use umbra_types::state_keys::{CandidateRecord, OffenceRecord, StakeRecord};
 use umbra_types::{
-    Address, Amount, Call, EvidenceVerifier, Genesis, Hash, Message, Origin, Params, Receipt, RejectAllEvidence,
-    SignedTransaction, Topic, ValidatorKey, WorkerId, WorkerRecord, epoch_of,
+    Address, Amount, Call, EvidenceVerifier, Genesis, Hash, Message, Origin, Params, PoolId, Receipt,
+    RejectAllEvidence, SignedTransaction, Topic, ValidatorKey, VaultId, WorkerId, WorkerRecord, epoch_of,
 };
 
 /// What a block's execution needs from its header.
@@ -93,6 +95,7 @@ pub struct Runtime {
     staking: Staking,
     registry: Registry,
     governance: Governance,
+    economics: Economics,
     /// Checks equivocation evidence; part of the consensus rules, so every node must use the same.
     verifier: Box<dyn EvidenceVerifier>,
 }
@@ -105,6 +108,7 @@ impl Default for Runtime {
             staking: Staking,
             registry: Registry,
             governance: Governance,
+            economics: Economics,
             verifier: Box::new(RejectAllEvidence),
         }
     }
@@ -367,6 +371,73 @@ impl Runtime {
         self.governance.spends(&Overlay::new(state)).await
     }
 
+    /// A stake pool, if one has this number.
+    pub async fn econ_pool<S: StateRead>(&self, state: &S, id: PoolId) -> Result<Option<PoolRecord>, RuntimeError> {
+        self.economics.pool(&Overlay::new(state), id).await
+    }
+
+    /// Every pool number, ascending.
+    pub async fn econ_pool_ids<S: StateRead>(&self, state: &S) -> Result<Vec<PoolId>, RuntimeError> {
+        self.economics.pool_ids(&Overlay::new(state)).await
+    }
+
+    /// A vault, if one has this number.
+    pub async fn econ_vault<S: StateRead>(&self, state: &S, id: VaultId) -> Result<Option<VaultRecord>, RuntimeError> {
+        self.economics.vault(&Overlay::new(state), id).await
+    }
+
+    /// Every vault number, ascending.
+    pub async fn econ_vault_ids<S: StateRead>(&self, state: &S) -> Result<Vec<VaultId>, RuntimeError> {
+        self.economics.vault_ids(&Overlay::new(state)).await
+    }
+
+    /// A vault's value: its free tokens plus the value of its pool shares.
+    pub async fn econ_vault_value<S: StateRead>(&self, state: &S, vault: &VaultRecord) -> Result<Amount, RuntimeError> {
+        self.economics.vault_value(&Overlay::new(state), vault).await
+    }
+
+    /// One holder's shares of a pool.
+    pub async fn econ_pool_holding<S: StateRead>(
+        &self,
+        state: &S,
+        pool: PoolId,
+        who: &Address,
+    ) -> Result<Holding, RuntimeError> {
+        self.economics.pool_holding(&Overlay::new(state), pool, who).await
+    }
+
+    /// One holder's shares of a vault.
+    pub async fn econ_vault_holding<S: StateRead>(
+        &self,
+        state: &S,
+        vault: VaultId,
+        who: &Address,
+    ) -> Result<Holding, RuntimeError> {
+        self.economics.vault_holding(&Overlay::new(state), vault, who).await
+    }
+
+    /// A worker's benchmark, pool and session.
+    pub async fn econ_worker<S: StateRead>(&self, state: &S, id: &WorkerId) -> Result<WorkerEconRecord, RuntimeError> {
+        self.economics.worker(&Overlay::new(state), id).await
+    }
+
+    /// Workers with a session (computing or cooling down), ascending.
+    pub async fn econ_sessions<S: StateRead>(&self, state: &S) -> Result<Vec<WorkerId>, RuntimeError> {
+        self.economics.sessions(&Overlay::new(state)).await
+    }
+
+    /// The per-block rewards budget the next block pays (before the reserve bounds it).
+    pub async fn econ_budget<S: StateRead>(&self, state: &S) -> Result<Amount, RuntimeError> {
+        let s = Overlay::new(state);
+        let params = self.system.params(&s).await?;
+        self.economics.block_budget(&s, &params).await
+    }
+
+    /// The account holding every pool's and vault's tokens.
+    pub fn econ_escrow(&self) -> Address {
+        self.economics.escrow_address()
+    }
+
     /// The next egress sequence number the chain accepts from `origin`.
     pub async fn egress_next<S: StateRead>(&self, state: &S, origin: &Origin) -> Result<u64, RuntimeError> {
         mq::egress_next(&Overlay::new(state), origin).await
@@ -440,9 +511,12 @@ impl Runtime {
     ) -> Result<Option<Vec<ValidatorKey>>, RuntimeError> {
         let params = ctx.params;
         self.balances.distribute_fees(env, s, fees).await?;
-        // The validators' share of the block's rewards budget goes to the proposer's owner.
+        // This block's rewards: the decayed budget. The validators' share goes to the proposer's owner
+        // first, the rest (bounded by what the reserve still holds) to computing workers (economics).
+        let budget = self.economics.block_budget(s, params).await?;
         let validator_reward =
-            params.rewards.block_budget * Amount::from(params.staking.validator_reward_share_bps) / 10_000;
+            umbra_types::economics::mul_div(budget, Amount::from(params.staking.validator_reward_share_bps), 10_000);
+        let compute_part = budget - validator_reward;
         if validator_reward > 0 {
             let owner = match self.staking.candidate(s, &env.proposer.0).await? {
                 Some(c) => c.owner,
@@ -455,6 +529,8 @@ impl Runtime {
         self.staking.end_block(env, s).await?;
         let cx = registry::Ctx { env, params, chain_id: ctx.chain_id };
         self.registry.end_block_with(&cx, s).await?;
+        let compute_reward = compute_part.min(self.balances.rewards_reserve(s).await?);
+        self.economics.end_block(&cx, s, &self.balances, compute_reward).await?;
         self.governance.end_block_with(&cx, s, &self.balances, &self.registry).await?;
         self.staking.select_at_boundary(env, s, params).await
     }
@@ -478,6 +554,7 @@ impl Runtime {
         let (reg, cx) = (&self.registry, registry::Ctx { env, params: ctx.params, chain_id: ctx.chain_id });
         let (signer, params, bal, st) = (&stx.tx.signer, ctx.params, &self.balances, &self.staking);
         let (gov, deps) = (&self.governance, governance::Deps { bal, staking: st });
+        let econ = &self.economics;
         let result = match &stx.tx.call {
             Call::Transfer { to, amount } => bal.transfer(s, signer, to, *amount).await?,
             Call::Bond { validator_key, amount } => st.bond(s, bal, params, signer, validator_key, *amount).await?,
@@ -498,6 +575,9 @@ impl Runtime {
                 reg.register_worker(&cx, s, signer, identity, x25519, quote).await?
             }
             Call::UpdateCollateral { collateral } => reg.update_collateral(params, s, collateral).await?,
+            Call::Egress { message } if economics::is_economics_payload(&message.egress.payload) => {
+                econ.egress(env, s, reg, params, &message.egress).await?
+            }
             Call::Egress { message } => reg.egress(&cx, s, &message.egress).await?,
             Call::Admin { call } => reg.admin(&cx, s, signer, call).await?,
             Call::Propose { calls, deposit, description } => {
@@ -512,6 +592,31 @@ impl Runtime {
             Call::Undelegate => gov.undelegate(env, s, params, signer).await?,
             Call::UnlockVotes => gov.unlock(env, s, &deps, signer).await?,
             Call::FastTrack { proposal } => gov.fast_track(env, s, params, signer, *proposal).await?,
+            Call::CreatePool { commission_bps, cap, allow } => {
+                econ.create_pool(s, signer, *commission_bps, *cap, allow.clone()).await?
+            }
+            Call::PoolAddWorker { pool, worker } => econ.add_worker(env, s, reg, params, signer, *pool, worker).await?,
+            Call::PoolContribute { pool, amount } => econ.contribute(s, bal, params, signer, *pool, *amount).await?,
+            Call::PoolWithdraw { pool, shares } => econ.withdraw(env, s, bal, params, signer, *pool, *shares).await?,
+            Call::StartComputing { worker, stake } => econ.start(env, s, reg, params, signer, worker, *stake).await?,
+            Call::StopComputing { worker } => econ.stop(env, s, params, signer, worker).await?,
+            Call::CreateVault { auto } => econ.create_vault(s, signer, *auto).await?,
+            Call::VaultContribute { vault, amount } => {
+                econ.vault_contribute(s, bal, params, signer, *vault, *amount).await?
+            }
+            Call::VaultWithdraw { vault, shares } => {
+                econ.vault_withdraw(env, s, bal, params, signer, *vault, *shares).await?
+            }
+            Call::VaultAllocate { vault, pool, amount } => {
+                econ.vault_allocate(s, params, signer, *vault, *pool, *amount).await?
+            }
+            Call::VaultDeallocate { vault, pool, shares } => {
+                econ.vault_deallocate(env, s, bal, params, signer, *vault, *pool, *shares).await?
+            }
+            Call::ReportEquivocation { first, second } => {
+                let deps = economics::Deps { bal, reg };
+                econ.report_equivocation(&cx, s, &deps, first, second).await?
+            }
         };
         match result {
             Ok(()) => s.commit_checkpoint(),

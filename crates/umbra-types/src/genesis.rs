@@ -146,6 +146,8 @@ impl FeeParams {
             | crate::Call::Undelegate
             | crate::Call::UnlockVotes
             | crate::Call::FastTrack { .. } => 0,
+            // Economics calls pay the base and size fee only.
+            _ => 0,
         };
         self.base.saturating_add(self.per_byte.saturating_mul(size as Amount)).saturating_add(per_call)
     }
@@ -179,6 +181,10 @@ pub struct Params {
     /// [`crate::GovernanceParams::default`]).
     #[serde(default)]
     pub governance: crate::GovernanceParams,
+    /// Compute economics: budget decay, pools, sessions, heartbeats, slashing (absent:
+    /// [`crate::EconomicsParams::default`]).
+    #[serde(default)]
+    pub economics: crate::EconomicsParams,
 }
 
 /// The rewards budget: a reserve set aside at genesis (part of the maximum supply that is not
@@ -257,6 +263,7 @@ impl Default for Params {
             rewards: RewardParams::default(),
             registry: crate::registry::RegistryParams::default(),
             governance: crate::GovernanceParams::default(),
+            economics: crate::EconomicsParams::default(),
         }
     }
 }
@@ -297,6 +304,9 @@ impl Params {
             return bad("params.registry intervals and limits must be positive".into());
         }
         if let Err(e) = p.governance.check() {
+            return bad(e);
+        }
+        if let Err(e) = p.economics.check() {
             return bad(e);
         }
         Ok(())

@@ -9,6 +9,7 @@ mod address;
 mod amount;
 mod block;
 mod codec;
+pub mod economics;
 mod genesis;
 pub mod governance;
 mod hash;
@@ -22,6 +23,7 @@ pub use address::{Address, AddressError};
 pub use amount::{Amount, AmountError, DECIMALS, MAX_SUPPLY, SYMBOL, UNIT, format_amount, parse_amount};
 pub use block::{Block, Header, ValidatorKey};
 pub use codec::{CodecError, decode, encode};
+pub use economics::{EconomicsParams, PoolId, VaultId};
 pub use genesis::{
     Allocation, FeeParams, Genesis, GenesisError, GenesisValidator, Params, RewardParams, StakingParams, TokenInfo,
 };

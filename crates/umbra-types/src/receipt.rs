@@ -247,6 +247,50 @@ pub enum TxError {
         /// What does not hold.
         reason: String,
     },
+    /// No pool has this number.
+    #[error("no pool {id}")]
+    UnknownPool {
+        /// The number asked for.
+        id: u64,
+    },
+    /// No vault has this number.
+    #[error("no vault {id}")]
+    UnknownVault {
+        /// The number asked for.
+        id: u64,
+    },
+    /// An economics call whose precondition does not hold (named in the reason).
+    #[error("{reason}")]
+    EconomicsPrecondition {
+        /// What does not hold.
+        reason: String,
+    },
+    /// A withdrawal of more shares than the holder has free (not already queued).
+    #[error("cannot withdraw {requested} shares: {available} available")]
+    InsufficientShares {
+        /// Shares held and not queued.
+        #[serde(with = "crate::genesis::amount_str")]
+        available: u128,
+        /// Shares asked for.
+        #[serde(with = "crate::genesis::amount_str")]
+        requested: u128,
+    },
+    /// A session stake below the minimum for the worker's benchmark score.
+    #[error("stake {stake} is below the minimum {min}")]
+    StakeBelowMinimum {
+        /// The stake offered.
+        #[serde(with = "crate::genesis::amount_str")]
+        stake: Amount,
+        /// The minimum.
+        #[serde(with = "crate::genesis::amount_str")]
+        min: Amount,
+    },
+    /// Equivocation evidence that does not prove two conflicting signed messages of one worker.
+    #[error("bad equivocation evidence: {reason}")]
+    BadEquivocationEvidence {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The outcome of one included transaction.

@@ -165,6 +165,19 @@ pub enum EgressPayload {
         /// The acknowledged epoch.
         key_epoch: KeyEpoch,
     },
+    /// The origin worker's benchmark score P over the fixed workload (see `crate::economics`); the
+    /// chain bounds it by `params.economics.max_score` and records it while the worker has no session.
+    Benchmark {
+        /// The score.
+        score: u64,
+    },
+    /// The origin worker answers a heartbeat challenge, with its instant benchmark score.
+    Heartbeat {
+        /// The challenge answered.
+        challenge: Hash,
+        /// The instant score (capped by the chain relative to the recorded benchmark).
+        score: u64,
+    },
 }
 
 impl EgressPayload {
@@ -176,6 +189,8 @@ impl EgressPayload {
             EgressPayload::MasterShare { .. } => "master_share",
             EgressPayload::ClusterKeys { .. } => "cluster_keys",
             EgressPayload::KeyAck { .. } => "key_ack",
+            EgressPayload::Benchmark { .. } => "benchmark",
+            EgressPayload::Heartbeat { .. } => "heartbeat",
         }
     }
 }
@@ -322,6 +337,16 @@ pub enum MessageBody {
         key_epoch: KeyEpoch,
         /// The epoch retired by this activation (none for the first).
         retired: Option<KeyEpoch>,
+    },
+    /// To a computing worker: answer `challenge` with a `Heartbeat` egress by height `deadline`.
+    HeartbeatChallenge {
+        /// The worker.
+        #[serde(with = "crate::block::hex32")]
+        worker: WorkerId,
+        /// The block's challenge.
+        challenge: Hash,
+        /// The last height the answer counts as on time.
+        deadline: u64,
     },
 }
 

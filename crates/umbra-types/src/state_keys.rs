@@ -107,6 +107,28 @@ pub enum StateKey {
     GovCommittee,
     /// `governance`: the treasury's payments (a `Vec<SpendRecord>`), oldest first.
     TreasurySpends,
+    /// `economics`: the decayed per-block budget ([`crate::economics::BudgetRecord`]).
+    EconBudget,
+    /// `economics`: the next pool number.
+    EconPoolNext,
+    /// `economics`: a pool ([`crate::economics::PoolRecord`]).
+    EconPool(u64),
+    /// `economics`: every pool number, ascending.
+    EconPools,
+    /// `economics`: one holder's shares of one pool ([`crate::economics::Holding`]).
+    EconPoolHolding(u64, Address),
+    /// `economics`: the next vault number.
+    EconVaultNext,
+    /// `economics`: a vault ([`crate::economics::VaultRecord`]).
+    EconVault(u64),
+    /// `economics`: every vault number, ascending.
+    EconVaults,
+    /// `economics`: one holder's shares of one vault.
+    EconVaultHolding(u64, Address),
+    /// `economics`: a worker's benchmark, pool and session ([`crate::economics::WorkerEconRecord`]).
+    EconWorker([u8; 32]),
+    /// `economics`: workers with a session (computing or cooling down), ascending.
+    EconSessions,
 }
 
 impl StateKey {

@@ -1,3 +1,4 @@
+use crate::economics::{PoolId, VaultId};
 use crate::governance::{GovCall, ProposalId, VoteChoice};
 use crate::registry::{AdminCall, SignedEgress, WorkerId, X25519Public};
 use crate::{Address, Amount, Hash, ValidatorKey, encode, sha256};
@@ -12,6 +13,7 @@ pub const TX_DOMAIN: &[u8] = b"umbra/tx/v1";
 /// their position, since the index is part of the signed encoding.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // equivocation evidence carries two messages; calls are short-lived
 pub enum Call {
     /// Move `amount` from the signer to `to`.
     Transfer {
@@ -140,6 +142,105 @@ pub enum Call {
         /// The proposal.
         proposal: ProposalId,
     },
+    /// Create a stake pool owned by the signer.
+    CreatePool {
+        /// The owner's cut of the pool's rewards, in basis points.
+        commission_bps: u16,
+        /// The most value contributions may bring the pool to (none: no cap).
+        #[serde(default, with = "crate::economics::opt_amount")]
+        cap: Option<Amount>,
+        /// Accounts allowed to contribute (none: anyone).
+        #[serde(default)]
+        allow: Option<Vec<Address>>,
+    },
+    /// Add a registered worker the signer operates to the signer's pool.
+    PoolAddWorker {
+        /// The pool.
+        pool: PoolId,
+        /// The worker.
+        #[serde(with = "crate::block::hex32")]
+        worker: WorkerId,
+    },
+    /// Contribute tokens to a pool for shares at the current share price.
+    PoolContribute {
+        /// The pool.
+        pool: PoolId,
+        /// Tokens, in the smallest unit.
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+    },
+    /// Withdraw shares of a pool: paid now from free stake, or queued until stake frees.
+    PoolWithdraw {
+        /// The pool.
+        pool: PoolId,
+        /// Shares.
+        #[serde(with = "crate::genesis::amount_str")]
+        shares: u128,
+    },
+    /// The pool owner starts one of its workers computing with `stake` of the pool's free tokens.
+    StartComputing {
+        /// The worker.
+        #[serde(with = "crate::block::hex32")]
+        worker: WorkerId,
+        /// The stake.
+        #[serde(with = "crate::genesis::amount_str")]
+        stake: Amount,
+    },
+    /// The pool owner stops a worker; its stake returns to the pool after the cool-down.
+    StopComputing {
+        /// The worker.
+        #[serde(with = "crate::block::hex32")]
+        worker: WorkerId,
+    },
+    /// Create a vault (a pool of pools) owned by the signer.
+    CreateVault {
+        /// Allocate free tokens automatically each vault period.
+        auto: bool,
+    },
+    /// Contribute tokens to a vault for shares.
+    VaultContribute {
+        /// The vault.
+        vault: VaultId,
+        /// Tokens.
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+    },
+    /// Withdraw shares of a vault; what its free tokens cannot pay is withdrawn from its pools.
+    VaultWithdraw {
+        /// The vault.
+        vault: VaultId,
+        /// Shares.
+        #[serde(with = "crate::genesis::amount_str")]
+        shares: u128,
+    },
+    /// The vault owner puts `amount` of the vault's free tokens into a pool.
+    VaultAllocate {
+        /// The vault.
+        vault: VaultId,
+        /// The pool.
+        pool: PoolId,
+        /// Tokens.
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+    },
+    /// The vault owner withdraws `shares` of a pool back into the vault.
+    VaultDeallocate {
+        /// The vault.
+        vault: VaultId,
+        /// The pool.
+        pool: PoolId,
+        /// Pool shares.
+        #[serde(with = "crate::genesis::amount_str")]
+        shares: u128,
+    },
+    /// Evidence that a worker signed two different egress messages with the same sequence number;
+    /// anyone may submit it. Wrong evidence fails (the fee is still paid).
+    ReportEquivocation {
+        /// One signed message.
+        first: SignedEgress,
+        /// A conflicting one (same origin and sequence, other content).
+        second: SignedEgress,
+    },
 }
 
 impl Call {
@@ -162,6 +263,18 @@ impl Call {
             Call::Undelegate => "undelegate",
             Call::UnlockVotes => "unlock_votes",
             Call::FastTrack { .. } => "fast_track",
+            Call::CreatePool { .. } => "create_pool",
+            Call::PoolAddWorker { .. } => "pool_add_worker",
+            Call::PoolContribute { .. } => "pool_contribute",
+            Call::PoolWithdraw { .. } => "pool_withdraw",
+            Call::StartComputing { .. } => "start_computing",
+            Call::StopComputing { .. } => "stop_computing",
+            Call::CreateVault { .. } => "create_vault",
+            Call::VaultContribute { .. } => "vault_contribute",
+            Call::VaultWithdraw { .. } => "vault_withdraw",
+            Call::VaultAllocate { .. } => "vault_allocate",
+            Call::VaultDeallocate { .. } => "vault_deallocate",
+            Call::ReportEquivocation { .. } => "report_equivocation",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! module's end-of-block hook.
 
 pub(crate) mod balances;
+pub(crate) mod economics;
 pub(crate) mod governance;
 pub(crate) mod mq;
 pub(crate) mod registry;

@@ -436,6 +436,23 @@ impl Registry {
         self.maybe_activate(cx, s).await
     }
 
+    /// Revokes a worker for a reason found outside the registry (economics: proven equivocation).
+    pub(crate) async fn revoke_worker<S: StateRead>(
+        &self,
+        cx: &Ctx<'_>,
+        s: &mut Overlay<'_, S>,
+        id: &WorkerId,
+        reason: &str,
+    ) -> Result<Result<(), TxError>, RuntimeError> {
+        settle(
+            async {
+                let rec = self.record(s, id).await?;
+                self.revoke(cx, s, rec, reason.to_string()).await
+            }
+            .await,
+        )
+    }
+
     async fn revoke<S: StateRead>(
         &self,
         cx: &Ctx<'_>,
