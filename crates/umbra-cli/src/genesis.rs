@@ -82,6 +82,18 @@ struct NewArgs {
     /// A technical committee member (address), who may fast-track security proposals (repeatable).
     #[arg(long = "technical-committee")]
     technical_committee: Vec<String>,
+    /// Economics: expected blocks between two heartbeat challenges of a computing worker [default: 50].
+    #[arg(long)]
+    heartbeat_interval: Option<u64>,
+    /// Economics: blocks a worker has to answer a heartbeat challenge [default: 10].
+    #[arg(long)]
+    heartbeat_window: Option<u64>,
+    /// Economics: blocks a stopped worker's stake cools down before it returns to its pool [default: 1000].
+    #[arg(long)]
+    cooldown_blocks: Option<u64>,
+    /// Economics: the minimum stake of any computing worker, in whole tokens [default: 100].
+    #[arg(long)]
+    min_worker_stake: Option<String>,
     /// Where to write the genesis file.
     #[arg(long)]
     out: PathBuf,
@@ -153,6 +165,19 @@ pub(crate) fn run(args: GenesisArgs) -> Result<()> {
     let mut genesis = genesis;
     if let Some(n) = a.commitment_interval {
         genesis.params.registry.commitment_interval_blocks = n;
+    }
+    let e = &mut genesis.params.economics;
+    if let Some(n) = a.heartbeat_interval {
+        e.heartbeat_interval_blocks = n;
+    }
+    if let Some(n) = a.heartbeat_window {
+        e.heartbeat_window_blocks = n;
+    }
+    if let Some(n) = a.cooldown_blocks {
+        e.cooldown_blocks = n;
+    }
+    if let Some(s) = &a.min_worker_stake {
+        e.min_stake_base = parse_amount(s)?;
     }
     let g = &mut genesis.params.governance;
     if let Some(n) = a.gov_preparation_period {

@@ -76,6 +76,12 @@ enum Command {
     Gov(cmds::gov::GovArgs),
     /// The treasury's balance and the payments governance made from it.
     Treasury,
+    /// Stake pools: create, add workers, contribute, withdraw, start and stop computing, show, list.
+    Pool(cmds::econ::PoolArgs),
+    /// Vaults (pools of pools): create, contribute, withdraw, allocate, show.
+    Vault(cmds::econ::VaultArgs),
+    /// Compute economics: the rewards budget.
+    Econ(cmds::econ::EconArgs),
 }
 
 /// The global options every client command sees.
@@ -115,6 +121,9 @@ fn main() -> ExitCode {
         Command::Registry(args) => cmds::registry::registry(&ctx, args),
         Command::Gov(args) => cmds::gov::run(&ctx, args),
         Command::Treasury => cmds::gov::treasury(&ctx),
+        Command::Pool(args) => cmds::econ::pool(&ctx, args),
+        Command::Vault(args) => cmds::econ::vault(&ctx, args),
+        Command::Econ(args) => cmds::econ::econ(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

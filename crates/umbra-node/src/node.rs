@@ -168,6 +168,18 @@ fn tx_root(txs: &[SignedTransaction]) -> Hash {
     umbra_crypto::merkle_root(&hashes)
 }
 
+/// What `UNIT` shares are worth when `shares` shares are worth `value` (`UNIT` while none exist).
+fn share_price(value: umbra_types::Amount, shares: u128) -> umbra_types::Amount {
+    if shares == 0 { umbra_types::UNIT } else { umbra_types::economics::mul_div(umbra_types::UNIT, value, shares) }
+}
+
+/// A pool record with its value and share price.
+fn pool_info(height: u64, pool: umbra_types::economics::PoolRecord) -> umbra_rpc::EconPoolInfo {
+    let value = pool.value();
+    let share_price = share_price(value, pool.shares);
+    umbra_rpc::EconPoolInfo { height, pool, value, share_price }
+}
+
 fn rpc_err(code: ErrorCode, e: impl std::fmt::Display) -> RpcError {
     RpcError::new(code, e.to_string())
 }
@@ -684,6 +696,139 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
             address,
             balance: rt.account(&s, &address).await.map_err(unavailable)?.balance,
             spends: rt.treasury_spends(&s).await.map_err(unavailable)?,
+        })
+    }
+
+    /// Every stake pool at the latest finalized block, by number.
+    pub async fn econ_pools(&self) -> Result<Vec<umbra_rpc::EconPoolInfo>, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let ids = rt.econ_pool_ids(&s).await.map_err(|e| rpc_err(ErrorCode::Unavailable, e))?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(p) = rt.econ_pool(&s, id).await.map_err(|e| rpc_err(ErrorCode::Unavailable, e))? {
+                out.push(pool_info(header.height, p));
+            }
+        }
+        Ok(out)
+    }
+
+    /// One stake pool at the latest finalized block.
+    pub async fn econ_pool(&self, id: u64) -> Result<umbra_rpc::EconPoolInfo, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let pool = self.inner.runtime.econ_pool(&Committed_(&state), id).await;
+        let pool = pool.map_err(|e| rpc_err(ErrorCode::Unavailable, e))?;
+        let pool = pool.ok_or_else(|| rpc_err(ErrorCode::NotFound, format!("no pool {id}")))?;
+        Ok(pool_info(header.height, pool))
+    }
+
+    /// One vault at the latest finalized block, with the value of each of its pool holdings.
+    pub async fn econ_vault(&self, id: u64) -> Result<umbra_rpc::EconVaultInfo, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        let vault = rt.econ_vault(&s, id).await.map_err(unavailable)?;
+        let vault = vault.ok_or_else(|| rpc_err(ErrorCode::NotFound, format!("no vault {id}")))?;
+        let value = rt.econ_vault_value(&s, &vault).await.map_err(unavailable)?;
+        let holder = umbra_types::economics::vault_address(id);
+        let mut allocations = Vec::new();
+        for pool_id in &vault.pools {
+            let holding = rt.econ_pool_holding(&s, *pool_id, &holder).await.map_err(unavailable)?;
+            let pool = rt.econ_pool(&s, *pool_id).await.map_err(unavailable)?;
+            let value = pool.map(|p| p.value_of(holding.shares)).unwrap_or(0);
+            allocations.push(umbra_rpc::EconAllocation { pool: *pool_id, shares: holding.shares, value });
+        }
+        let share_price = share_price(value, vault.shares);
+        Ok(umbra_rpc::EconVaultInfo { height: header.height, vault, value, share_price, allocations })
+    }
+
+    /// What the chain knows of one worker's compute at the latest finalized block.
+    pub async fn econ_worker(&self, id: &umbra_types::WorkerId) -> Result<umbra_rpc::EconWorkerInfo, RpcError> {
+        use umbra_types::economics::{SessionState, min_stake, worker_share};
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        if rt.worker(&s, id).await.map_err(unavailable)?.is_none() {
+            return Err(rpc_err(ErrorCode::NotFound, format!("no worker {}", hex::encode(id))));
+        }
+        let record = rt.econ_worker(&s, id).await.map_err(unavailable)?;
+        let (_, params) = rt.chain_params(&s).await.map_err(unavailable)?;
+        let ep = &params.economics;
+        let share = match &record.session {
+            Some(sess) if sess.state == SessionState::Computing && sess.responsive => {
+                worker_share(ep, sess.value, record.score)
+            }
+            _ => 0,
+        };
+        let min_stake = min_stake(ep, record.score);
+        Ok(umbra_rpc::EconWorkerInfo { height: header.height, worker: hex::encode(id), record, share, min_stake })
+    }
+
+    /// One account's shares of a pool or vault and their value, at the latest finalized block.
+    pub async fn econ_position(
+        &self,
+        target: umbra_rpc::EconTarget,
+        holder: &Address,
+    ) -> Result<umbra_rpc::EconPositionInfo, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        let (holding, value) = match target {
+            umbra_rpc::EconTarget::Pool(id) => {
+                let pool = rt.econ_pool(&s, id).await.map_err(unavailable)?;
+                let pool = pool.ok_or_else(|| rpc_err(ErrorCode::NotFound, format!("no pool {id}")))?;
+                let h = rt.econ_pool_holding(&s, id, holder).await.map_err(unavailable)?;
+                let v = pool.value_of(h.shares);
+                (h, v)
+            }
+            umbra_rpc::EconTarget::Vault(id) => {
+                let vault = rt.econ_vault(&s, id).await.map_err(unavailable)?;
+                let vault = vault.ok_or_else(|| rpc_err(ErrorCode::NotFound, format!("no vault {id}")))?;
+                let total = rt.econ_vault_value(&s, &vault).await.map_err(unavailable)?;
+                let h = rt.econ_vault_holding(&s, id, holder).await.map_err(unavailable)?;
+                let v = umbra_types::economics::mul_div(h.shares, total, vault.shares);
+                (h, v)
+            }
+        };
+        Ok(umbra_rpc::EconPositionInfo {
+            height: header.height,
+            target,
+            holder: *holder,
+            shares: holding.shares,
+            queued: holding.queued,
+            value,
+        })
+    }
+
+    /// The rewards budget at the latest finalized block: the per-block budget, its split, the reserve left.
+    pub async fn econ_budget(&self) -> Result<umbra_rpc::EconBudgetInfo, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        let budget = rt.econ_budget(&s).await.map_err(unavailable)?;
+        let (_, params) = rt.chain_params(&s).await.map_err(unavailable)?;
+        let share = umbra_types::Amount::from(params.staking.validator_reward_share_bps);
+        let validator_part = umbra_types::economics::mul_div(budget, share, 10_000);
+        let sessions = rt.econ_sessions(&s).await.map_err(unavailable)?;
+        Ok(umbra_rpc::EconBudgetInfo {
+            height: header.height,
+            budget,
+            validator_part,
+            compute_part: budget.saturating_sub(validator_part),
+            reserve_left: rt.rewards_reserve(&s).await.map_err(unavailable)?,
+            escrow: rt.econ_escrow(),
+            sessions: sessions.iter().map(hex::encode).collect(),
         })
     }
 

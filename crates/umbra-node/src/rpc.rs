@@ -115,6 +115,38 @@ where
     reg(m.register_async_method(methods::TREASURY_INFO, |_, node, _| async move {
         node.treasury_info().await.map_err(to_rpc)
     }))?;
+    reg(m.register_async_method(
+        methods::ECON_POOLS,
+        |_, node, _| async move { node.econ_pools().await.map_err(to_rpc) },
+    ))?;
+    reg(m.register_async_method(methods::ECON_POOL, |p, node, _| async move {
+        let id: u64 = one(&p, "a pool number")?;
+        node.econ_pool(id).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::ECON_VAULT, |p, node, _| async move {
+        let id: u64 = one(&p, "a vault number")?;
+        node.econ_vault(id).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::ECON_WORKER, |p, node, _| async move {
+        let id_hex: String = one(&p, "a worker id (64 hex digits)")?;
+        let bytes = hex::decode(id_hex.trim().trim_start_matches("0x"))
+            .map_err(|e| bad_params(format!("worker id is not hex: {e}")))?;
+        let id: umbra_types::WorkerId =
+            bytes.try_into().map_err(|_| bad_params("a worker id is 32 bytes (64 hex digits)"))?;
+        node.econ_worker(&id).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::ECON_POSITION, |p, node, _| async move {
+        let mut seq = p.sequence();
+        let target: umbra_rpc::EconTarget = seq
+            .next()
+            .map_err(|e| bad_params(format!("expected {{\"pool\": id}} or {{\"vault\": id}}: {}", e.message())))?;
+        let who: Address =
+            seq.next().map_err(|e| bad_params(format!("expected an umbra1… address: {}", e.message())))?;
+        node.econ_position(target, &who).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::ECON_BUDGET, |_, node, _| async move {
+        node.econ_budget().await.map_err(to_rpc)
+    }))?;
     reg(m.register_method(methods::SYSTEM_HEALTH, |_, node, _| {
         let since = node.since_last_block_ms();
         Ok::<_, ErrorObjectOwned>(umbra_rpc::Health {

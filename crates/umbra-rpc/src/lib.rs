@@ -10,7 +10,8 @@ mod types;
 
 pub use errors::{ErrorCode, RpcError};
 pub use types::{
-    AccountResponse, BlockId, BlockResponse, ChainInfo, GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS,
+    AccountResponse, BlockId, BlockResponse, ChainInfo, EconAllocation, EconBudgetInfo, EconPoolInfo, EconPositionInfo,
+    EconTarget, EconVaultInfo, EconWorkerInfo, GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS,
     MAX_SYNC_BLOCKS, ProvenMessage, RegistryStatus, StateValueResponse, SyncBlock, SyncRequest, SyncResponse,
     TreasuryInfo, TxResponse, TxStatus, ValidatorInfo,
 };
@@ -52,6 +53,21 @@ pub mod methods {
     pub const GOV_PROPOSAL: &str = "gov_proposal";
     /// `treasury_info() -> TreasuryInfo`: the treasury's account, balance and spend history.
     pub const TREASURY_INFO: &str = "treasury_info";
+    /// `econ_pools() -> Vec<EconPoolInfo>`: every stake pool with its value, shares, share price, workers
+    /// and withdrawal queue, by number.
+    pub const ECON_POOLS: &str = "econ_pools";
+    /// `econ_pool(id: u64) -> EconPoolInfo`: one stake pool (2001 if unknown).
+    pub const ECON_POOL: &str = "econ_pool";
+    /// `econ_vault(id: u64) -> EconVaultInfo`: one vault with its value and pool allocations (2001 if unknown).
+    pub const ECON_VAULT: &str = "econ_vault";
+    /// `econ_worker(id_hex: String) -> EconWorkerInfo`: a worker's pool, benchmark, session (stake, V, P,
+    /// responsive, pending heartbeat) and heartbeat counts.
+    pub const ECON_WORKER: &str = "econ_worker";
+    /// `econ_position(target: EconTarget, account: Address) -> EconPositionInfo`: one account's shares of
+    /// a pool (`{"pool": id}`) or vault (`{"vault": id}`) and their value.
+    pub const ECON_POSITION: &str = "econ_position";
+    /// `econ_budget() -> EconBudgetInfo`: the current per-block rewards budget and what is left of the reserve.
+    pub const ECON_BUDGET: &str = "econ_budget";
     /// `system_health() -> Health`.
     pub const SYSTEM_HEALTH: &str = "system_health";
     /// Subscription: `chain_subscribeFinalizedHeads` yields a `Header` per finalized block;

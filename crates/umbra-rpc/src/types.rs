@@ -239,3 +239,121 @@ pub struct TreasuryInfo {
     /// Payments made by enacted proposals, oldest first.
     pub spends: Vec<umbra_types::governance::SpendRecord>,
 }
+
+/// `econ_pool` answer, and each item of `econ_pools`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EconPoolInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The pool as stored (owner, commission, workers in the order added, shares, free and locked
+    /// tokens, the withdrawal queue, holders, rewards and heartbeat counts).
+    pub pool: umbra_types::economics::PoolRecord,
+    /// Its value, `free + locked`, in the smallest unit.
+    #[serde(with = "amount_str")]
+    pub value: Amount,
+    /// The share price: what one whole share (`UNIT` shares) is worth now, in the smallest unit
+    /// (`UNIT` while no shares exist, the price a first contribution gets).
+    #[serde(with = "amount_str")]
+    pub share_price: Amount,
+}
+
+/// One pool a vault holds shares in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EconAllocation {
+    /// The pool.
+    pub pool: umbra_types::economics::PoolId,
+    /// The vault's shares of it (queued ones included).
+    #[serde(with = "amount_str")]
+    pub shares: u128,
+    /// What they are worth now.
+    #[serde(with = "amount_str")]
+    pub value: Amount,
+}
+
+/// `econ_vault` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EconVaultInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The vault as stored.
+    pub vault: umbra_types::economics::VaultRecord,
+    /// Its value: free tokens plus the value of its pool shares.
+    #[serde(with = "amount_str")]
+    pub value: Amount,
+    /// What one whole vault share (`UNIT` shares) is worth now (`UNIT` while no shares exist).
+    #[serde(with = "amount_str")]
+    pub share_price: Amount,
+    /// Its pool shares, in first-allocation order.
+    pub allocations: Vec<EconAllocation>,
+}
+
+/// `econ_worker` answer: what the chain knows of one worker's compute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EconWorkerInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The worker id, hex.
+    pub worker: String,
+    /// Its pool, benchmark (`initial_score`), score in use P, session (stake, V, responsive, pending
+    /// challenge, earnings), slashing and heartbeat counts.
+    pub record: umbra_types::economics::WorkerEconRecord,
+    /// Its current share weight `isqrt(V^2 + w P^2)` while computing and responsive (0 otherwise).
+    #[serde(with = "amount_str")]
+    pub share: u128,
+    /// The least stake it may start computing with at its current score.
+    #[serde(with = "amount_str")]
+    pub min_stake: Amount,
+}
+
+/// Which holding `econ_position` asks about: `{"pool": id}` or `{"vault": id}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EconTarget {
+    /// A stake pool.
+    Pool(umbra_types::economics::PoolId),
+    /// A vault.
+    Vault(umbra_types::economics::VaultId),
+}
+
+/// `econ_position` answer: one account's shares of a pool or vault and their value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EconPositionInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The pool or vault.
+    pub target: EconTarget,
+    /// The holder.
+    pub holder: Address,
+    /// Shares held (queued ones included).
+    #[serde(with = "amount_str")]
+    pub shares: u128,
+    /// Shares in queued withdrawals.
+    #[serde(with = "amount_str")]
+    pub queued: u128,
+    /// What the shares are worth now.
+    #[serde(with = "amount_str")]
+    pub value: Amount,
+}
+
+/// `econ_budget` answer: the rewards budget as it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EconBudgetInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The per-block budget the next block pays (after decays, before the reserve bounds it).
+    #[serde(with = "amount_str")]
+    pub budget: Amount,
+    /// The part of it paid to the proposer's owner (`validator_reward_share_bps`).
+    #[serde(with = "amount_str")]
+    pub validator_part: Amount,
+    /// The rest, shared by computing workers.
+    #[serde(with = "amount_str")]
+    pub compute_part: Amount,
+    /// What is left of the rewards reserve.
+    #[serde(with = "amount_str")]
+    pub reserve_left: Amount,
+    /// Every pool's and vault's tokens are held by this account.
+    pub escrow: Address,
+    /// Workers with a session (computing or cooling down), hex.
+    pub sessions: Vec<String>,
+}

@@ -211,6 +211,40 @@ impl Client {
         self.call(methods::TREASURY_INFO, rpc_params![]).await
     }
 
+    /// `econ_pools`: every stake pool with its value and share price (as the node reports them).
+    pub async fn econ_pools(&self) -> Result<Vec<umbra_rpc::EconPoolInfo>, SdkError> {
+        self.call(methods::ECON_POOLS, rpc_params![]).await
+    }
+
+    /// `econ_pool`: one stake pool with its value and share price.
+    pub async fn econ_pool(&self, id: u64) -> Result<umbra_rpc::EconPoolInfo, SdkError> {
+        self.call(methods::ECON_POOL, rpc_params![id]).await
+    }
+
+    /// `econ_vault`: one vault with its value and pool allocations.
+    pub async fn econ_vault(&self, id: u64) -> Result<umbra_rpc::EconVaultInfo, SdkError> {
+        self.call(methods::ECON_VAULT, rpc_params![id]).await
+    }
+
+    /// `econ_worker`: a worker's pool, benchmark, session and heartbeats.
+    pub async fn econ_worker(&self, id: &umbra_types::WorkerId) -> Result<umbra_rpc::EconWorkerInfo, SdkError> {
+        self.call(methods::ECON_WORKER, rpc_params![hex::encode(id)]).await
+    }
+
+    /// `econ_position`: one account's shares of a pool or vault and their value.
+    pub async fn econ_position(
+        &self,
+        target: umbra_rpc::EconTarget,
+        holder: &Address,
+    ) -> Result<umbra_rpc::EconPositionInfo, SdkError> {
+        self.call(methods::ECON_POSITION, rpc_params![target, holder]).await
+    }
+
+    /// `econ_budget`: the current per-block rewards budget and the reserve left.
+    pub async fn econ_budget(&self) -> Result<umbra_rpc::EconBudgetInfo, SdkError> {
+        self.call(methods::ECON_BUDGET, rpc_params![]).await
+    }
+
     /// `state_getValue`, verified: the raw value of `key` (or `None`) proven against a finalized header
     /// of the trusted chain, with that header.
     pub async fn state_value(
