@@ -200,6 +200,8 @@ pub struct Enclave {
     operator: Address,
     interval: u64,
     ready: bool,
+    /// The benchmark score (see [`crate::econ`]).
+    pub(crate) benchmark: u64,
 }
 
 impl std::fmt::Debug for Enclave {
@@ -306,6 +308,7 @@ impl Enclave {
             };
             StateFile { state, outbox: Vec::new(), commitment: None }
         };
+        let benchmark = crate::econ::load_or_measure(platform.as_ref(), dir)?;
         let light = light_from(&file.state)?;
         let probe = (light.clone(), file.state.height, file.state.last_hash);
         let enclave = Enclave {
@@ -319,6 +322,7 @@ impl Enclave {
             operator: config.operator,
             interval: config.commitment_interval,
             ready: false,
+            benchmark,
         };
         if !state_path.exists() {
             enclave.save(&enclave.file)?;
@@ -679,6 +683,9 @@ impl Enclave {
         };
         match &message.body {
             MessageBody::Registered { worker, expires_at, .. } if for_me(worker) => {
+                if !st.registered {
+                    out.push(self.next_worker_egress(st, crate::econ::benchmark(self.benchmark)));
+                }
                 st.registered = true;
                 st.revoked = None;
                 st.expires_at = *expires_at;
@@ -817,6 +824,10 @@ impl Enclave {
                 } else {
                     info!(target: "worker.enclave", height, key_epoch, ?retired, erased = ?old, "key epoch activated: erased every secret of older epochs");
                 }
+            }
+            MessageBody::HeartbeatChallenge { worker, challenge, deadline } if for_me(worker) => {
+                out.push(self.next_worker_egress(st, crate::econ::heartbeat(self.benchmark, *challenge)));
+                debug!(target: "worker.enclave", height, deadline, "answered a heartbeat challenge");
             }
             // Messages about another worker on this worker's topic (already logged).
             _ => {}

@@ -195,7 +195,10 @@ fn a_correct_batch_applies_and_registration_is_recorded() {
     let mut e = worker(&chain, dir.path(), 0);
     chain.push(vec![registered(e.id())]);
     chain.push(vec![]);
-    assert!(apply(&chain, &mut e, 2).is_empty());
+    let score = e.benchmark_score();
+    let out = apply(&chain, &mut e, 2);
+    assert_eq!(out.len(), 1, "registration reports the benchmark, nothing else");
+    assert_eq!(out[0].egress.payload, EgressPayload::Benchmark { score });
     assert_eq!(e.height(), 2);
     assert!(e.is_registered());
 }
@@ -380,7 +383,7 @@ fn first_gatekeeper() -> Keyed {
         registered(g1.id()),
         (Topic::Worker(g1.id()), MessageBody::GatekeeperAppointed { worker: g1.id(), generate: true }),
     ]);
-    let out = apply(&chain, &mut g1, chain.height());
+    let out = without_benchmark(apply(&chain, &mut g1, chain.height()));
     assert_eq!(out.len(), 1);
     let EgressPayload::MasterKey { key_epoch: 1, master_public, gatekeeper_key, .. } = out[0].egress.payload.clone()
     else {
@@ -392,9 +395,14 @@ fn first_gatekeeper() -> Keyed {
     Keyed { chain, g1, master_public, gatekeeper_key, _dirs: vec![d1] }
 }
 
-/// Brings `w` (registered in the same block) up to the chain's height.
+/// `out` without the benchmark report every newly registered worker sends.
+fn without_benchmark(out: Vec<SignedEgress>) -> Vec<SignedEgress> {
+    out.into_iter().filter(|e| !matches!(e.egress.payload, EgressPayload::Benchmark { .. })).collect()
+}
+
+/// Brings `w` (registered in the same block) up to the chain's height; its egress but the benchmark.
 fn catch_up(k: &Keyed, w: &mut Enclave) -> Vec<SignedEgress> {
-    apply(&k.chain, w, k.chain.height())
+    without_benchmark(apply(&k.chain, w, k.chain.height()))
 }
 
 fn master_share_of(out: &[SignedEgress]) -> KeyShare {
@@ -674,4 +682,59 @@ fn registration_binds_the_keys_the_chain_and_the_operator() {
 
 fn ed25519_public_of_seed(seed: [u8; 32]) -> [u8; 32] {
     umbra_crypto::Keypair::from_seed(seed).address().0
+}
+
+#[test]
+fn the_benchmark_is_measured_once_sealed_and_reported_on_registration_only() {
+    assert_eq!(crate::econ::score_of(64, 1_000_000), 64, "64 MiB in a second");
+    assert_eq!(crate::econ::score_of(64, 0), 64_000_000, "no time measured counts as a microsecond");
+    assert_eq!(crate::econ::score_of(1, u128::MAX), 1, "at least 1");
+    assert_eq!(crate::econ::run_workload(2), crate::econ::run_workload(2), "the workload is fixed");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut chain = Chain::new();
+    let mut e = worker(&chain, dir.path(), 0);
+    let score = e.benchmark_score();
+    assert!(score >= 1);
+    assert!(dir.path().join(crate::econ::BENCH_FILE).exists(), "the score is sealed");
+    chain.push(vec![registered(e.id())]);
+    let out = apply(&chain, &mut e, chain.height());
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].egress.origin, Origin::Worker(e.id()));
+    assert_eq!(out[0].egress.payload, EgressPayload::Benchmark { score });
+    // A renewal while registered sends nothing more.
+    chain.push(vec![registered(e.id())]);
+    assert!(apply(&chain, &mut e, chain.height()).is_empty());
+    // A restart reads the sealed score back instead of measuring again.
+    drop(e);
+    let again = Enclave::open(platform(dir.path()), dir.path(), config(&chain, 0)).expect("reopens");
+    assert_eq!(again.benchmark_score(), score);
+}
+
+#[test]
+fn a_heartbeat_challenge_is_answered_with_the_sealed_score_and_others_are_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut chain = Chain::new();
+    let mut e = worker(&chain, dir.path(), 0);
+    let (id, score) = (e.id(), e.benchmark_score());
+    chain.push(vec![registered(id)]);
+    let first = apply(&chain, &mut e, chain.height());
+    let challenge = Hash([9; 32]);
+    chain.push(vec![
+        (Topic::Worker(id), MessageBody::HeartbeatChallenge { worker: [3; 32], challenge, deadline: 10 }),
+        (Topic::Worker(id), MessageBody::HeartbeatChallenge { worker: id, challenge, deadline: 10 }),
+    ]);
+    let out = apply(&chain, &mut e, chain.height());
+    assert_eq!(out.len(), 1, "only the challenge addressed to this worker is answered: {out:?}");
+    assert_eq!(out[0].egress.payload, EgressPayload::Heartbeat { challenge, score });
+    assert_eq!(out[0].egress.seq, first[0].egress.seq + 1, "the worker's egress sequence continues");
+    umbra_crypto::verify(&Address(id), &out[0].egress.signing_bytes(CHAIN), &out[0].signature)
+        .expect("signed by the worker identity");
+    // Handling is deterministic: a second worker state replaying the same batch signs the same bytes.
+    let copy = tempfile::tempdir().expect("tempdir");
+    for f in ["machine-secret", "worker-keys.sealed", crate::econ::BENCH_FILE] {
+        std::fs::copy(dir.path().join(f), copy.path().join(f)).expect("copies");
+    }
+    let mut twin = worker(&chain, copy.path(), 0);
+    let replay = apply(&chain, &mut twin, chain.height());
+    assert_eq!(encode(&replay[1..].to_vec()), encode(&out));
 }
