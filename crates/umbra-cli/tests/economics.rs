@@ -1,0 +1,188 @@
+//! End-to-end test of compute economics on real processes: an `umbra node` validator on a dev chain with a
+//! rewards reserve, a per-block budget and frequent heartbeats, and one `umbra worker` (dev TEE), driven
+//! through the `umbra` CLI: the operator creates a pool and adds its worker, a delegator contributes, the
+//! worker reports its benchmark, computes and answers heartbeats, and the pool's value grows while the
+//! treasury takes its share.
+
+mod common;
+use common::{free_port, ok, scratch, umbra, wait_until};
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
+
+use umbra_types::UNIT;
+
+/// A validator, the keystore home and one worker, as child processes killed on drop.
+struct Net {
+    dir: PathBuf,
+    rpc: String,
+    children: Vec<Child>,
+}
+
+impl Net {
+    fn start(dir: &Path) -> Net {
+        let (p2p, rpc) = (free_port(), free_port());
+        let home = dir.join("v0");
+        ok(
+            umbra()
+                .args(["node", "init", "--name", "v0"])
+                .args(["--p2p-listen", &format!("127.0.0.1:{p2p}"), "--rpc-listen", &format!("127.0.0.1:{rpc}")])
+                .arg("--dir")
+                .arg(&home)
+                .output()
+                .expect("runs"),
+            "node init",
+        );
+        let mut net = Net { dir: dir.to_path_buf(), rpc: format!("http://127.0.0.1:{rpc}"), children: vec![] };
+        let admin = net.new_key("admin");
+        let op = net.new_key("op0");
+        let alice = net.new_key("alice");
+        ok(
+            umbra()
+                .args(["genesis", "new", "--chain-id", "umbra-econ", "--node"])
+                .arg(&home)
+                .args(["--dev-tee", "--sudo", &admin])
+                .args(["--rewards-reserve", "1000000", "--block-budget", "10"])
+                .args(["--heartbeat-interval", "3", "--heartbeat-window", "8"])
+                .args(["--alloc", &format!("{admin}=1000000")])
+                .args(["--alloc", &format!("{op}=10000")])
+                .args(["--alloc", &format!("{alice}=10000")])
+                .arg("--out")
+                .arg(dir.join("genesis.json"))
+                .output()
+                .expect("runs"),
+            "genesis new",
+        );
+        let log = std::fs::File::create(dir.join("node.log")).expect("log");
+        let node = umbra()
+            .arg("node")
+            .arg("--config")
+            .arg(home.join("node.toml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("node starts");
+        net.children.push(node);
+        wait_until("the node to finalize block 2", Duration::from_secs(60), || {
+            let v: serde_json::Value = serde_json::from_slice(&net.cli(&["status", "--json"]).stdout).ok()?;
+            (v["height"].as_u64()? >= 2).then_some(())
+        });
+        net
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        umbra().args(["--rpc", &self.rpc]).args(args).env("UMBRA_HOME", self.dir.join("home")).output().expect("runs")
+    }
+
+    fn cli_ok(&self, args: &[&str]) -> String {
+        ok(self.cli(args), &format!("umbra {args:?}"))
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.cli_ok(&all)).expect("json output")
+    }
+
+    fn new_key(&self, name: &str) -> String {
+        self.cli_ok(&["keys", "new", name]);
+        self.json(&["keys", "show", name])["address"].as_str().expect("address").to_string()
+    }
+
+    fn start_worker(&mut self) -> String {
+        let data = self.dir.join("worker-0");
+        let log = std::fs::File::create(self.dir.join("worker-0.log")).expect("log");
+        let child = umbra()
+            .args(["worker", "--node", &self.rpc, "--tee", "dev", "--operator", "op0"])
+            .arg("--data")
+            .arg(&data)
+            .env("UMBRA_HOME", self.dir.join("home"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("worker starts");
+        self.children.push(child);
+        wait_until("the worker to write its id", Duration::from_secs(60), || {
+            let s: serde_json::Value = serde_json::from_slice(&std::fs::read(data.join("status.json")).ok()?).ok()?;
+            s["id"].as_str().map(str::to_string)
+        })
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn amount(v: &serde_json::Value) -> u128 {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an amount: {v}"))
+}
+
+#[test]
+fn a_pool_worker_benchmarks_computes_answers_heartbeats_and_the_pool_and_treasury_earn() {
+    let dir = scratch();
+    let mut net = Net::start(dir.path());
+    let id = net.start_worker();
+    wait_until("the worker to register", Duration::from_secs(60), || {
+        net.cli(&["worker-info", &id, "--json"]).status.success().then_some(())
+    });
+
+    // The operator makes a pool with a 10% commission and adds its worker; a delegator contributes.
+    net.cli_ok(&["pool", "create", "--commission-bps", "1000", "--from", "op0"]);
+    net.cli_ok(&["pool", "add-worker", "0", &id, "--from", "op0"]);
+    net.cli_ok(&["pool", "contribute", "0", "2000", "--from", "alice"]);
+    let list = net.json(&["pool", "list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(amount(&list[0]["value"]), 2_000 * UNIT, "{list}");
+    assert_eq!(amount(&list[0]["share_price"]), UNIT, "{list}");
+
+    // The worker measured its benchmark inside the enclave and reported it when it registered.
+    let score = wait_until("the benchmark to be recorded", Duration::from_secs(60), || {
+        let v = net.json(&["pool", "show", "0"]);
+        let s = v["sessions"][0]["record"]["initial_score"].as_u64()?;
+        (s > 0).then_some(s)
+    });
+    let budget = net.json(&["econ", "budget"]);
+    assert_eq!(amount(&budget["budget"]), 10 * UNIT, "{budget}");
+    let treasury_before = amount(&net.json(&["treasury"])["balance"]);
+
+    // The pool owner starts the worker computing with pool stake.
+    net.cli_ok(&["pool", "start", &id, "--stake", "1000", "--from", "op0"]);
+    let shown = net.json(&["pool", "show", "0"]);
+    assert_eq!(amount(&shown["pool"]["locked"]), 1_000 * UNIT, "{shown}");
+    assert_eq!(shown["sessions"][0]["record"]["session"]["state"]["state"], "computing", "{shown}");
+
+    // It answers heartbeats (a challenge about every 3 blocks) and stays responsive while the pool earns.
+    let shown = wait_until("heartbeats answered and rewards kept", Duration::from_secs(120), || {
+        let v = net.json(&["pool", "show", "0", "--holder", "alice"]);
+        let rec = &v["sessions"][0]["record"];
+        (rec["answered"].as_u64()? >= 2 && amount(&v["pool"]["rewards_total"]) > 0).then_some(v)
+    });
+    let rec = &shown["sessions"][0]["record"];
+    assert_eq!(rec["missed"], 0, "no heartbeat missed: {shown}");
+    assert_eq!(rec["session"]["responsive"], true, "{shown}");
+    assert!(rec["score"].as_u64().expect("score") <= score * 12 / 10, "the score stays within the cap: {shown}");
+    let value = amount(&shown["value"]);
+    let kept = amount(&shown["pool"]["rewards_total"]);
+    assert_eq!(value, 2_000 * UNIT + kept, "the pool's value grew by the rewards it kept: {shown}");
+    assert!(amount(&shown["share_price"]) > UNIT, "the share price rose: {shown}");
+    assert!(amount(&shown["position"]["value"]) > 2_000 * UNIT, "the delegator's position grew: {shown}");
+
+    // The treasury got 20% of every payout: at least a quarter of what the pool kept (which is 90% of 80%).
+    let treasury = amount(&net.json(&["treasury"])["balance"]);
+    assert!(treasury - treasury_before >= kept / 4, "treasury {treasury_before} -> {treasury}, pool kept {kept}");
+
+    // The worker's own view over RPC: a share weight, and the human output names the session.
+    let human = net.cli_ok(&["pool", "show", "0"]);
+    assert!(human.contains("responsive") && human.contains(&id), "{human}");
+    let budget = net.json(&["econ", "budget"]);
+    assert_eq!(budget["sessions"], serde_json::json!([id]), "{budget}");
+    assert!(amount(&budget["reserve_left"]) < 1_000_000 * UNIT, "{budget}");
+}
