@@ -2,7 +2,8 @@
 //! rewards reserve, a per-block budget and frequent heartbeats, and one `umbra worker` (dev TEE), driven
 //! through the `umbra` CLI: the operator creates a pool and adds its worker, a delegator contributes, the
 //! worker reports its benchmark, computes and answers heartbeats, and the pool's value grows while the
-//! treasury takes its share.
+//! treasury takes its share; then a vault allocates to the pool and takes some back, the delegator
+//! withdraws, and the owner stops the worker.
 
 mod common;
 use common::{free_port, ok, scratch, umbra, wait_until};
@@ -185,4 +186,42 @@ fn a_pool_worker_benchmarks_computes_answers_heartbeats_and_the_pool_and_treasur
     let budget = net.json(&["econ", "budget"]);
     assert_eq!(budget["sessions"], serde_json::json!([id]), "{budget}");
     assert!(amount(&budget["reserve_left"]) < 1_000_000 * UNIT, "{budget}");
+
+    // A vault: alice funds it and, as its owner, puts part of it into the pool, then takes some back.
+    net.cli_ok(&["vault", "create", "--from", "alice"]);
+    net.cli_ok(&["vault", "contribute", "0", "500", "--from", "alice"]);
+    net.cli_ok(&["vault", "allocate", "0", "0", "300", "--from", "alice"]);
+    let v = net.json(&["vault", "show", "0", "--holder", "alice"]);
+    assert_eq!(amount(&v["vault"]["free"]), 200 * UNIT, "{v}");
+    assert_eq!(v["allocations"][0]["pool"], 0, "{v}");
+    let allocated = amount(&v["allocations"][0]["value"]);
+    // Bought at the share price (rounding down), then earning with the pool.
+    assert!(allocated + UNIT > 300 * UNIT && allocated < 330 * UNIT, "{v}");
+    assert_eq!(amount(&v["position"]["shares"]), 500 * UNIT, "{v}");
+    let pool_shares = amount(&v["allocations"][0]["shares"]);
+    net.cli_ok(&[
+        "vault",
+        "allocate",
+        "0",
+        "0",
+        &format!("{}", pool_shares / 2 / UNIT),
+        "--deallocate",
+        "--from",
+        "alice",
+    ]);
+    net.cli_ok(&["vault", "withdraw", "0", "100", "--from", "alice"]);
+    let v = net.json(&["vault", "show", "0", "--holder", "alice"]);
+    assert_eq!(amount(&v["position"]["shares"]), 400 * UNIT, "{v}");
+    assert!(amount(&v["allocations"][0]["shares"]) < pool_shares, "{v}");
+
+    // Alice withdraws pool shares (paid at once from free tokens); the owner stops the worker.
+    net.cli_ok(&["pool", "withdraw", "0", "--shares", "100", "--from", "alice"]);
+    let p = net.json(&["pool", "show", "0", "--holder", "alice"]);
+    assert_eq!(amount(&p["position"]["shares"]), 1_900 * UNIT, "{p}");
+    assert!(p["pool"]["queue"].as_array().is_some_and(Vec::is_empty), "{p}");
+    net.cli_ok(&["pool", "stop", &id, "--from", "op0"]);
+    let p = net.json(&["pool", "show", "0"]);
+    assert_eq!(p["sessions"][0]["record"]["session"]["state"]["state"], "cooling_down", "{p}");
+    let list = net.cli_ok(&["pool", "list"]);
+    assert!(list.contains("pool 0"), "{list}");
 }
