@@ -9,6 +9,7 @@ mod address;
 mod amount;
 mod block;
 mod codec;
+pub mod contracts;
 mod genesis;
 pub mod governance;
 mod hash;
