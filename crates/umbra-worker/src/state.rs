@@ -95,6 +95,8 @@ pub(crate) struct WorkerState {
     pub(crate) clusters: BTreeMap<(KeyEpoch, ClusterId), HeldKey>,
     /// The next sequence number of `Origin::Worker(self)`.
     pub(crate) egress_seq: u64,
+    /// The contracts of this worker's cluster and their storage.
+    pub(crate) contracts: crate::contracts::ContractsState,
 }
 
 impl WorkerState {
