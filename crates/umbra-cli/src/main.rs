@@ -76,6 +76,8 @@ enum Command {
     Gov(cmds::gov::GovArgs),
     /// The treasury's balance and the payments governance made from it.
     Treasury,
+    /// Confidential contracts: upload, instantiate, call (sealed), query (through a worker), info.
+    Contract(cmds::contract::ContractArgs),
 }
 
 /// The global options every client command sees.
@@ -115,6 +117,7 @@ fn main() -> ExitCode {
         Command::Registry(args) => cmds::registry::registry(&ctx, args),
         Command::Gov(args) => cmds::gov::run(&ctx, args),
         Command::Treasury => cmds::gov::treasury(&ctx),
+        Command::Contract(args) => cmds::contract::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
