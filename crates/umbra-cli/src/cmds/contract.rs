@@ -70,6 +70,10 @@ enum ContractCmd {
         /// Wait until the cluster reported the command, and print its result.
         #[arg(long)]
         wait: bool,
+        /// Seal to this key epoch instead of the newest one the contract has (the chain refuses an epoch
+        /// without published keys).
+        #[arg(long)]
+        key_epoch: Option<u64>,
     },
     /// Query a contract through a worker: sealed to the worker's attested key, answered sealed and signed.
     Query {
@@ -102,8 +106,8 @@ pub(crate) fn run(ctx: &Ctx, args: ContractArgs) -> Result<()> {
             ContractCmd::Instantiate { code_hash, cluster, salt, args: init } => {
                 instantiate(ctx, args.from, code_hash, cluster, salt, init).await
             }
-            ContractCmd::Call { id, method, args: a, gas, wait } => {
-                call(ctx, args.from, id, method, a, gas, wait).await
+            ContractCmd::Call { id, method, args: a, gas, wait, key_epoch } => {
+                call(ctx, args.from, id, method, a, gas, wait, key_epoch).await
             }
             ContractCmd::Query { id, method, args: a, worker, signed } => {
                 query(ctx, args.from, id, method, a, worker, signed).await
@@ -166,6 +170,7 @@ async fn instantiate(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn call(
     ctx: &Ctx,
     from: Option<String>,
@@ -174,11 +179,19 @@ async fn call(
     args: String,
     gas: u64,
     wait: bool,
+    force_epoch: Option<u64>,
 ) -> Result<()> {
     let key = signer(ctx, from.as_deref())?;
     let client = ctx.client()?;
     let chain = client.chain_info().await?;
     let record = client.contract(&id.0).await?.with_context(|| format!("no contract {id}"))?;
+    let mut record = record;
+    if let Some(e) = force_epoch {
+        // Seal with the newest key but name another epoch: what a client with a stale view would send.
+        if let Some(last) = record.keys.last_mut() {
+            last.0 = e;
+        }
+    }
     let (sealed, key_epoch) =
         umbra_sdk::seal_command(&chain.chain_id, &record, &key.address(), &method, &json_args(&args)?)?;
     let seq_hint = record.commands;
