@@ -1,7 +1,8 @@
 //! End-to-end test of confidential contracts on real processes: an `umbra node` validator, a gatekeeper and two
 //! cluster workers (dev TEE) serving queries, driven through `umbra contract ...`: upload, instantiate, sealed
 //! commands run by both workers to one report each, a sealed and signed query, a contract that loops forever,
-//! and refusals of bad input (wrong key epoch, oversized code, tampered query).
+//! refusals of bad input (wrong key epoch, oversized code, tampered query), and a worker that joins the cluster
+//! later replaying its history to the same state root.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -223,9 +224,15 @@ export function spin() { for (;;) {} }
 #[test]
 fn a_js_counter_runs_sealed_commands_on_two_workers_and_answers_a_sealed_signed_query() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = if std::env::var_os("UMBRA_KEEP_TEST_DIRS").is_some() { tmp.keep() } else { tmp.path().to_path_buf() };
-    let net = Net::start(&dir, 3);
-    let ids: Vec<String> = (0..3).map(|i| net.worker_id(i)).collect();
+    let dir = if std::env::var_os("UMBRA_KEEP_TEST_DIRS").is_some() {
+        let kept = tmp.keep();
+        eprintln!("test directory kept: {}", kept.display());
+        kept
+    } else {
+        tmp.path().to_path_buf()
+    };
+    let net = Net::start(&dir, 4);
+    let ids: Vec<String> = (0..4).map(|i| net.worker_id(i)).collect();
     net.cli_ok(&["gk", "appoint", &ids[0], "--from", "admin"]);
     net.wait_key_epoch(&ids[0], 1);
     net.cli_ok(&["cluster", "create", "1", "--from", "admin"]);
@@ -296,6 +303,10 @@ fn a_js_counter_runs_sealed_commands_on_two_workers_and_answers_a_sealed_signed_
     let out = net.cli_ok(&["contract", "call", &id, "spin", "--gas", "5000000", "--from", "admin", "--wait"]);
     assert!(out.contains("out of gas"), "{out}");
     net.cli_ok(&["contract", "call", &id, "increment", "--from", "admin", "--wait"]);
+    // The chain has the first report; wait for worker 2 to have run the command too before asking it.
+    wait_until("worker 2 to run five commands", Duration::from_secs(30), || {
+        (net.status(2)?["contracts"][id.trim_start_matches("0x")]["commands"] == 5).then_some(())
+    });
     assert_eq!(net.query(2, &id, "get")["output"], 4);
 
     // Bad input: a command sealed to an epoch without keys, a tampered query envelope.
@@ -309,4 +320,15 @@ fn a_js_counter_runs_sealed_commands_on_two_workers_and_answers_a_sealed_signed_
     let mut answer = String::new();
     s.read_to_string(&mut answer).expect("reads");
     assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("does not open"), "{answer}");
+
+    // A worker joining the cluster later replays its history and ends with the same root.
+    let root = net.info(&id)["contract"]["state_root"].as_str().expect("root").to_string();
+    net.cli_ok(&["cluster", "assign", &ids[3], "1", "--from", "admin"]);
+    net.wait_key_epoch(&ids[3], 1);
+    wait_until("the late worker to replay the cluster's commands", Duration::from_secs(60), || {
+        let s = net.status(3)?;
+        let c = &s["contracts"][id.trim_start_matches("0x")];
+        (c["commands"] == 5 && c["state_root"] == root.as_str()).then_some(())
+    });
+    assert_eq!(net.query(3, &id, "get")["output"], 4);
 }

@@ -223,3 +223,61 @@ fn a_sealed_query_returns_the_count_signed_by_the_worker_and_a_tampered_one_is_r
     let plain = open_envelope(&reply_secret, LABEL_QUERY_ANSWER, &request_hash.0, &again.sealed).expect("opens");
     assert_eq!(decode::<QueryAnswer>(&plain, 1 << 20).expect("decodes").result, Ok(b"2".to_vec()));
 }
+
+#[test]
+fn a_member_joining_later_replays_the_clusters_history_to_the_same_root_and_a_gap_is_refused() {
+    let (mut k, mut w2) = cluster();
+    let public = instantiate(&mut k, &mut w2);
+    let sender = Address([4; 32]);
+    let mut last = Hash::ZERO;
+    for seq in 0..3 {
+        let sealed = seal_command(&public, 1, &sender, "increment");
+        let (a, _) = both(&mut k, &mut w2, command(seq, sender, sealed, 50_000_000));
+        last = report(&a).1;
+    }
+    // w3 joins: assigned, then handed the cluster key by the gatekeeper (g1).
+    let d3 = tempfile::tempdir().expect("tempdir");
+    let mut w3 = worker(&k.chain, d3.path(), 0);
+    let (id3, x3) = (w3.id(), w3.x25519_public());
+    k.chain.push(vec![
+        registered(id3),
+        (Topic::Worker(id3), MessageBody::AssignedToCluster { worker: id3, cluster: CLUSTER }),
+        (
+            Topic::Gatekeepers,
+            MessageBody::ClusterKeyRequest { cluster: CLUSTER, key_epoch: 1, members: vec![(id3, x3)] },
+        ),
+    ]);
+    let out = apply(&k.chain, &mut k.g1, k.chain.height());
+    apply(&k.chain, &mut w3, k.chain.height());
+    assert_eq!(w3.replay_request(), None, "the replay waits for the cluster key");
+    let EgressPayload::ClusterKeys { keys, .. } = &out[0].egress.payload else { panic!("cluster keys: {out:?}") };
+    let body =
+        MessageBody::ClusterKey { cluster: CLUSTER, key_epoch: 1, public: keys.public, share: keys.shares[0].clone() };
+    k.chain.push(vec![(Topic::Worker(id3), body)]);
+    apply(&k.chain, &mut w3, k.chain.height());
+    let (topic, upto) = w3.replay_request().expect("the joined cluster's topic waits for a replay");
+    assert_eq!((topic, upto), (Topic::Cluster(CLUSTER), k.chain.height()));
+    // A history with a message left out is refused and changes nothing.
+    let mut gappy = k.chain.sync(1, upto, &[topic]);
+    let with = gappy
+        .blocks
+        .iter()
+        .position(|b| {
+            b.messages.len() == 1 && matches!(b.messages[0].message.body, MessageBody::ContractCommand { seq: 1, .. })
+        })
+        .expect("command 1");
+    gappy.blocks[with].messages.clear();
+    assert!(w3.replay(topic, &[gappy]).is_err());
+    assert!(w3.replay_request().is_some());
+    assert_eq!(w3.replay(topic, &[k.chain.sync(1, upto, &[topic])]).expect("replays"), 4);
+    assert_eq!(w3.replay_request(), None);
+    let id = hex::encode(ID);
+    assert_eq!(w3.status().contracts[&id].state_root, last, "the same root as the members that ran it live");
+    assert_eq!(w3.status().contracts[&id].commands, 3);
+    // It then follows the topic live like the others.
+    let sealed = seal_command(&public, 1, &sender, "increment");
+    k.chain.push(vec![(Topic::Cluster(CLUSTER), command(3, sender, sealed, 50_000_000))]);
+    let a = apply(&k.chain, &mut w2, k.chain.height());
+    let c = apply(&k.chain, &mut w3, k.chain.height());
+    assert_eq!(a, c, "the late member's report is byte-identical");
+}

@@ -414,6 +414,104 @@ impl Enclave {
         Ok(Registration { identity, x25519, quote })
     }
 
+    /// A topic whose history must be replayed before it is followed, with the height to replay up to (the
+    /// applied height): the host fetches `worker_sync` of that topic from block 1 to it and calls
+    /// [`Enclave::replay`].
+    /// Waits until the cluster key of the current epoch is held (contracts cannot run without it).
+    pub fn replay_request(&self) -> Option<(Topic, u64)> {
+        let st = &self.file.state;
+        st.topics
+            .iter()
+            .find(|(t, c)| {
+                **c == TopicCursor::Replay
+                    && matches!(t, Topic::Cluster(id) if st.clusters.contains_key(&(st.key_epoch, *id)))
+            })
+            .map(|(t, _)| (*t, st.height))
+    }
+
+    /// Replays the history of `topic` (a cluster just joined): `batches` must hold blocks 1 to the applied
+    /// height in order with that topic's messages. Every header is verified as an ancestor of the trusted tip,
+    /// every message by its proof, and the topic's numbering from 0 without gaps; then the messages are
+    /// handled in order (rebuilding the cluster's contracts) with their egress discarded (the chain has
+    /// consumed those sequences already), and the topic is followed from the next number. A message withheld
+    /// at the end shows later as a gap or at a tail proof.
+    pub fn replay(&mut self, topic: Topic, batches: &[SyncResponse]) -> Result<usize, Rejection> {
+        let height = self.file.state.height;
+        if self.file.state.topics.get(&topic) != Some(&TopicCursor::Replay) {
+            return Err(Rejection::Malformed {
+                what: "replay",
+                reason: format!("{topic:?} is not waiting for a replay"),
+            });
+        }
+        let blocks: Vec<&umbra_rpc::SyncBlock> = batches.iter().flat_map(|b| b.blocks.iter()).collect();
+        for (i, b) in blocks.iter().enumerate() {
+            if b.header.height != i as u64 + 1 {
+                return Err(Rejection::NotConsecutive { index: i, expected: i as u64 + 1, got: b.header.height });
+            }
+        }
+        if blocks.len() as u64 != height {
+            return Err(Rejection::Malformed {
+                what: "replay",
+                reason: format!("{} blocks for a replay up to height {height}", blocks.len()),
+            });
+        }
+        let tip = self.light.tip().cloned().filter(|t| t.height() == height).ok_or(Rejection::Malformed {
+            what: "replay",
+            reason: "the trusted tip is not the applied block".into(),
+        })?;
+        let mut verified = Vec::with_capacity(blocks.len());
+        let mut child = tip.clone();
+        for b in blocks.iter().rev() {
+            let v = if b.header.height == height {
+                if b.header.hash() != tip.hash() {
+                    return Err(Rejection::NotLinked { height, named: b.header.hash(), expected: tip.hash() });
+                }
+                tip.clone()
+            } else {
+                self.light.verify_ancestor(&child, &b.header).map_err(|_| Rejection::NotLinked {
+                    height: child.height(),
+                    named: child.header().parent,
+                    expected: b.header.hash(),
+                })?
+            };
+            child = v.clone();
+            verified.push(v);
+        }
+        verified.reverse();
+        let mut next = 0u64;
+        let mut messages = Vec::new();
+        for (b, v) in blocks.iter().zip(&verified) {
+            for pm in &b.messages {
+                let m = &pm.message;
+                self.light.verify_message(v, &m.leaf_hash(), &pm.proof).map_err(|_| Rejection::MessageProof {
+                    height: v.height(),
+                    topic: m.topic,
+                    seq: m.topic_seq,
+                })?;
+                if m.topic != topic {
+                    return Err(Rejection::UnexpectedTopic { height: v.height(), topic: m.topic });
+                }
+                if m.topic_seq != next {
+                    return Err(Rejection::Dropped { topic, expected: next, got: m.topic_seq, height: v.height() });
+                }
+                next += 1;
+                messages.push((v.height(), m.clone()));
+            }
+        }
+        let mut file = self.file.clone();
+        let mut discarded = Vec::new();
+        for (h, m) in &messages {
+            self.handle(&mut file.state, *h, m, &mut discarded);
+        }
+        // Egress of the worker's own origin (incidents) keeps its place in the sequence.
+        file.outbox.extend(discarded.into_iter().filter(|e| e.egress.origin == Origin::Worker(self.id())));
+        file.state.topics.insert(topic, TopicCursor::Next(next));
+        self.save(&file).map_err(|e| Rejection::Persist(e.to_string()))?;
+        self.file = file;
+        info!(target: "worker.enclave", ?topic, messages = next, height, "replayed the topic's history");
+        Ok(messages.len())
+    }
+
     /// Test only: follow `topic` from `next` (what a tail proof would set for a joined cluster).
     #[cfg(test)]
     pub(crate) fn follow_topic(&mut self, topic: Topic, next: u64) {
@@ -567,7 +665,7 @@ impl Enclave {
             .iter()
             .filter_map(|(t, c)| match c {
                 TopicCursor::Next(n) => Some((*t, *n)),
-                TopicCursor::Unknown => None,
+                TopicCursor::Unknown | TopicCursor::Replay => None,
             })
             .collect();
         let messages = verify_messages(&chain.light, &chain, batch, &mut expected)?;
@@ -774,7 +872,8 @@ impl Enclave {
             }
             MessageBody::AssignedToCluster { worker, cluster } if for_me(worker) => {
                 st.cluster = Some(*cluster);
-                st.topics.entry(Topic::Cluster(*cluster)).or_insert(TopicCursor::Unknown);
+                // Replay the cluster's history (its contracts and commands) before following it.
+                st.topics.entry(Topic::Cluster(*cluster)).or_insert(TopicCursor::Replay);
                 info!(target: "worker.enclave", height, cluster, "assigned to a cluster");
             }
             MessageBody::ShareMaster { worker, x25519, key_epoch } => {

@@ -343,6 +343,9 @@ impl Host {
 
     /// One round: fetch, verify and apply a batch, carry its egress. `Ok(false)` when at the head.
     async fn step(&mut self) -> Result<bool, String> {
+        if let Some((topic, upto)) = self.enclave.replay_request() {
+            self.replay(topic, upto).await?;
+        }
         let height = self.enclave.height();
         let batch = self.config.batch_blocks.clamp(1, umbra_rpc::MAX_SYNC_BLOCKS);
         // Near the head, prove every topic's counter first and sync exactly up to that block, so the
@@ -387,6 +390,39 @@ impl Host {
             self.carry(e).await;
         }
         Ok(true)
+    }
+
+    /// Fetches `topic`'s history from block 1 to `upto` and hands it to the enclave to replay.
+    async fn replay(&mut self, topic: Topic, upto: u64) -> Result<(), String> {
+        info!(target: "worker.host", ?topic, upto, "replaying a joined cluster's history");
+        let mut batches = Vec::new();
+        let mut from = 1;
+        while from <= upto {
+            let max =
+                u32::try_from(upto - from + 1).unwrap_or(umbra_rpc::MAX_SYNC_BLOCKS).min(umbra_rpc::MAX_SYNC_BLOCKS);
+            let mut resp = self.rpc.sync(from, max, vec![topic]).await.map_err(|e| e.to_string())?;
+            resp.blocks.retain(|b| b.header.height <= upto);
+            let Some(last) = resp.blocks.last().map(|b| b.header.height) else {
+                return Err(format!("the node returned no blocks from {from} while replaying {topic:?}"));
+            };
+            from = last + 1;
+            batches.push(resp);
+        }
+        match self.enclave.replay(topic, &batches) {
+            Ok(n) => {
+                info!(target: "worker.host", ?topic, messages = n, "replay applied");
+                if let Some(q) = &self.queries {
+                    q.update(self.enclave.query_view());
+                }
+                Ok(())
+            }
+            Err(r) => {
+                self.rejected_batches += 1;
+                let reason = format!("replay of {topic:?} rejected: {r}");
+                self.last_rejection = Some(reason.clone());
+                Err(reason)
+            }
+        }
     }
 
     /// `TopicNext` proofs of every followed topic, all at the same block (retried once if the head moved).

@@ -106,7 +106,7 @@ impl Chain {
     }
 
     /// `worker_sync` from `from` to `to` with the messages of `topics`.
-    fn sync(&self, from: u64, to: u64, topics: &[Topic]) -> SyncResponse {
+    pub(crate) fn sync(&self, from: u64, to: u64, topics: &[Topic]) -> SyncResponse {
         let mut blocks = Vec::new();
         for h in from..=to {
             let (header, messages) = &self.blocks[h as usize];
