@@ -308,7 +308,11 @@ pub(crate) fn run_query(
         args: args.to_vec(),
         caller: caller.map(|a| a.0),
         height,
-        time_ms: 0,
+        // Queries are not replicated: they see the wall clock (and fresh randomness).
+        time_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
         seed: rand::random(),
         budget,
         depth: 0,
