@@ -422,6 +422,7 @@ fn start_workers(layout: &Layout, workers: usize, node: &str, log: &Path) -> Res
             batch_blocks: umbra_worker::host::DEFAULT_BATCH_BLOCKS,
             poll: Duration::from_millis(300),
             dev_measurement: umbra_worker::dev_measurement(),
+            query_listen: None,
         };
         let name = format!("worker-{i}");
         let log = log.to_path_buf();

@@ -82,6 +82,8 @@ enum Command {
     Vault(cmds::econ::VaultArgs),
     /// Compute economics: the rewards budget.
     Econ(cmds::econ::EconArgs),
+    /// Confidential contracts: upload, instantiate, call (sealed), query (through a worker), info.
+    Contract(cmds::contract::ContractArgs),
 }
 
 /// The global options every client command sees.
@@ -124,6 +126,7 @@ fn main() -> ExitCode {
         Command::Pool(args) => cmds::econ::pool(&ctx, args),
         Command::Vault(args) => cmds::econ::vault(&ctx, args),
         Command::Econ(args) => cmds::econ::econ(&ctx, args),
+        Command::Contract(args) => cmds::contract::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -121,7 +121,6 @@ impl Net {
         self.worker = Some(child);
     }
 
-
     fn worker_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("worker.log")).unwrap_or_default()
     }

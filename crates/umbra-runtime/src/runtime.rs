@@ -1,4 +1,5 @@
 use crate::modules::balances::Balances;
+use crate::modules::contracts::{self, Contracts};
 use crate::modules::economics::{self, Economics};
 use crate::modules::governance::{self, Governance};
 use crate::modules::mq;
@@ -94,6 +95,7 @@ pub struct Runtime {
     balances: Balances,
     staking: Staking,
     registry: Registry,
+    contracts: Contracts,
     governance: Governance,
     economics: Economics,
     /// Checks equivocation evidence; part of the consensus rules, so every node must use the same.
@@ -107,6 +109,7 @@ impl Default for Runtime {
             balances: Balances,
             staking: Staking,
             registry: Registry,
+            contracts: Contracts,
             governance: Governance,
             economics: Economics,
             verifier: Box::new(RejectAllEvidence),
@@ -437,6 +440,42 @@ impl Runtime {
     pub fn econ_escrow(&self) -> Address {
         self.economics.escrow_address()
     }
+    /// Uploaded code's record, if stored.
+    pub async fn contract_code<S: StateRead>(
+        &self,
+        state: &S,
+        hash: &Hash,
+    ) -> Result<Option<umbra_types::contracts::CodeRecord>, RuntimeError> {
+        self.contracts.code(&Overlay::new(state), hash).await
+    }
+
+    /// A contract's record, if instantiated.
+    pub async fn contract<S: StateRead>(
+        &self,
+        state: &S,
+        id: &umbra_types::contracts::ContractId,
+    ) -> Result<Option<umbra_types::contracts::ContractRecord>, RuntimeError> {
+        self.contracts.contract(&Overlay::new(state), id).await
+    }
+
+    /// A contract's `seq`-th command, if ordered.
+    pub async fn contract_command<S: StateRead>(
+        &self,
+        state: &S,
+        id: &umbra_types::contracts::ContractId,
+        seq: u64,
+    ) -> Result<Option<umbra_types::contracts::CommandRecord>, RuntimeError> {
+        self.contracts.command(&Overlay::new(state), id, seq).await
+    }
+
+    /// A contract's state-root incidents (the latest 64).
+    pub async fn contract_incidents<S: StateRead>(
+        &self,
+        state: &S,
+        id: &umbra_types::contracts::ContractId,
+    ) -> Result<Vec<umbra_types::contracts::Incident>, RuntimeError> {
+        self.contracts.incidents(&Overlay::new(state), id).await
+    }
 
     /// The next egress sequence number the chain accepts from `origin`.
     pub async fn egress_next<S: StateRead>(&self, state: &S, origin: &Origin) -> Result<u64, RuntimeError> {
@@ -555,6 +594,7 @@ impl Runtime {
         let (signer, params, bal, st) = (&stx.tx.signer, ctx.params, &self.balances, &self.staking);
         let (gov, deps) = (&self.governance, governance::Deps { bal, staking: st });
         let econ = &self.economics;
+        let ccx = contracts::Ctx { height: env.height, timestamp_ms: env.timestamp_ms, params };
         let result = match &stx.tx.call {
             Call::Transfer { to, amount } => bal.transfer(s, signer, to, *amount).await?,
             Call::Bond { validator_key, amount } => st.bond(s, bal, params, signer, validator_key, *amount).await?,
@@ -577,6 +617,10 @@ impl Runtime {
             Call::UpdateCollateral { collateral } => reg.update_collateral(params, s, collateral).await?,
             Call::Egress { message } if economics::is_economics_payload(&message.egress.payload) => {
                 econ.egress(env, s, reg, params, &message.egress).await?
+            }
+            Call::Egress { message } if Contracts::handles(&message.egress.payload) => {
+                let e = &message.egress;
+                self.contracts.egress(&ccx, s, bal, &e.origin, e.seq, &e.payload).await?
             }
             Call::Egress { message } => reg.egress(&cx, s, &message.egress).await?,
             Call::Admin { call } => reg.admin(&cx, s, signer, call).await?,
@@ -616,6 +660,13 @@ impl Runtime {
             Call::ReportEquivocation { first, second } => {
                 let deps = economics::Deps { bal, reg };
                 econ.report_equivocation(&cx, s, &deps, first, second).await?
+            }
+            Call::UploadCode { kind, code } => self.contracts.upload(&ccx, s, signer, *kind, code).await?,
+            Call::Instantiate { code_hash, cluster, salt, args } => {
+                self.contracts.instantiate(&ccx, s, signer, code_hash, *cluster, salt, args).await?
+            }
+            Call::ContractCommand { contract, key_epoch, gas_limit, sealed } => {
+                self.contracts.command_call(&ccx, s, bal, signer, contract, *key_epoch, *gas_limit, sealed).await?
             }
         };
         match result {

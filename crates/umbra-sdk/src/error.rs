@@ -131,6 +131,9 @@ pub enum SdkError {
     /// A transfer that would certainly fail on chain (and still cost its fee).
     #[error("invalid transfer: {0}")]
     InvalidTransfer(String),
+    /// A contract call or query could not be made or its answer does not check out.
+    #[error("contract: {0}")]
+    Contract(String),
 }
 
 impl From<RpcError> for SdkError {

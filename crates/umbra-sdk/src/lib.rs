@@ -22,6 +22,7 @@
 
 mod account;
 mod client;
+mod contracts;
 mod error;
 mod keystore;
 mod transfer;
@@ -29,6 +30,7 @@ mod trust;
 
 pub use account::{VerifiedAccount, verify_account};
 pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, HeadSubscription, VerifiedBlock};
+pub use contracts::{VerifiedQuery, WorkerInfo, query, seal_command, worker_info};
 pub use error::SdkError;
 pub use keystore::{HOME_ENV, KeyInfo, Keystore, KeystoreError, umbra_home, validate_name};
 pub use transfer::{build_transfer, min_fee, transfer};

@@ -145,7 +145,10 @@ impl FeeParams {
             | crate::Call::Delegate { .. }
             | crate::Call::Undelegate
             | crate::Call::UnlockVotes
-            | crate::Call::FastTrack { .. } => 0,
+            | crate::Call::FastTrack { .. }
+            | crate::Call::UploadCode { .. }
+            | crate::Call::Instantiate { .. }
+            | crate::Call::ContractCommand { .. } => 0,
             // Economics calls pay the base and size fee only.
             _ => 0,
         };
@@ -185,6 +188,9 @@ pub struct Params {
     /// [`crate::EconomicsParams::default`]).
     #[serde(default)]
     pub economics: crate::EconomicsParams,
+    /// Contracts: code size, command size, gas (absent: [`crate::contracts::ContractParams::default`]).
+    #[serde(default)]
+    pub contracts: crate::contracts::ContractParams,
 }
 
 /// The rewards budget: a reserve set aside at genesis (part of the maximum supply that is not
@@ -264,6 +270,7 @@ impl Default for Params {
             registry: crate::registry::RegistryParams::default(),
             governance: crate::GovernanceParams::default(),
             economics: crate::EconomicsParams::default(),
+            contracts: crate::contracts::ContractParams::default(),
         }
     }
 }
@@ -302,6 +309,10 @@ impl Params {
         let r = &p.registry;
         if r.attestation_validity_blocks == 0 || r.commitment_interval_blocks == 0 || r.max_block_messages == 0 {
             return bad("params.registry intervals and limits must be positive".into());
+        }
+        let c = &p.contracts;
+        if c.max_code_bytes == 0 || c.max_command_bytes == 0 || c.max_gas_per_command == 0 {
+            return bad("params.contracts sizes and max_gas_per_command must be positive".into());
         }
         if let Err(e) = p.governance.check() {
             return bad(e);

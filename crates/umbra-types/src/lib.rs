@@ -9,6 +9,7 @@ mod address;
 mod amount;
 mod block;
 mod codec;
+pub mod contracts;
 pub mod economics;
 mod genesis;
 pub mod governance;

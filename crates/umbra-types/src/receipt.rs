@@ -291,6 +291,26 @@ pub enum TxError {
         /// Why.
         reason: String,
     },
+    /// Contract code above the chain's limit.
+    #[error("contract code of {size} bytes exceeds the limit of {max} bytes")]
+    CodeTooLarge {
+        /// The code's size.
+        size: u64,
+        /// The limit (`params.contracts.max_code_bytes`).
+        max: u64,
+    },
+    /// No code is stored under this hash.
+    #[error("no contract code is stored under this hash")]
+    UnknownCode,
+    /// No contract has this id.
+    #[error("no contract has this id")]
+    UnknownContract,
+    /// A contract call whose precondition does not hold (named in the reason).
+    #[error("{reason}")]
+    ContractPrecondition {
+        /// What does not hold.
+        reason: String,
+    },
 }
 
 /// The outcome of one included transaction.

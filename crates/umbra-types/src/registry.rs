@@ -47,9 +47,9 @@ pub enum Origin {
     Worker(#[serde(with = "crate::block::hex32")] WorkerId),
     /// The gatekeepers, with the shared gatekeeper key of the current key epoch.
     Gatekeeper,
-    /// A cluster, with the cluster's signing key (contracts issue).
+    /// A cluster, with the cluster's ed25519 key of the current key epoch.
     Cluster(ClusterId),
-    /// A contract, with the contract's signing key (contracts issue).
+    /// A contract, with the contract's signing key of the current key epoch.
     Contract(#[serde(with = "crate::block::hex32")] [u8; 32]),
 }
 
@@ -178,6 +178,40 @@ pub enum EgressPayload {
         /// The instant score (capped by the chain relative to the recorded benchmark).
         score: u64,
     },
+    /// A contract's public keys for `key_epoch` (origin: its cluster; the sequence counts the cluster's
+    /// `ContractInstantiated` messages).
+    ContractKeys {
+        /// The contract.
+        #[serde(with = "crate::block::hex32")]
+        contract: crate::contracts::ContractId,
+        /// The key epoch.
+        key_epoch: KeyEpoch,
+        /// The public halves.
+        public: crate::contracts::ContractPublic,
+    },
+    /// The outcome of a contract's command (origin: the contract; the sequence is the command's number).
+    ContractReport {
+        /// Success or why not.
+        status: crate::contracts::CommandStatus,
+        /// Gas used.
+        gas_used: u64,
+        /// The state root after the command.
+        state_root: Hash,
+        /// SHA-256 of the events' canonical encoding.
+        events_hash: Hash,
+        /// Transfers from the contract's account, in order.
+        transfers: Vec<crate::contracts::ContractTransfer>,
+    },
+    /// The origin worker computed another state root for a reported command (origin: a cluster member).
+    ContractIncident {
+        /// The contract.
+        #[serde(with = "crate::block::hex32")]
+        contract: crate::contracts::ContractId,
+        /// The command.
+        seq: u64,
+        /// The worker's root.
+        state_root: Hash,
+    },
 }
 
 impl EgressPayload {
@@ -191,6 +225,9 @@ impl EgressPayload {
             EgressPayload::KeyAck { .. } => "key_ack",
             EgressPayload::Benchmark { .. } => "benchmark",
             EgressPayload::Heartbeat { .. } => "heartbeat",
+            EgressPayload::ContractKeys { .. } => "contract_keys",
+            EgressPayload::ContractReport { .. } => "contract_report",
+            EgressPayload::ContractIncident { .. } => "contract_incident",
         }
     }
 }
@@ -347,6 +384,55 @@ pub enum MessageBody {
         challenge: Hash,
         /// The last height the answer counts as on time.
         deadline: u64,
+    },
+    /// To the cluster: a contract was instantiated on it. Members derive its key, publish its public halves
+    /// (origin `Cluster`) and run `init(args)` if `args` is not empty.
+    ContractInstantiated {
+        /// The contract.
+        #[serde(with = "crate::block::hex32")]
+        contract: crate::contracts::ContractId,
+        /// Its code's language.
+        kind: crate::contracts::CodeKind,
+        /// Its code (so the message is self-contained).
+        #[serde(with = "crate::staking::hex_bytes")]
+        code: Vec<u8>,
+        /// The deployer (the caller of `init`).
+        deployer: Address,
+        /// Arguments of `init`.
+        #[serde(with = "crate::staking::hex_bytes")]
+        args: Vec<u8>,
+        /// The block's timestamp.
+        time_ms: u64,
+    },
+    /// To the cluster: a sealed command, the contract's `seq`-th, to run in this order.
+    ContractCommand {
+        /// The contract.
+        #[serde(with = "crate::block::hex32")]
+        contract: crate::contracts::ContractId,
+        /// The command's number (its report's egress sequence).
+        seq: u64,
+        /// The sending account (the caller; bound in the envelope's AAD).
+        sender: Address,
+        /// The key epoch the envelope is sealed to.
+        key_epoch: KeyEpoch,
+        /// The most gas it may use.
+        gas_limit: u64,
+        /// The envelope.
+        #[serde(with = "crate::staking::hex_bytes")]
+        sealed: Vec<u8>,
+        /// The block's timestamp.
+        time_ms: u64,
+    },
+    /// To the cluster: the chain recorded this state root for a command; a member with another root
+    /// reports an incident.
+    ContractResult {
+        /// The contract.
+        #[serde(with = "crate::block::hex32")]
+        contract: crate::contracts::ContractId,
+        /// The command.
+        seq: u64,
+        /// The recorded root.
+        state_root: Hash,
     },
 }
 

@@ -129,6 +129,21 @@ pub enum StateKey {
     EconWorker([u8; 32]),
     /// `economics`: workers with a session (computing or cooling down), ascending.
     EconSessions,
+    /// `contracts`: uploaded code's record ([`crate::contracts::CodeRecord`]).
+    ContractCode(crate::Hash),
+    /// `contracts`: uploaded code's bytes (raw, not encoded).
+    ContractCodeBytes(crate::Hash),
+    /// `contracts`: an instance ([`crate::contracts::ContractRecord`]).
+    Contract(crate::contracts::ContractId),
+    /// `contracts`: one ordered command ([`crate::contracts::CommandRecord`]).
+    ContractCommand {
+        /// The contract.
+        contract: crate::contracts::ContractId,
+        /// The command's number (0 first).
+        seq: u64,
+    },
+    /// `contracts`: state-root incidents of a contract (a `Vec<Incident>`, the latest 64).
+    ContractIncidents(crate::contracts::ContractId),
 }
 
 impl StateKey {

@@ -1,6 +1,7 @@
+use crate::contracts::{CodeKind, ContractId};
 use crate::economics::{PoolId, VaultId};
 use crate::governance::{GovCall, ProposalId, VoteChoice};
-use crate::registry::{AdminCall, SignedEgress, WorkerId, X25519Public};
+use crate::registry::{AdminCall, ClusterId, KeyEpoch, SignedEgress, WorkerId, X25519Public};
 use crate::{Address, Amount, Hash, ValidatorKey, encode, sha256};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
@@ -241,6 +242,43 @@ pub enum Call {
         /// A conflicting one (same origin and sequence, other content).
         second: SignedEgress,
     },
+    /// Store contract code (at most `params.contracts.max_code_bytes`) under its hash
+    /// ([`crate::contracts::code_hash`]); uploading stored code again changes nothing.
+    UploadCode {
+        /// The language.
+        kind: CodeKind,
+        /// The code.
+        #[serde(with = "crate::staking::hex_bytes")]
+        code: Vec<u8>,
+    },
+    /// Instantiate stored code on a cluster: the id is [`crate::contracts::contract_id`] of the signer, the
+    /// code hash, `salt` and `cluster`; the cluster's workers learn it and publish its keys.
+    Instantiate {
+        /// The code.
+        code_hash: Hash,
+        /// The cluster that runs it.
+        cluster: ClusterId,
+        /// Chosen by the deployer to make distinct instances of the same code.
+        #[serde(default, with = "crate::staking::hex_bytes")]
+        salt: Vec<u8>,
+        /// Arguments of the contract's `init` method (public; run only if not empty).
+        #[serde(default, with = "crate::staking::hex_bytes")]
+        args: Vec<u8>,
+    },
+    /// A command to a contract: `sealed` is an HPKE envelope of a [`crate::contracts::CommandPlain`] to the
+    /// contract's X25519 key of `key_epoch`. `gas_limit * gas price` is held until the cluster reports.
+    ContractCommand {
+        /// The contract.
+        #[serde(with = "crate::block::hex32")]
+        contract: ContractId,
+        /// The key epoch the envelope is sealed to.
+        key_epoch: KeyEpoch,
+        /// The most gas the command may use.
+        gas_limit: u64,
+        /// The envelope.
+        #[serde(with = "crate::staking::hex_bytes")]
+        sealed: Vec<u8>,
+    },
 }
 
 impl Call {
@@ -275,6 +313,9 @@ impl Call {
             Call::VaultAllocate { .. } => "vault_allocate",
             Call::VaultDeallocate { .. } => "vault_deallocate",
             Call::ReportEquivocation { .. } => "report_equivocation",
+            Call::UploadCode { .. } => "upload_code",
+            Call::Instantiate { .. } => "instantiate",
+            Call::ContractCommand { .. } => "contract_command",
         }
     }
 }

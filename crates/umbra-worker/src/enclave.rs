@@ -7,9 +7,12 @@
 //! epoch first), then [`Enclave::apply`] per batch. Every applied batch is sealed before its egress is
 //! returned, so a crash never loses an answer ([`Enclave::outbox`] keeps it until the chain consumed it).
 
+use crate::contracts::{
+    ContractState, EngineThread, OrderedCommand, public_of, remember_root, run_command, run_init, stall,
+};
 use crate::keys::{
-    LABEL_CLUSTER_SHARE, LABEL_MASTER_SHARE, cluster_key, cluster_public, gatekeeper_keypair, master_public, share_aad,
-    share_rng, sign_egress,
+    LABEL_CLUSTER_SHARE, LABEL_MASTER_SHARE, cluster_key, cluster_public, cluster_signer, contract_key,
+    gatekeeper_keypair, master_public, share_aad, share_rng, sign_egress,
 };
 use crate::state::{
     HeldKey, KEYS_FILE, KEYS_LABEL, STATE_FILE, STATE_LABEL, SealedKeys, StateFile, TopicCursor, WorkerState,
@@ -186,6 +189,20 @@ pub struct EnclaveStatus {
     pub last_commitment: Option<(u64, Hash)>,
     /// Egress waiting to be consumed on chain.
     pub outbox: usize,
+    /// The contracts this worker runs, by id (hex).
+    #[serde(default)]
+    pub contracts: BTreeMap<String, ContractStatus>,
+}
+
+/// A contract as `status.json` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ContractStatus {
+    /// Commands run.
+    pub commands: u64,
+    /// The current state root.
+    pub state_root: Hash,
+    /// Why this worker stopped running it, if it did.
+    pub stalled: Option<String>,
 }
 
 /// The TEE part of a worker.
@@ -202,6 +219,7 @@ pub struct Enclave {
     ready: bool,
     /// The benchmark score (see [`crate::econ`]).
     pub(crate) benchmark: u64,
+    engine: EngineThread,
 }
 
 impl std::fmt::Debug for Enclave {
@@ -305,12 +323,15 @@ impl Enclave {
                 masters: BTreeMap::new(),
                 clusters: BTreeMap::new(),
                 egress_seq: 0,
+                contracts: Default::default(),
             };
             StateFile { state, outbox: Vec::new(), commitment: None }
         };
         let benchmark = crate::econ::load_or_measure(platform.as_ref(), dir)?;
         let light = light_from(&file.state)?;
         let probe = (light.clone(), file.state.height, file.state.last_hash);
+        let engine = EngineThread::start("umbra-commands", umbra_engine::Limits::default())
+            .map_err(|e| EnclaveError::Platform(format!("cannot start the contract engine thread: {e}")))?;
         let enclave = Enclave {
             platform,
             dir: dir.to_path_buf(),
@@ -323,6 +344,7 @@ impl Enclave {
             interval: config.commitment_interval,
             ready: false,
             benchmark,
+            engine,
         };
         if !state_path.exists() {
             enclave.save(&enclave.file)?;
@@ -396,6 +418,124 @@ impl Enclave {
         Ok(Registration { identity, x25519, quote })
     }
 
+    /// A topic whose history must be replayed before it is followed, with the height to replay up to (the
+    /// applied height): the host fetches `worker_sync` of that topic from block 1 to it and calls
+    /// [`Enclave::replay`].
+    /// Waits until the cluster key of the current epoch is held (contracts cannot run without it).
+    pub fn replay_request(&self) -> Option<(Topic, u64)> {
+        let st = &self.file.state;
+        st.topics
+            .iter()
+            .find(|(t, c)| {
+                **c == TopicCursor::Replay
+                    && matches!(t, Topic::Cluster(id) if st.clusters.contains_key(&(st.key_epoch, *id)))
+            })
+            .map(|(t, _)| (*t, st.height))
+    }
+
+    /// Replays the history of `topic` (a cluster just joined): `batches` must hold blocks 1 to the applied
+    /// height in order with that topic's messages. Every header is verified as an ancestor of the trusted tip,
+    /// every message by its proof, and the topic's numbering from 0 without gaps; then the messages are
+    /// handled in order (rebuilding the cluster's contracts) with their egress discarded (the chain has
+    /// consumed those sequences already), and the topic is followed from the next number. A message withheld
+    /// at the end shows later as a gap or at a tail proof.
+    pub fn replay(&mut self, topic: Topic, batches: &[SyncResponse]) -> Result<usize, Rejection> {
+        let height = self.file.state.height;
+        if self.file.state.topics.get(&topic) != Some(&TopicCursor::Replay) {
+            return Err(Rejection::Malformed {
+                what: "replay",
+                reason: format!("{topic:?} is not waiting for a replay"),
+            });
+        }
+        let blocks: Vec<&umbra_rpc::SyncBlock> = batches.iter().flat_map(|b| b.blocks.iter()).collect();
+        for (i, b) in blocks.iter().enumerate() {
+            if b.header.height != i as u64 + 1 {
+                return Err(Rejection::NotConsecutive { index: i, expected: i as u64 + 1, got: b.header.height });
+            }
+        }
+        if blocks.len() as u64 != height {
+            return Err(Rejection::Malformed {
+                what: "replay",
+                reason: format!("{} blocks for a replay up to height {height}", blocks.len()),
+            });
+        }
+        let tip = self.light.tip().cloned().filter(|t| t.height() == height).ok_or(Rejection::Malformed {
+            what: "replay",
+            reason: "the trusted tip is not the applied block".into(),
+        })?;
+        let mut verified = Vec::with_capacity(blocks.len());
+        let mut child = tip.clone();
+        for b in blocks.iter().rev() {
+            let v = if b.header.height == height {
+                if b.header.hash() != tip.hash() {
+                    return Err(Rejection::NotLinked { height, named: b.header.hash(), expected: tip.hash() });
+                }
+                tip.clone()
+            } else {
+                self.light.verify_ancestor(&child, &b.header).map_err(|_| Rejection::NotLinked {
+                    height: child.height(),
+                    named: child.header().parent,
+                    expected: b.header.hash(),
+                })?
+            };
+            child = v.clone();
+            verified.push(v);
+        }
+        verified.reverse();
+        let mut next = 0u64;
+        let mut messages = Vec::new();
+        for (b, v) in blocks.iter().zip(&verified) {
+            for pm in &b.messages {
+                let m = &pm.message;
+                self.light.verify_message(v, &m.leaf_hash(), &pm.proof).map_err(|_| Rejection::MessageProof {
+                    height: v.height(),
+                    topic: m.topic,
+                    seq: m.topic_seq,
+                })?;
+                if m.topic != topic {
+                    return Err(Rejection::UnexpectedTopic { height: v.height(), topic: m.topic });
+                }
+                if m.topic_seq != next {
+                    return Err(Rejection::Dropped { topic, expected: next, got: m.topic_seq, height: v.height() });
+                }
+                next += 1;
+                messages.push((v.height(), m.clone()));
+            }
+        }
+        let mut file = self.file.clone();
+        let mut discarded = Vec::new();
+        for (h, m) in &messages {
+            self.handle(&mut file.state, *h, m, &mut discarded);
+        }
+        // Egress of the worker's own origin (incidents) keeps its place in the sequence.
+        file.outbox.extend(discarded.into_iter().filter(|e| e.egress.origin == Origin::Worker(self.id())));
+        file.state.topics.insert(topic, TopicCursor::Next(next));
+        self.save(&file).map_err(|e| Rejection::Persist(e.to_string()))?;
+        self.file = file;
+        info!(target: "worker.enclave", ?topic, messages = next, height, "replayed the topic's history");
+        Ok(messages.len())
+    }
+
+    /// Test only: follow `topic` from `next` (what a tail proof would set for a joined cluster).
+    #[cfg(test)]
+    pub(crate) fn follow_topic(&mut self, topic: Topic, next: u64) {
+        self.file.state.topics.insert(topic, TopicCursor::Next(next));
+    }
+
+    /// A copy of the contracts, cluster keys and identity for [`crate::query::QueryService`].
+    pub fn query_view(&self) -> crate::query::QueryView {
+        let s = &self.file.state;
+        crate::query::QueryView {
+            chain_id: s.chain_id.clone(),
+            identity: self.identity.clone(),
+            x25519: Zeroizing::new(*self.x25519.expose()),
+            height: s.height,
+            key_epoch: s.key_epoch,
+            contracts: s.contracts.contracts.clone(),
+            clusters: s.clusters.clone(),
+        }
+    }
+
     /// A non-secret summary.
     pub fn status(&self) -> EnclaveStatus {
         let s = &self.file.state;
@@ -415,6 +555,16 @@ impl Enclave {
             height: s.height,
             last_commitment: self.file.commitment,
             outbox: self.file.outbox.len(),
+            contracts: s
+                .contracts
+                .contracts
+                .iter()
+                .map(|(id, c)| {
+                    let status =
+                        ContractStatus { commands: c.next_seq, state_root: c.root(), stalled: c.stalled.clone() };
+                    (hex::encode(id), status)
+                })
+                .collect(),
         }
     }
 
@@ -519,7 +669,7 @@ impl Enclave {
             .iter()
             .filter_map(|(t, c)| match c {
                 TopicCursor::Next(n) => Some((*t, *n)),
-                TopicCursor::Unknown => None,
+                TopicCursor::Unknown | TopicCursor::Replay => None,
             })
             .collect();
         let messages = verify_messages(&chain.light, &chain, batch, &mut expected)?;
@@ -729,7 +879,8 @@ impl Enclave {
             }
             MessageBody::AssignedToCluster { worker, cluster } if for_me(worker) => {
                 st.cluster = Some(*cluster);
-                st.topics.entry(Topic::Cluster(*cluster)).or_insert(TopicCursor::Unknown);
+                // Replay the cluster's history (its contracts and commands) before following it.
+                st.topics.entry(Topic::Cluster(*cluster)).or_insert(TopicCursor::Replay);
                 info!(target: "worker.enclave", height, cluster, "assigned to a cluster");
             }
             MessageBody::ShareMaster { worker, x25519, key_epoch } => {
@@ -828,6 +979,102 @@ impl Enclave {
             MessageBody::HeartbeatChallenge { worker, challenge, deadline } if for_me(worker) => {
                 out.push(self.next_worker_egress(st, crate::econ::heartbeat(self.benchmark, *challenge)));
                 debug!(target: "worker.enclave", height, deadline, "answered a heartbeat challenge");
+            }
+            MessageBody::ContractInstantiated { contract, kind, code, deployer, args, time_ms } => {
+                let Topic::Cluster(c) = message.topic else { return };
+                if st.cluster != Some(c) {
+                    return;
+                }
+                let seq = st.contracts.cluster_seq.get(&c).copied().unwrap_or(0);
+                st.contracts.cluster_seq.insert(c, seq.saturating_add(1));
+                let mut state = ContractState {
+                    cluster: c,
+                    kind: *kind,
+                    code: code.clone(),
+                    storage: BTreeMap::new(),
+                    next_seq: 0,
+                    roots: BTreeMap::new(),
+                    stalled: None,
+                };
+                match st.clusters.get(&(st.key_epoch, c)).map(|k| Zeroizing::new(k.0)) {
+                    Some(ck) => {
+                        let public = public_of(&ck, contract);
+                        let payload =
+                            EgressPayload::ContractKeys { contract: *contract, key_epoch: st.key_epoch, public };
+                        let egress = Egress { origin: Origin::Cluster(c), seq, payload };
+                        out.push(sign_egress(&cluster_signer(&ck), &st.chain_id, egress));
+                        if !args.is_empty() {
+                            let gas = umbra_types::contracts::ContractParams::default().init_gas;
+                            if let Err(e) =
+                                run_init(&self.engine, &mut state, &ck, contract, deployer, args, height, *time_ms, gas)
+                            {
+                                warn!(target: "worker.contracts", contract = %Hash(*contract), "init failed: {e}");
+                            }
+                        }
+                    }
+                    None => stall(&mut state, contract, format!("no key of cluster {c} in epoch {}", st.key_epoch)),
+                }
+                info!(target: "worker.contracts", height, cluster = c, contract = %Hash(*contract), "contract instantiated");
+                st.contracts.contracts.insert(*contract, state);
+            }
+            MessageBody::ContractCommand { contract, seq, sender, key_epoch, gas_limit, sealed, time_ms } => {
+                let Topic::Cluster(c) = message.topic else { return };
+                if st.cluster != Some(c) {
+                    return;
+                }
+                let open_key = st.clusters.get(&(*key_epoch, c)).map(|k| Zeroizing::new(k.0));
+                let sign_key = st.clusters.get(&(st.key_epoch, c)).map(|k| Zeroizing::new(k.0));
+                let chain_id = st.chain_id.clone();
+                let Some(cs) = st.contracts.contracts.get_mut(contract) else {
+                    warn!(target: "worker.contracts", contract = %Hash(*contract), "a command to a contract this worker does not know");
+                    return;
+                };
+                if cs.stalled.is_some() {
+                    return;
+                }
+                if *seq != cs.next_seq {
+                    warn!(target: "worker.contracts", seq, expected = cs.next_seq, "a command out of order; ignoring");
+                    return;
+                }
+                cs.next_seq = seq.saturating_add(1);
+                let Some(open_key) = open_key else {
+                    stall(cs, contract, format!("no key of cluster {c} in epoch {key_epoch}"));
+                    return;
+                };
+                let cmd = OrderedCommand {
+                    contract: *contract,
+                    seq: *seq,
+                    sender: *sender,
+                    key_epoch: *key_epoch,
+                    gas_limit: *gas_limit,
+                    sealed,
+                    height,
+                    time_ms: *time_ms,
+                };
+                let report = run_command(&self.engine, &chain_id, cs, &open_key, &cmd);
+                remember_root(cs, *seq, report.state_root);
+                debug!(target: "worker.contracts", contract = %Hash(*contract), seq, gas_used = report.gas_used, root = %report.state_root, "command run");
+                let signer =
+                    umbra_engine::contract_signer(&contract_key(sign_key.as_deref().unwrap_or(&open_key), contract));
+                let payload = EgressPayload::ContractReport {
+                    status: report.status,
+                    gas_used: report.gas_used,
+                    state_root: report.state_root,
+                    events_hash: report.events_hash,
+                    transfers: report.transfers,
+                };
+                let egress = Egress { origin: Origin::Contract(*contract), seq: *seq, payload };
+                out.push(sign_egress(&signer, &chain_id, egress));
+            }
+            MessageBody::ContractResult { contract, seq, state_root } => {
+                let ours = st.contracts.contracts.get(contract).and_then(|c| c.roots.get(seq).copied());
+                if let Some(ours) = ours
+                    && ours != *state_root
+                {
+                    warn!(target: "worker.contracts", contract = %Hash(*contract), seq, %ours, chain = %state_root, "state root differs from the recorded one: reporting an incident");
+                    let payload = EgressPayload::ContractIncident { contract: *contract, seq: *seq, state_root: ours };
+                    out.push(self.next_worker_egress(st, payload));
+                }
             }
             // Messages about another worker on this worker's topic (already logged).
             _ => {}

@@ -5,6 +5,7 @@
 
 use crate::enclave::{Enclave, EnclaveConfig, EnclaveError, EnclaveStatus, TailProof};
 use crate::platform::{PlatformChoiceError, open_platform};
+use crate::query::QueryService;
 use jsonrpsee::core::client::{ClientT, Error as ClientError};
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use jsonrpsee::rpc_params;
@@ -51,6 +52,8 @@ pub struct HostConfig {
     /// The measurement a dev platform claims (ignored by hardware platforms); see
     /// [`crate::dev_measurement`].
     pub dev_measurement: umbra_tee::Measurement,
+    /// Where to serve confidential queries over HTTP (`None`: no query endpoint).
+    pub query_listen: Option<std::net::SocketAddr>,
 }
 
 /// Why the host stopped (it retries everything else).
@@ -69,6 +72,15 @@ pub enum HostError {
         url: String,
         /// Why.
         reason: String,
+    },
+    /// The query endpoint could not start.
+    #[error("query endpoint on {addr}: {source}")]
+    Query {
+        /// The address.
+        addr: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
     },
     /// A status file could not be written.
     #[error("writing {}: {source}", path.display())]
@@ -151,6 +163,7 @@ struct Host {
     rejected_batches: u64,
     last_rejection: Option<String>,
     last_register: Option<Instant>,
+    queries: Option<QueryService>,
 }
 
 /// Runs the worker until the process ends: opens the platform and the enclave, passes the rollback check,
@@ -187,6 +200,24 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
     };
     let enclave = Enclave::open(platform, &config.data_dir, enclave_config)?;
     info!(target: "worker.host", id = %hex::encode(enclave.id()), chain = %info.chain_id, height = enclave.height(), "worker opened");
+    let queries = match config.query_listen {
+        Some(addr) => {
+            let err = |source| HostError::Query { addr: addr.to_string(), source };
+            let service = QueryService::start().map_err(err)?;
+            service.update(enclave.query_view());
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
+            let bound = listener.local_addr().map_err(err)?;
+            info!(target: "worker.host", %bound, "serving confidential queries on http://{bound}/query");
+            let s = service.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::http::serve(listener, s).await {
+                    error!(target: "worker.host", "the query endpoint stopped: {e}");
+                }
+            });
+            Some(service)
+        }
+        None => None,
+    };
     let mut host = Host {
         rpc,
         config,
@@ -197,6 +228,7 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
         last_register: None,
         rejected_batches: 0,
         last_rejection: None,
+        queries,
     };
     host.write_status()?;
     host.start().await?;
@@ -311,6 +343,9 @@ impl Host {
 
     /// One round: fetch, verify and apply a batch, carry its egress. `Ok(false)` when at the head.
     async fn step(&mut self) -> Result<bool, String> {
+        if let Some((topic, upto)) = self.enclave.replay_request() {
+            self.replay(topic, upto).await?;
+        }
         let height = self.enclave.height();
         let batch = self.config.batch_blocks.clamp(1, umbra_rpc::MAX_SYNC_BLOCKS);
         // Near the head, prove every topic's counter first and sync exactly up to that block, so the
@@ -348,10 +383,46 @@ impl Host {
             }
         };
         debug!(target: "worker.host", height = self.enclave.height(), head = self.head, egress = egress.len(), "applied");
+        if let Some(q) = &self.queries {
+            q.update(self.enclave.query_view());
+        }
         for e in egress {
             self.carry(e).await;
         }
         Ok(true)
+    }
+
+    /// Fetches `topic`'s history from block 1 to `upto` and hands it to the enclave to replay.
+    async fn replay(&mut self, topic: Topic, upto: u64) -> Result<(), String> {
+        info!(target: "worker.host", ?topic, upto, "replaying a joined cluster's history");
+        let mut batches = Vec::new();
+        let mut from = 1;
+        while from <= upto {
+            let max =
+                u32::try_from(upto - from + 1).unwrap_or(umbra_rpc::MAX_SYNC_BLOCKS).min(umbra_rpc::MAX_SYNC_BLOCKS);
+            let mut resp = self.rpc.sync(from, max, vec![topic]).await.map_err(|e| e.to_string())?;
+            resp.blocks.retain(|b| b.header.height <= upto);
+            let Some(last) = resp.blocks.last().map(|b| b.header.height) else {
+                return Err(format!("the node returned no blocks from {from} while replaying {topic:?}"));
+            };
+            from = last + 1;
+            batches.push(resp);
+        }
+        match self.enclave.replay(topic, &batches) {
+            Ok(n) => {
+                info!(target: "worker.host", ?topic, messages = n, "replay applied");
+                if let Some(q) = &self.queries {
+                    q.update(self.enclave.query_view());
+                }
+                Ok(())
+            }
+            Err(r) => {
+                self.rejected_batches += 1;
+                let reason = format!("replay of {topic:?} rejected: {r}");
+                self.last_rejection = Some(reason.clone());
+                Err(reason)
+            }
+        }
     }
 
     /// `TopicNext` proofs of every followed topic, all at the same block (retried once if the head moved).

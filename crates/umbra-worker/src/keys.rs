@@ -4,6 +4,7 @@
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha20Rng;
 use umbra_crypto::{Keypair, kdf, x25519_public};
+use umbra_types::contracts::{ContractId, ContractPublic};
 use umbra_types::registry::{ClusterId, ClusterPublic, Egress, KeyEpoch, SignedEgress, WorkerId};
 
 /// Envelope label of a master key share.
@@ -43,10 +44,7 @@ pub fn cluster_key(m: &[u8; 32], cluster: ClusterId) -> [u8; 32] {
 
 /// The public halves of cluster key `c`: X25519 of `KDF(C, "x25519", "")`, ed25519 of seed `KDF(C, "ed25519", "")`.
 pub fn cluster_public(c: &[u8; 32]) -> ClusterPublic {
-    ClusterPublic {
-        x25519: x25519_public(&kdf(c, "x25519", b"")),
-        ed25519: Keypair::from_seed(kdf(c, "ed25519", b"")).address().0,
-    }
+    ClusterPublic { x25519: x25519_public(&kdf(c, "x25519", b"")), ed25519: cluster_signer(c).address().0 }
 }
 
 /// The envelope randomness of a gatekeeper answer: ChaCha20 seeded with `KDF(secret, "share-rng", context)`,
@@ -65,6 +63,24 @@ pub fn share_rng(
         context.extend_from_slice(&c.to_le_bytes());
     }
     ChaCha20Rng::from_seed(kdf(secret, "share-rng", &context))
+}
+
+/// The signing key of cluster key `c` (seed `KDF(C, "ed25519", "")`): signs `Origin::Cluster` egress.
+pub fn cluster_signer(c: &[u8; 32]) -> Keypair {
+    Keypair::from_seed(kdf(c, "ed25519", b""))
+}
+
+/// The key of contract `id` under cluster key `c`: `KDF(C, "contract", id)`.
+pub fn contract_key(c: &[u8; 32], id: &ContractId) -> [u8; 32] {
+    kdf(c, "contract", id)
+}
+
+/// The public halves of contract key `k`: X25519 of `KDF(K, "x25519", "")` and the engine's contract signer.
+pub fn contract_public(k: &[u8; 32]) -> ContractPublic {
+    ContractPublic {
+        x25519: x25519_public(&kdf(k, "x25519", b"")),
+        ed25519: umbra_engine::contract_signer(k).address().0,
+    }
 }
 
 /// Signs `egress` for `chain_id` with `key`.

@@ -15,23 +15,29 @@
 //!
 //! The protocol is in `docs/worker-protocol.md`.
 
+mod contracts;
 pub mod econ;
 mod enclave;
 pub mod host;
+pub mod http;
 mod keys;
 mod platform;
+pub mod query;
 mod state;
 mod verify;
 
 #[cfg(test)]
+mod contract_tests;
+#[cfg(test)]
 mod tests;
 
 pub use enclave::{
-    Enclave, EnclaveConfig, EnclaveError, EnclaveStatus, Platform, Registration, RollbackCheck, TailProof,
+    ContractStatus, Enclave, EnclaveConfig, EnclaveError, EnclaveStatus, Platform, Registration, RollbackCheck,
+    TailProof,
 };
 pub use keys::{
-    LABEL_CLUSTER_SHARE, LABEL_MASTER_SHARE, cluster_key, cluster_public, gatekeeper_keypair, master_public,
-    master_x25519_secret, share_aad, share_rng, sign_egress,
+    LABEL_CLUSTER_SHARE, LABEL_MASTER_SHARE, cluster_key, cluster_public, cluster_signer, contract_key,
+    contract_public, gatekeeper_keypair, master_public, master_x25519_secret, share_aad, share_rng, sign_egress,
 };
 pub use platform::{DEV_MACHINE_SECRET, PlatformChoiceError, dev_attestation_seed, dev_measurement, open_platform};
 pub use verify::Rejection;

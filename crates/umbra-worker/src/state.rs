@@ -54,6 +54,9 @@ pub(crate) enum TopicCursor {
     Next(u64),
     /// Not known yet (a cluster topic joined mid-way): set from the first `TopicNext` proof.
     Unknown,
+    /// A cluster topic just joined: its messages up to the applied height must be replayed from the
+    /// first one ([`crate::Enclave::replay`]) before it is followed.
+    Replay,
 }
 
 /// The confidential state the rollback commitment covers.
@@ -95,6 +98,8 @@ pub(crate) struct WorkerState {
     pub(crate) clusters: BTreeMap<(KeyEpoch, ClusterId), HeldKey>,
     /// The next sequence number of `Origin::Worker(self)`.
     pub(crate) egress_seq: u64,
+    /// The contracts of this worker's cluster and their storage.
+    pub(crate) contracts: crate::contracts::ContractsState,
 }
 
 impl WorkerState {

@@ -16,7 +16,7 @@ use umbra_types::registry::{
 use umbra_types::state_keys::StateKey;
 use umbra_types::{Address, Hash, Header, Message, WorkerRecord, encode};
 
-const CHAIN: &str = "umbra-test";
+pub(crate) const CHAIN: &str = "umbra-test";
 
 /// Builds `(key, value)` into a state and proves each of `ask`: the root and the proofs' bytes.
 fn prove(records: &[(StateKey, Vec<u8>)], ask: &[StateKey]) -> (Hash, Vec<Vec<u8>>) {
@@ -38,7 +38,7 @@ fn prove(records: &[(StateKey, Vec<u8>)], ask: &[StateKey]) -> (Hash, Vec<Vec<u8
 }
 
 /// A chain whose blocks carry messages; the committee signs every block it is asked to.
-struct Chain {
+pub(crate) struct Chain {
     committee: TestCommittee,
     blocks: Vec<(Header, Vec<Message>)>,
     next: BTreeMap<Topic, u64>,
@@ -65,7 +65,7 @@ impl Chain {
         self.blocks[0].0.clone()
     }
 
-    fn height(&self) -> u64 {
+    pub(crate) fn height(&self) -> u64 {
         self.blocks.len() as u64 - 1
     }
 
@@ -97,7 +97,7 @@ impl Chain {
         self.height()
     }
 
-    fn push(&mut self, bodies: Vec<(Topic, MessageBody)>) -> u64 {
+    pub(crate) fn push(&mut self, bodies: Vec<(Topic, MessageBody)>) -> u64 {
         self.push_root(bodies, Hash::ZERO)
     }
 
@@ -106,7 +106,7 @@ impl Chain {
     }
 
     /// `worker_sync` from `from` to `to` with the messages of `topics`.
-    fn sync(&self, from: u64, to: u64, topics: &[Topic]) -> SyncResponse {
+    pub(crate) fn sync(&self, from: u64, to: u64, topics: &[Topic]) -> SyncResponse {
         let mut blocks = Vec::new();
         for h in from..=to {
             let (header, messages) = &self.blocks[h as usize];
@@ -155,7 +155,7 @@ fn config(chain: &Chain, interval: u64) -> EnclaveConfig {
 }
 
 /// A worker in `dir` (sealing under the machine secret in `dir`) whose rollback check passed (no record).
-fn worker(chain: &Chain, dir: &Path, interval: u64) -> Enclave {
+pub(crate) fn worker(chain: &Chain, dir: &Path, interval: u64) -> Enclave {
     let mut e = Enclave::open(platform(dir), dir, config(chain, interval)).expect("opens");
     let resp = chain.value(&[(StateKey::SystemParams, vec![1])], &StateKey::Worker(e.id()));
     e.check_rollback(&resp).expect("no record, no rollback");
@@ -166,12 +166,12 @@ fn topics(e: &Enclave) -> Vec<Topic> {
     e.sync_topics()
 }
 
-fn registered(id: WorkerId) -> (Topic, MessageBody) {
+pub(crate) fn registered(id: WorkerId) -> (Topic, MessageBody) {
     (Topic::Worker(id), MessageBody::Registered { worker: id, confidence: Confidence::Simulated, expires_at: 1_000 })
 }
 
 /// Applies `from..=to` to `e` and returns its egress.
-fn apply(chain: &Chain, e: &mut Enclave, to: u64) -> Vec<SignedEgress> {
+pub(crate) fn apply(chain: &Chain, e: &mut Enclave, to: u64) -> Vec<SignedEgress> {
     let from = e.height() + 1;
     e.apply(&chain.sync(from, to, &topics(e)), &[]).expect("applies")
 }
@@ -367,15 +367,15 @@ fn messages_withheld_at_the_tail_are_noticed_with_a_topic_next_proof() {
 // ---- keys ----
 
 /// Two registered workers; the first generates the master key of epoch 1, which is activated.
-struct Keyed {
-    chain: Chain,
-    g1: Enclave,
+pub(crate) struct Keyed {
+    pub(crate) chain: Chain,
+    pub(crate) g1: Enclave,
     master_public: X25519Public,
     gatekeeper_key: [u8; 32],
-    _dirs: Vec<tempfile::TempDir>,
+    pub(crate) _dirs: Vec<tempfile::TempDir>,
 }
 
-fn first_gatekeeper() -> Keyed {
+pub(crate) fn first_gatekeeper() -> Keyed {
     let d1 = tempfile::tempdir().expect("tempdir");
     let mut chain = Chain::new();
     let mut g1 = worker(&chain, d1.path(), 0);

@@ -3,6 +3,7 @@
 
 pub(crate) mod account;
 pub(crate) mod block;
+pub(crate) mod contract;
 pub(crate) mod econ;
 pub(crate) mod gov;
 pub(crate) mod registry;

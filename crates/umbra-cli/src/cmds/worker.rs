@@ -43,6 +43,9 @@ pub(crate) struct WorkerArgs {
     /// documented dev measurement, which `umbra dev` and `genesis new --dev-tee` allow].
     #[arg(long, value_name = "HEX")]
     dev_measurement: Option<String>,
+    /// Serve confidential contract queries over HTTP on this address (e.g. 127.0.0.1:9955).
+    #[arg(long, value_name = "ADDR")]
+    query_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the worker until interrupted.
@@ -72,6 +75,7 @@ pub(crate) fn run(ctx: &Ctx, args: WorkerArgs) -> Result<()> {
         genesis,
         batch_blocks: DEFAULT_BATCH_BLOCKS,
         poll: DEFAULT_POLL,
+        query_listen: args.query_listen,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

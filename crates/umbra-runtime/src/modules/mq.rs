@@ -46,9 +46,10 @@ pub(crate) async fn emit<S: StateRead>(
     Ok(Ok(()))
 }
 
-/// The ed25519 key an origin signs with, if it has one on chain: a registered worker's identity, or
+/// The ed25519 key an origin signs with, if it has one on chain: a registered worker's identity,
 /// the current epoch's gatekeeper key (during a rotation too: the new master key is signed with the
-/// old one, and the new key takes over only at activation).
+/// old one, and the new key takes over only at activation), or a cluster's or contract's published
+/// key of the current key epoch.
 async fn origin_key<S: StateRead>(s: &Overlay<'_, S>, origin: &Origin) -> Result<Option<[u8; 32]>, RuntimeError> {
     Ok(match origin {
         Origin::Worker(id) => {
@@ -59,8 +60,7 @@ async fn origin_key<S: StateRead>(s: &Overlay<'_, S>, origin: &Origin) -> Result
             let keys: KeysRecord = s.get(&StateKey::Keys, "registry keys").await?.unwrap_or_default();
             keys.gatekeeper_key.map(|k| k.0)
         }
-        // Cluster and contract keys arrive with the contracts issue.
-        Origin::Cluster(_) | Origin::Contract(_) => None,
+        Origin::Cluster(_) | Origin::Contract(_) => crate::modules::contracts::origin_key(s, origin).await?,
     })
 }
 

@@ -1,0 +1,551 @@
+//! Scenario tests of the contracts module: code upload, instantiation on a keyed cluster, sealed commands
+//! with gas deposits, reports that land once, refunds, contract transfers and state-root incidents.
+#![allow(clippy::result_large_err, dead_code)]
+
+use futures::executor::block_on;
+use std::collections::BTreeMap;
+use umbra_crypto::{Keypair, sign_transaction};
+use umbra_runtime::{AdmissionError, BlockEnv, BlockError, ChangeSet, Runtime, RuntimeError, StateRead};
+use umbra_tee::{Attester, DevPlatform, Measurement, Policy, TeeKind};
+use umbra_types::contracts::{
+    CodeKind, CommandStatus, ContractPublic, ContractTransfer, code_hash, contract_account, contract_id, gas_escrow,
+};
+use umbra_types::registry::{ClusterKeys, ClusterPublic, KeyShare};
+use umbra_types::{
+    Address, AdminCall, Allocation, Amount, Call, Egress, EgressPayload, Genesis, GenesisValidator, Hash, Message,
+    MessageBody, Origin, Params, Receipt, RegistryGenesis, SignedEgress, SignedTransaction, TokenInfo, Topic,
+    Transaction, TxError, UNIT, WorkerRecord, sha256,
+};
+
+#[derive(Default, Clone)]
+struct MemState(BTreeMap<[u8; 32], Vec<u8>>);
+
+impl StateRead for MemState {
+    async fn get(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, RuntimeError> {
+        Ok(self.0.get(key).cloned())
+    }
+}
+
+impl MemState {
+    fn apply(&mut self, changes: ChangeSet) {
+        for (k, v) in changes {
+            match v {
+                Some(v) => self.0.insert(k, v),
+                None => self.0.remove(&k),
+            };
+        }
+    }
+}
+
+const CHAIN: &str = "umbra-test";
+const GENESIS_HASH: Hash = Hash([0xab; 32]);
+const SUDO: usize = 0;
+const RELAYER: usize = 5;
+/// 2025-07-01T00:00:00Z: inside the validity window of the DCAP samples' collateral.
+const DCAP_NOW_MS: u64 = 1_751_328_000_000;
+
+fn dev_seed() -> [u8; 32] {
+    sha256(&[b"umbra dev attestation key"]).0
+}
+
+fn dev_key() -> [u8; 32] {
+    Keypair::from_seed(dev_seed()).address().0
+}
+
+fn dev_measurement() -> Measurement {
+    Measurement([0x5a; 32])
+}
+
+/// A dev chain's policy: dev (with the well-known dev key) and TDX accepted, the dev measurement allowed.
+fn dev_policy() -> Policy {
+    Policy {
+        accepted_kinds: [TeeKind::Dev, TeeKind::Tdx].into(),
+        dev_keys: [dev_key()].into(),
+        measurements: [dev_measurement()].into(),
+        ..Policy::default()
+    }
+}
+
+/// A worker played by the test: its identity and X25519 keys, and a dev platform to quote with.
+struct Worker {
+    identity: Keypair,
+    x25519: [u8; 32],
+    platform: DevPlatform,
+    _dir: tempfile::TempDir,
+}
+
+impl Worker {
+    fn new(n: u8) -> Worker {
+        Worker::with_measurement(n, dev_measurement())
+    }
+
+    fn with_measurement(n: u8, m: Measurement) -> Worker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let platform = DevPlatform::open(&dir.path().join("machine-secret"), dev_seed(), m).expect("dev platform");
+        Worker { identity: Keypair::from_seed([100 + n; 32]), x25519: [150 + n; 32], platform, _dir: dir }
+    }
+
+    fn id(&self) -> [u8; 32] {
+        self.identity.address().0
+    }
+
+    /// A quote binding this worker's keys, the test chain and `operator`.
+    fn quote(&self, operator: &Address) -> Vec<u8> {
+        let rd = umbra_tee::report_data(&self.id(), &self.x25519, CHAIN, &GENESIS_HASH.0, &operator.0);
+        self.platform.quote(&rd).expect("dev quote")
+    }
+
+    fn register(&self, operator: &Address) -> Call {
+        Call::RegisterWorker { identity: self.id(), x25519: self.x25519, quote: self.quote(operator) }
+    }
+
+    fn egress(&self, seq: u64, payload: EgressPayload) -> SignedEgress {
+        sign_egress(&self.identity, Origin::Worker(self.id()), seq, payload)
+    }
+}
+
+fn sign_egress(key: &Keypair, origin: Origin, seq: u64, payload: EgressPayload) -> SignedEgress {
+    let egress = Egress { origin, seq, payload };
+    let signature = key.sign(&egress.signing_bytes(CHAIN));
+    SignedEgress { egress, signature }
+}
+
+fn share(to: [u8; 32]) -> KeyShare {
+    KeyShare { to, sealed: vec![7; 48] }
+}
+
+struct Chain {
+    rt: Runtime,
+    state: MemState,
+    height: u64,
+    base_ms: u64,
+    keys: Vec<Keypair>,
+    nonces: BTreeMap<usize, u64>,
+    proposer: Address,
+    /// Every emitted message, with its block height.
+    messages: Vec<(u64, Message)>,
+    /// The next `topic_seq` every topic must have.
+    topic_next: BTreeMap<Topic, u64>,
+    /// More accounts the supply check sums (contract accounts).
+    extra_holders: Vec<Address>,
+}
+
+impl Chain {
+    fn dev() -> Chain {
+        Chain::new(dev_policy(), Params::default(), 1_000)
+    }
+
+    fn new(policy: Policy, params: Params, base_ms: u64) -> Chain {
+        let keys: Vec<Keypair> = (0..6).map(|i| Keypair::from_seed([i as u8 + 1; 32])).collect();
+        let sudo = policy.dev_enabled().then(|| keys[SUDO].address());
+        let genesis = Genesis {
+            chain_id: CHAIN.into(),
+            genesis_time_ms: base_ms,
+            token: TokenInfo::default(),
+            allocations: keys.iter().map(|k| Allocation { address: k.address(), amount: 1_000 * UNIT }).collect(),
+            validators: vec![GenesisValidator { name: "v".into(), key: [200; 32] }],
+            params,
+            registry: RegistryGenesis { policy, collateral: vec![], sudo },
+            governance: Default::default(),
+        };
+        let rt = Runtime::new();
+        let mut state = MemState::default();
+        let changes = block_on(rt.genesis(&genesis, &state)).expect("genesis applies");
+        state.apply(changes);
+        Chain {
+            rt,
+            state,
+            height: 0,
+            base_ms,
+            keys,
+            nonces: BTreeMap::new(),
+            proposer: Address([200; 32]),
+            messages: Vec::new(),
+            topic_next: BTreeMap::new(),
+            extra_holders: Vec::new(),
+        }
+    }
+
+    fn env(&self) -> BlockEnv {
+        let height = self.height + 1;
+        let parent = if height == 1 { GENESIS_HASH } else { Hash([height as u8; 32]) };
+        BlockEnv { height, timestamp_ms: self.base_ms + height * 1_000, proposer: self.proposer, epoch: 0, parent }
+    }
+
+    fn tx(&mut self, from: usize, call: Call) -> SignedTransaction {
+        let nonce = self.nonces.entry(from).or_insert(0);
+        let k = &self.keys[from];
+        let mut tx = Transaction { signer: k.address(), nonce: *nonce, chain_id: CHAIN.into(), fee: 0, call };
+        *nonce += 1;
+        let size = sign_transaction(k, tx.clone()).to_bytes().len();
+        tx.fee = Params::default().fees.min_fee(size, &tx.call);
+        sign_transaction(k, tx)
+    }
+
+    /// Gives back the nonce of a transaction that was left out of its block.
+    fn unspend(&mut self, from: usize) {
+        if let Some(n) = self.nonces.get_mut(&from) {
+            *n -= 1;
+        }
+    }
+
+    fn op(&self, i: usize) -> Address {
+        self.keys[i].address()
+    }
+
+    /// Builds a block from `candidates`, executes the built block as a validator would, checks both
+    /// agree, applies it, and returns the receipts and the rejected candidates.
+    fn run(&mut self, candidates: Vec<SignedTransaction>) -> (Vec<Receipt>, Vec<(Hash, AdmissionError)>) {
+        let env = self.env();
+        let built = block_on(self.rt.build_block(&self.state, &env, candidates)).expect("builds");
+        let executed = block_on(self.rt.execute_block(&self.state, &env, &built.txs, true)).expect("valid block");
+        assert_eq!(executed, built.outcome, "building and executing the block agree");
+        self.apply(executed.changes, executed.messages);
+        (executed.receipts, built.rejected)
+    }
+
+    /// Runs one transaction that must succeed.
+    fn ok(&mut self, from: usize, call: Call) {
+        let tx = self.tx(from, call);
+        let (receipts, rejected) = self.run(vec![tx]);
+        assert!(rejected.is_empty(), "rejected: {rejected:?}");
+        assert_eq!(receipts[0].error, None, "the call succeeds");
+    }
+
+    /// Runs one transaction that is included and fails; returns why.
+    fn fails(&mut self, from: usize, call: Call) -> TxError {
+        let tx = self.tx(from, call);
+        let (receipts, rejected) = self.run(vec![tx]);
+        assert!(rejected.is_empty(), "rejected: {rejected:?}");
+        receipts[0].error.clone().expect("the call fails")
+    }
+
+    fn carry(&mut self, message: SignedEgress) -> SignedTransaction {
+        self.tx(RELAYER, Call::Egress { message })
+    }
+
+    fn execute(&mut self, txs: &[SignedTransaction]) -> Result<Vec<Receipt>, BlockError> {
+        let out = block_on(self.rt.execute_block(&self.state, &self.env(), txs, true))?;
+        self.apply(out.changes, out.messages);
+        Ok(out.receipts)
+    }
+
+    fn apply(&mut self, changes: ChangeSet, messages: Vec<Message>) {
+        self.state.apply(changes);
+        self.height += 1;
+        for m in messages {
+            let next = self.topic_next.entry(m.topic).or_insert(0);
+            assert_eq!(m.topic_seq, *next, "topic {:?} is numbered without gaps", m.topic);
+            *next += 1;
+            self.messages.push((self.height, m));
+        }
+        for (topic, next) in &self.topic_next {
+            assert_eq!(block_on(self.rt.topic_next(&self.state, topic)).expect("readable"), *next);
+        }
+        self.assert_supply_unchanged();
+    }
+
+    fn assert_supply_unchanged(&self) {
+        let mut holders: Vec<Address> = self.keys.iter().map(|k| k.address()).collect();
+        holders.push(self.proposer);
+        holders.push(Address::module("treasury"));
+        holders.push(gas_escrow());
+        holders.extend(self.extra_holders.iter().copied());
+        let sum: Amount =
+            holders.iter().map(|a| block_on(self.rt.account(&self.state, a)).expect("readable").balance).sum();
+        let bonded = block_on(self.rt.total_bonded(&self.state)).expect("readable");
+        let unbonding = block_on(self.rt.total_unbonding(&self.state)).expect("readable");
+        let issued = block_on(self.rt.total_issued(&self.state)).expect("readable");
+        assert_eq!(sum + bonded + unbonding, issued, "tokens were created or lost at height {}", self.height);
+    }
+
+    /// The message bodies sent to `topic`, in order.
+    fn to(&self, topic: Topic) -> Vec<MessageBody> {
+        self.messages.iter().filter(|(_, m)| m.topic == topic).map(|(_, m)| m.body.clone()).collect()
+    }
+
+    /// The last message sent to `topic`, with its `topic_seq`.
+    fn last(&self, topic: Topic) -> (u64, MessageBody) {
+        let m = self.messages.iter().rev().find(|(_, m)| m.topic == topic).expect("a message to the topic");
+        (m.1.topic_seq, m.1.body.clone())
+    }
+
+    fn worker(&self, w: &Worker) -> WorkerRecord {
+        block_on(self.rt.worker(&self.state, &w.id())).expect("readable").expect("registered")
+    }
+
+    fn admin(&mut self, call: AdminCall) {
+        self.ok(SUDO, Call::Admin { call });
+    }
+}
+
+fn chain_with_workers() -> (Chain, Vec<Worker>) {
+    let mut c = Chain::dev();
+    let ws: Vec<Worker> = (1..=4).map(Worker::new).collect();
+    c.run(vec![]);
+    let txs: Vec<SignedTransaction> = ws
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let call = w.register(&c.op(i + 1));
+            c.tx(i + 1, call)
+        })
+        .collect();
+    let (r, _) = c.run(txs);
+    assert!(r.iter().all(Receipt::is_success), "{r:?}");
+    (c, ws)
+}
+
+const COUNTER_JS: &[u8] = b"export function increment() { umbra.storage.set('n', '1'); }";
+const CLUSTER: u32 = 7;
+const DEPLOYER: usize = 2;
+
+/// A dev chain with a key epoch and cluster 7 whose key (played by `cluster_key`) is published, worker 3 and
+/// worker 4 its members.
+struct Setup {
+    c: Chain,
+    ws: Vec<Worker>,
+    cluster_key: Keypair,
+}
+
+fn setup() -> Setup {
+    let (mut c, ws) = chain_with_workers();
+    let gk = Keypair::from_seed([41; 32]);
+    c.admin(AdminCall::AppointGatekeeper { worker: ws[0].id() });
+    let first = EgressPayload::MasterKey {
+        key_epoch: 1,
+        master_public: [51; 32],
+        gatekeeper_key: gk.address().0,
+        shares: vec![],
+        clusters: vec![],
+    };
+    let tx = c.carry(ws[0].egress(0, first));
+    assert_eq!(c.run(vec![tx]).0[0].error, None);
+    c.admin(AdminCall::CreateCluster { cluster: CLUSTER });
+    let cluster_key = Keypair::from_seed([63; 32]);
+    let public = ClusterPublic { x25519: [61; 32], ed25519: cluster_key.address().0 };
+    for w in &ws[2..4] {
+        c.admin(AdminCall::AssignWorker { worker: w.id(), cluster: CLUSTER });
+        let (seq, _) = c.last(Topic::Gatekeepers);
+        let shares = vec![KeyShare { to: w.id(), sealed: vec![7; 48] }];
+        let answer =
+            EgressPayload::ClusterKeys { key_epoch: 1, keys: ClusterKeys { cluster: CLUSTER, public, shares } };
+        let tx = c.carry(sign_egress(&gk, Origin::Gatekeeper, seq, answer));
+        assert_eq!(c.run(vec![tx]).0[0].error, None);
+    }
+    Setup { c, ws, cluster_key }
+}
+
+/// Uploads the counter and instantiates it with `salt`; returns its id.
+fn deploy(s: &mut Setup, salt: &[u8]) -> [u8; 32] {
+    let c = &mut s.c;
+    c.ok(DEPLOYER, Call::UploadCode { kind: CodeKind::JavaScript, code: COUNTER_JS.to_vec() });
+    let hash = code_hash(CodeKind::JavaScript, COUNTER_JS);
+    c.ok(DEPLOYER, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: salt.to_vec(), args: vec![] });
+    let id = contract_id(&c.op(DEPLOYER), &hash, salt, CLUSTER);
+    c.extra_holders.push(contract_account(&id));
+    id
+}
+
+/// The contract's key played by the test, published by the cluster as its `n`-th cluster egress.
+fn publish_keys(s: &mut Setup, id: [u8; 32], n: u64) -> Keypair {
+    let key = Keypair::from_seed(sha256(&[b"contract key", &id]).0);
+    let public = ContractPublic { x25519: [71; 32], ed25519: key.address().0 };
+    let payload = EgressPayload::ContractKeys { contract: id, key_epoch: 1, public };
+    let tx = s.c.carry(sign_egress(&s.cluster_key, Origin::Cluster(CLUSTER), n, payload));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    key
+}
+
+fn command(id: [u8; 32], gas_limit: u64) -> Call {
+    Call::ContractCommand { contract: id, key_epoch: 1, gas_limit, sealed: vec![0x5e; 80] }
+}
+
+fn report(root: u8, gas_used: u64, transfers: Vec<ContractTransfer>) -> EgressPayload {
+    EgressPayload::ContractReport {
+        status: CommandStatus::Ok,
+        gas_used,
+        state_root: Hash([root; 32]),
+        events_hash: Hash([0; 32]),
+        transfers,
+    }
+}
+
+fn balance(c: &Chain, a: &Address) -> Amount {
+    block_on(c.rt.account(&c.state, a)).expect("readable").balance
+}
+
+#[test]
+fn a_contract_goes_from_upload_through_published_keys_to_a_reported_command_with_its_gas_refunded() {
+    let mut s = setup();
+    let id = deploy(&mut s, b"one");
+    let hash = code_hash(CodeKind::JavaScript, COUNTER_JS);
+    let code = block_on(s.c.rt.contract_code(&s.c.state, &hash)).expect("readable").expect("stored");
+    assert_eq!(
+        (code.kind, code.size as usize, code.uploader),
+        (CodeKind::JavaScript, COUNTER_JS.len(), s.c.op(DEPLOYER))
+    );
+    let (_, msg) = s.c.last(Topic::Cluster(CLUSTER));
+    assert!(
+        matches!(&msg, MessageBody::ContractInstantiated { contract, code, deployer, .. }
+            if *contract == id && code == COUNTER_JS && *deployer == s.c.op(DEPLOYER)),
+        "{msg:?}"
+    );
+    // No command before the cluster published the contract's keys.
+    let e = s.c.fails(1, command(id, 1_000));
+    assert!(e.to_string().contains("not published yet"), "{e}");
+    let key = publish_keys(&mut s, id, 0);
+    let rec = block_on(s.c.rt.contract(&s.c.state, &id)).expect("readable").expect("exists");
+    assert_eq!(rec.keys.len(), 1);
+    assert_eq!(rec.account, contract_account(&id));
+
+    let price = Params::default().contracts.gas_price;
+    let before = balance(&s.c, &s.c.op(1));
+    let tx = s.c.tx(1, command(id, 10_000));
+    let fee = tx.tx.fee;
+    let (r, _) = s.c.run(vec![tx]);
+    assert_eq!(r[0].error, None);
+    assert_eq!(balance(&s.c, &s.c.op(1)), before - fee - 10_000 * price, "the deposit is held");
+    assert_eq!(balance(&s.c, &gas_escrow()), 10_000 * price);
+    let (_, msg) = s.c.last(Topic::Cluster(CLUSTER));
+    assert!(matches!(msg, MessageBody::ContractCommand { seq: 0, gas_limit: 10_000, .. }), "{msg:?}");
+    let cmd = block_on(s.c.rt.contract_command(&s.c.state, &id, 0)).expect("readable").expect("ordered");
+    assert_eq!((cmd.sender, cmd.deposit, cmd.result), (s.c.op(1), 10_000 * price, None));
+
+    let treasury_before = balance(&s.c, &Address::module("treasury"));
+    let tx = s.c.carry(sign_egress(&key, Origin::Contract(id), 0, report(9, 4_000, vec![])));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    let cmd = block_on(s.c.rt.contract_command(&s.c.state, &id, 0)).expect("readable").expect("ordered");
+    let result = cmd.result.expect("reported");
+    assert_eq!((result.gas_used, result.refund, result.state_root), (4_000, 6_000 * price, Hash([9; 32])));
+    assert_eq!(balance(&s.c, &gas_escrow()), 0);
+    assert!(balance(&s.c, &Address::module("treasury")) >= treasury_before + 4_000 * price);
+    let rec = block_on(s.c.rt.contract(&s.c.state, &id)).expect("readable").expect("exists");
+    assert_eq!((rec.commands, rec.reported, rec.state_root), (1, 1, Some(Hash([9; 32]))));
+    assert_eq!(
+        s.c.last(Topic::Cluster(CLUSTER)).1,
+        MessageBody::ContractResult { contract: id, seq: 0, state_root: Hash([9; 32]) }
+    );
+}
+
+#[test]
+fn oversized_code_empty_code_and_unknown_code_or_cluster_are_refused_with_a_reason() {
+    let mut s = setup();
+    let max = Params::default().contracts.max_code_bytes as usize;
+    let big = vec![b' '; max + 1];
+    assert_eq!(
+        s.c.fails(1, Call::UploadCode { kind: CodeKind::JavaScript, code: big }),
+        TxError::CodeTooLarge { size: max as u64 + 1, max: max as u64 }
+    );
+    assert!(s.c.fails(1, Call::UploadCode { kind: CodeKind::Wasm, code: vec![] }).to_string().contains("empty"));
+    let unknown = Call::Instantiate { code_hash: Hash([1; 32]), cluster: CLUSTER, salt: vec![], args: vec![] };
+    assert_eq!(s.c.fails(1, unknown), TxError::UnknownCode);
+    s.c.ok(1, Call::UploadCode { kind: CodeKind::JavaScript, code: COUNTER_JS.to_vec() });
+    let hash = code_hash(CodeKind::JavaScript, COUNTER_JS);
+    let e = s.c.fails(1, Call::Instantiate { code_hash: hash, cluster: 99, salt: vec![], args: vec![] });
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    assert_eq!(s.c.fails(1, command([9; 32], 1)), TxError::UnknownContract);
+}
+
+#[test]
+fn the_same_salt_cannot_instantiate_twice_and_another_salt_makes_another_id() {
+    let mut s = setup();
+    let a = deploy(&mut s, b"x");
+    let hash = code_hash(CodeKind::JavaScript, COUNTER_JS);
+    let again = Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: b"x".to_vec(), args: vec![] };
+    assert!(s.c.fails(DEPLOYER, again).to_string().contains("already exists"));
+    let b = deploy(&mut s, b"y");
+    assert_ne!(a, b);
+}
+
+#[test]
+fn a_command_sealed_to_an_epoch_without_keys_or_with_too_much_gas_is_refused() {
+    let mut s = setup();
+    let id = deploy(&mut s, b"e");
+    publish_keys(&mut s, id, 0);
+    let wrong = Call::ContractCommand { contract: id, key_epoch: 2, gas_limit: 10, sealed: vec![1; 80] };
+    let e = s.c.fails(1, wrong);
+    assert!(e.to_string().contains("no key of epoch 2"), "{e}");
+    let max = Params::default().contracts.max_gas_per_command;
+    assert!(s.c.fails(1, command(id, max + 1)).to_string().contains("gas limit"));
+    let rec = block_on(s.c.rt.contract(&s.c.state, &id)).expect("readable").expect("exists");
+    assert_eq!(rec.commands, 0, "refused commands are not ordered");
+}
+
+#[test]
+fn identical_reports_land_once_and_a_member_with_another_root_records_an_incident() {
+    let mut s = setup();
+    let id = deploy(&mut s, b"i");
+    let key = publish_keys(&mut s, id, 0);
+    s.c.ok(1, command(id, 1_000));
+    let signed = sign_egress(&key, Origin::Contract(id), 0, report(5, 10, vec![]));
+    let (a, b) = (s.c.carry(signed.clone()), s.c.carry(signed));
+    let (receipts, rejected) = s.c.run(vec![a, b]);
+    assert_eq!(receipts.len(), 1, "the second copy is left out");
+    assert!(matches!(rejected[0].1, AdmissionError::EgressStale { .. }), "{rejected:?}");
+    s.c.unspend(RELAYER);
+    // A different report for the same command is stale too: the first one decided.
+    let other = s.c.carry(sign_egress(&key, Origin::Contract(id), 0, report(6, 10, vec![])));
+    let e = s.c.execute(&[other]);
+    assert!(
+        matches!(e, Err(BlockError::InvalidTransaction { error: AdmissionError::EgressStale { .. }, .. })),
+        "{e:?}"
+    );
+    s.c.unspend(RELAYER);
+    // A report signed by another key never gets in.
+    s.c.ok(1, command(id, 1_000));
+    let forged = s.c.carry(sign_egress(&Keypair::from_seed([1; 32]), Origin::Contract(id), 1, report(5, 1, vec![])));
+    let (_, rejected) = s.c.run(vec![forged]);
+    assert!(matches!(rejected[0].1, AdmissionError::BadEgressSignature { .. }), "{rejected:?}");
+    s.c.unspend(RELAYER);
+
+    let m = &s.ws[3];
+    let incident = EgressPayload::ContractIncident { contract: id, seq: 0, state_root: Hash([6; 32]) };
+    let tx = s.c.carry(m.egress(0, incident));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    let list = block_on(s.c.rt.contract_incidents(&s.c.state, &id)).expect("readable");
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].worker, list[0].recorded, list[0].reported), (m.id(), Hash([5; 32]), Hash([6; 32])));
+    // A worker outside the cluster cannot.
+    let outsider = EgressPayload::ContractIncident { contract: id, seq: 0, state_root: Hash([6; 32]) };
+    let tx = s.c.carry(s.ws[1].egress(0, outsider));
+    assert!(s.c.run(vec![tx]).0[0].error.is_some());
+}
+
+#[test]
+fn a_reported_transfer_moves_the_contracts_tokens_all_or_none() {
+    let mut s = setup();
+    let id = deploy(&mut s, b"t");
+    let key = publish_keys(&mut s, id, 0);
+    s.c.ok(1, Call::Transfer { to: contract_account(&id), amount: 10 * UNIT });
+    s.c.ok(1, command(id, 1_000));
+    s.c.ok(1, command(id, 1_000));
+    let to = s.c.op(4);
+    let before = balance(&s.c, &to);
+    let ok = vec![ContractTransfer { to, amount: 3 * UNIT }];
+    let tx = s.c.carry(sign_egress(&key, Origin::Contract(id), 0, report(1, 1, ok)));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    assert_eq!(balance(&s.c, &to), before + 3 * UNIT);
+    let too_much = vec![ContractTransfer { to, amount: 5 * UNIT }, ContractTransfer { to, amount: 5 * UNIT }];
+    let tx = s.c.carry(sign_egress(&key, Origin::Contract(id), 1, report(2, 1, too_much)));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    assert_eq!(balance(&s.c, &to), before + 3 * UNIT, "none of the transfers was made");
+    let r = block_on(s.c.rt.contract_command(&s.c.state, &id, 1)).expect("readable").expect("ordered").result;
+    let r = r.expect("reported");
+    assert!(r.transfers.is_empty() && r.transfer_error.is_some_and(|e| e.contains("holds")));
+}
+
+#[test]
+fn the_cluster_origin_signs_with_the_clusters_published_key_only() {
+    let mut s = setup();
+    let id = deploy(&mut s, b"k");
+    let public = ContractPublic { x25519: [1; 32], ed25519: [2; 32] };
+    let payload = EgressPayload::ContractKeys { contract: id, key_epoch: 1, public };
+    let forged = s.c.carry(sign_egress(&Keypair::from_seed([9; 32]), Origin::Cluster(CLUSTER), 0, payload.clone()));
+    let (_, rejected) = s.c.run(vec![forged]);
+    assert!(matches!(rejected[0].1, AdmissionError::BadEgressSignature { .. }), "{rejected:?}");
+    s.c.unspend(RELAYER);
+    let unknown = s.c.carry(sign_egress(&s.cluster_key, Origin::Cluster(99), 0, payload));
+    let (_, rejected) = s.c.run(vec![unknown]);
+    assert!(matches!(rejected[0].1, AdmissionError::EgressUnknownOrigin { .. }), "{rejected:?}");
+}
