@@ -749,3 +749,33 @@ mod random {
         }
     }
 }
+
+#[test]
+fn the_technical_committee_fast_tracks_pausing_a_cluster_which_then_takes_no_new_contracts() {
+    let mut c = Chain::with_params(long_voting(), &[3, 4, 5]);
+    let create = c.propose(0, vec![GovCall::Admin { call: AdminCall::CreateCluster { cluster: 9 } }]);
+    c.open(create);
+    c.vote(2, create, VoteChoice::Aye, 700, 1);
+    let end = c.proposal(create).voting_end;
+    c.until(end + DELAY);
+    let paused = |c: &Chain| {
+        let clusters = block_on(c.rt.clusters(&c.state)).expect("readable");
+        clusters.iter().find(|k| k.id == 9).map(|k| k.paused)
+    };
+    assert_eq!(paused(&c), Some(false), "the cluster exists and runs");
+
+    let pause = c.propose(0, vec![GovCall::Admin { call: AdminCall::PauseCluster { cluster: 9, paused: true } }]);
+    c.ok(3, Call::FastTrack { proposal: pause });
+    c.ok(4, Call::FastTrack { proposal: pause });
+    assert!(c.proposal(pause).emergency, "pausing a cluster is a security call");
+    c.vote(2, pause, VoteChoice::Aye, 700, 1);
+    let end = c.proposal(pause).voting_end;
+    c.until(end);
+    assert_eq!(paused(&c), Some(true), "enacted without delay");
+    let code = b"export function get() { return 1; }".to_vec();
+    let kind = umbra_types::contracts::CodeKind::JavaScript;
+    c.ok(1, Call::UploadCode { kind, code: code.clone() });
+    let code_hash = umbra_types::contracts::code_hash(kind, &code);
+    let e = c.fails(1, Call::Instantiate { code_hash, cluster: 9, salt: vec![], args: vec![] });
+    assert!(matches!(&e, TxError::ContractPrecondition { reason } if reason.contains("paused")), "{e:?}");
+}

@@ -93,7 +93,7 @@ impl GovCall {
     }
 
     /// Whether the technical committee may fast-track it: withdrawing a measurement, replacing the
-    /// attestation policy, removing a gatekeeper. Never a treasury spend.
+    /// attestation policy, removing a gatekeeper, pausing or resuming a cluster. Never a treasury spend.
     pub fn is_security(&self) -> bool {
         matches!(
             self,
@@ -101,6 +101,7 @@ impl GovCall {
                 call: AdminCall::WithdrawMeasurement { .. }
                     | AdminCall::SetPolicy { .. }
                     | AdminCall::RemoveGatekeeper { .. }
+                    | AdminCall::PauseCluster { .. }
             }
         )
     }

@@ -529,6 +529,10 @@ pub struct ClusterRecord {
     pub members: Vec<WorkerIdHex>,
     /// Public halves of its key, per key epoch still kept (current, and the new one during a rotation).
     pub keys: Vec<(KeyEpoch, ClusterPublic)>,
+    /// Paused by governance (an emergency): the chain takes no new contracts or commands for it until
+    /// resumed; commands already ordered still run.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// Administrative calls of the registry. Until on-chain governance exists they are allowed only from the
@@ -578,6 +582,13 @@ pub enum AdminCall {
     },
     /// Start a master key rotation to the next key epoch.
     StartRotation,
+    /// Pause (or resume) a cluster: while paused the chain refuses new contracts and commands for it.
+    PauseCluster {
+        /// The cluster.
+        cluster: ClusterId,
+        /// `true` to pause, `false` to resume.
+        paused: bool,
+    },
 }
 
 impl AdminCall {
@@ -592,6 +603,7 @@ impl AdminCall {
             AdminCall::CreateCluster { .. } => "create_cluster",
             AdminCall::AssignWorker { .. } => "assign_worker",
             AdminCall::StartRotation => "start_rotation",
+            AdminCall::PauseCluster { .. } => "pause_cluster",
         }
     }
 }

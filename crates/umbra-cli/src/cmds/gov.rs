@@ -117,6 +117,12 @@ enum ProposeKind {
     CreateCluster { id: u32 },
     /// Make a registered worker a member of a cluster.
     AssignWorker { worker: String, cluster: u32 },
+    /// Pause a cluster (no new contracts or commands; emergency-track eligible); `--resume` lifts it.
+    PauseCluster {
+        id: u32,
+        #[arg(long)]
+        resume: bool,
+    },
     /// Replace every chain parameter with those in a JSON file (validated like genesis).
     SetParams { file: PathBuf },
     /// Pay tokens from the treasury.
@@ -163,6 +169,7 @@ fn calls(ctx: &Ctx, args: &ProposeArgs) -> Result<Vec<GovCall>> {
             admin(AdminCall::RemoveGatekeeper { worker: parse_worker_id(worker)? })
         }
         ProposeKind::RotateMasterKey => admin(AdminCall::StartRotation),
+        ProposeKind::PauseCluster { id, resume } => admin(AdminCall::PauseCluster { cluster: *id, paused: !*resume }),
         ProposeKind::CreateCluster { id } => admin(AdminCall::CreateCluster { cluster: *id }),
         ProposeKind::AssignWorker { worker, cluster } => {
             admin(AdminCall::AssignWorker { worker: parse_worker_id(worker)?, cluster: *cluster })

@@ -73,6 +73,14 @@ enum ClusterCmd {
         /// The cluster id.
         cluster: u32,
     },
+    /// Pause a cluster: no new contracts or commands (dev chain administrator; governance elsewhere).
+    Pause {
+        /// The cluster id.
+        id: u32,
+        /// Resume it instead.
+        #[arg(long)]
+        resume: bool,
+    },
 }
 
 /// `umbra registry ...`
@@ -250,7 +258,12 @@ pub(crate) fn cluster(ctx: &Ctx, args: ClusterArgs) -> Result<()> {
                     println!("no clusters");
                 }
                 for c in &s.clusters {
-                    println!("cluster {}: {} members", c.id, c.members.len());
+                    println!(
+                        "cluster {}: {} members{}",
+                        c.id,
+                        c.members.len(),
+                        if c.paused { " (PAUSED)" } else { "" }
+                    );
                     for m in &c.members {
                         println!("  member {}", short(&m.0));
                     }
@@ -261,6 +274,7 @@ pub(crate) fn cluster(ctx: &Ctx, args: ClusterArgs) -> Result<()> {
                 return Ok(());
             }
             ClusterCmd::Create { id } => AdminCall::CreateCluster { cluster: id },
+            ClusterCmd::Pause { id, resume } => AdminCall::PauseCluster { cluster: id, paused: !resume },
             ClusterCmd::Assign { worker, cluster } => {
                 AdminCall::AssignWorker { worker: parse_worker_id(&worker)?, cluster }
             }

@@ -140,6 +140,9 @@ impl Contracts {
         let Some(c) = self.cluster(s, cluster).await? else {
             return Ok(Err(pre(format!("cluster {cluster} does not exist"))));
         };
+        if c.paused {
+            return Ok(Err(pre(format!("cluster {cluster} is paused by governance: no new contracts"))));
+        }
         if c.members.is_empty() {
             return Ok(Err(pre(format!("cluster {cluster} has no members to run a contract"))));
         }
@@ -199,6 +202,9 @@ impl Contracts {
     ) -> Res<()> {
         let p = &cx.params.contracts;
         let Some(mut rec) = self.contract(s, id).await? else { return Ok(Err(TxError::UnknownContract)) };
+        if self.cluster(s, rec.cluster).await?.is_some_and(|c| c.paused) {
+            return Ok(Err(pre(format!("cluster {} is paused by governance: no new commands", rec.cluster))));
+        }
         if sealed.len() > p.max_command_bytes as usize {
             return Ok(Err(pre(format!(
                 "a command envelope of {} bytes exceeds the limit of {}",

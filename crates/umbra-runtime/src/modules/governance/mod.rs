@@ -277,7 +277,7 @@ impl Governance {
         if let Some((i, c)) = p.calls.iter().enumerate().find(|(_, c)| !c.is_security()) {
             return Ok(Err(TxError::NotFastTrackable {
                 reason: format!(
-                    "call {i} ({}) is not a security call (withdraw_measurement, set_policy, remove_gatekeeper)",
+                    "call {i} ({}) is not a security call (withdraw_measurement, set_policy, remove_gatekeeper, pause_cluster)",
                     c.kind()
                 ),
             }));

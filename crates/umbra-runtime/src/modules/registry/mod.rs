@@ -410,6 +410,18 @@ impl Registry {
             }
             AdminCall::AssignWorker { worker, cluster } => self.assign(cx, s, worker, *cluster).await,
             AdminCall::StartRotation => self.start_rotation(cx, s).await,
+            AdminCall::PauseCluster { cluster, paused } => {
+                let Some(mut rec) = self.cluster(s, *cluster).await? else {
+                    return Err(precondition(format!("cluster {cluster} does not exist")));
+                };
+                if rec.paused == *paused {
+                    let state = if *paused { "paused" } else { "running" };
+                    return Err(precondition(format!("cluster {cluster} is already {state}")));
+                }
+                rec.paused = *paused;
+                s.put(&StateKey::Cluster(*cluster), &rec);
+                Ok(())
+            }
         }
     }
 
