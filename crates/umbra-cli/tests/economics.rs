@@ -170,6 +170,9 @@ fn a_pool_worker_benchmarks_computes_answers_heartbeats_and_the_pool_and_treasur
     assert_eq!(rec["missed"], 0, "no heartbeat missed: {shown}");
     assert_eq!(rec["session"]["responsive"], true, "{shown}");
     assert!(rec["score"].as_u64().expect("score") <= score * 12 / 10, "the score stays within the cap: {shown}");
+    let info = net.json(&["worker-info", &id]);
+    assert!(info["economics"]["record"]["answered"].as_u64() >= Some(2), "worker-info shows the heartbeats: {info}");
+    assert!(net.cli_ok(&["worker-info", &id]).contains("heartbeats"));
     let value = amount(&shown["value"]);
     let kept = amount(&shown["pool"]["rewards_total"]);
     assert_eq!(value, 2_000 * UNIT + kept, "the pool's value grew by the rewards it kept: {shown}");

@@ -138,10 +138,34 @@ pub(crate) fn worker_info(ctx: &Ctx, args: WorkerInfoArgs) -> Result<()> {
                 let Some(w) = record else {
                     bail!("no worker {} is registered (at height {})", short(&id), at.height())
                 };
+                // Compute economics (benchmark, heartbeats): shown as the node reports it.
+                let econ = client.econ_worker(&id).await.ok();
                 if ctx.json {
-                    return ctx.print_json(&serde_json::json!({ "height": at.height(), "proven": true, "worker": w }));
+                    return ctx.print_json(
+                        &serde_json::json!({ "height": at.height(), "proven": true, "worker": w, "economics": econ }),
+                    );
                 }
                 print_worker(&w, at.height());
+                if let Some(e) = econ {
+                    let r = &e.record;
+                    let session = match &r.session {
+                        Some(s) => format!(
+                            "{:?}, {}responsive{}",
+                            s.state,
+                            if s.responsive { "" } else { "NOT " },
+                            s.pending
+                                .as_ref()
+                                .map(|p| format!(", heartbeat due by height {}", p.deadline))
+                                .unwrap_or_default()
+                        ),
+                        None => "not computing".into(),
+                    };
+                    print_rows(&[
+                        ("benchmark", format!("score {} (initial {})", r.score, r.initial_score)),
+                        ("heartbeats", format!("{} answered, {} missed", r.answered, r.missed)),
+                        ("session", session),
+                    ]);
+                }
                 println!("(record proven against the finalized state root at height {})", at.height());
                 Ok(())
             }
