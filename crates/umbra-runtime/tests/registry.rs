@@ -909,3 +909,37 @@ fn a_rollback_commitment_is_recorded_only_when_higher() {
     assert_eq!(c.worker(w).commitment, Some((2, Hash([2; 32]))));
     assert_eq!(block_on(c.rt.egress_next(&c.state, &Origin::Worker(w.id()))).expect("readable"), 3);
 }
+
+#[test]
+fn a_scheduled_rotation_starts_by_itself_at_the_interval_once_a_master_key_exists() {
+    let mut params = Params::default();
+    params.registry.rotation_interval_blocks = 10;
+    let mut c = Chain::new(dev_policy(), params, 1_000);
+    let g = Worker::new(1);
+    c.run(vec![]);
+    let call = g.register(&c.op(1));
+    c.ok(1, call);
+    // No master key yet: the schedule has nothing to rotate.
+    while c.height < 10 {
+        c.run(vec![]);
+    }
+    assert!(block_on(c.rt.keys(&c.state)).expect("readable").rotation.is_none());
+    let gk1 = Keypair::from_seed([41; 32]);
+    c.admin(AdminCall::AppointGatekeeper { worker: g.id() });
+    let first = EgressPayload::MasterKey {
+        key_epoch: 1,
+        master_public: [1; 32],
+        gatekeeper_key: gk1.address().0,
+        shares: vec![],
+        clusters: vec![],
+    };
+    let tx = c.carry(g.egress(0, first));
+    assert_eq!(c.run(vec![tx]).0[0].error, None);
+    while c.height < 20 {
+        c.run(vec![]);
+    }
+    let keys = block_on(c.rt.keys(&c.state)).expect("readable");
+    let rot = keys.rotation.expect("a rotation started at the scheduled height");
+    assert_eq!((rot.new_epoch, rot.started_at, rot.leader), (2, 20, WorkerIdHex(g.id())));
+    assert!(matches!(c.last(Topic::Gatekeepers).1, MessageBody::RotationStarted { new_epoch: 2, .. }));
+}

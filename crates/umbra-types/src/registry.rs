@@ -625,6 +625,9 @@ pub struct RegistryParams {
     pub max_collateral_bytes: u32,
     /// Most chain-to-worker messages one block may emit.
     pub max_block_messages: u32,
+    /// A master key rotation starts by itself every this many blocks (at heights that are multiples of
+    /// it, when a key exists and no rotation is running); 0 = only when governance starts one.
+    pub rotation_interval_blocks: u64,
 }
 
 impl Default for RegistryParams {
@@ -636,6 +639,7 @@ impl Default for RegistryParams {
             max_quote_bytes: 16 * 1024,
             max_collateral_bytes: 48 * 1024,
             max_block_messages: 10_000,
+            rotation_interval_blocks: 0,
         }
     }
 }

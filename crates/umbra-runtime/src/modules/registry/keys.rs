@@ -484,8 +484,9 @@ impl Registry {
         self.emit(cx, s, Topic::Broadcast, body).await
     }
 
-    /// End of block: a rotation past its timeout with only cluster members pending completes. Skipped
-    /// (retried next block) when the block has no room left for the activation message.
+    /// End of block: a rotation past its timeout with only cluster members pending completes, and a
+    /// scheduled rotation starts (every `rotation_interval_blocks`). Skipped (retried next block) when the
+    /// block has no room left for the messages.
     pub(crate) async fn end_block_with<S: StateRead>(
         &self,
         cx: &Ctx<'_>,
@@ -499,6 +500,22 @@ impl Registry {
             Ok(()) => s.commit_checkpoint(),
             Err(Fail::Tx(_)) => s.revert(),
             Err(Fail::Rt(e)) => return Err(e),
+        }
+        let interval = cx.params.registry.rotation_interval_blocks;
+        if interval > 0 && cx.env.height.is_multiple_of(interval) && s.messages().len() < cx.max() as usize {
+            let keys = self.keys(s).await?;
+            if keys.key_epoch > 0 && keys.rotation.is_none() {
+                s.checkpoint();
+                match self.start_rotation(cx, s).await {
+                    Ok(()) => {
+                        tracing::info!(target: "registry.keys", height = cx.env.height, "scheduled key rotation started");
+                        s.commit_checkpoint()
+                    }
+                    // No active gatekeeper holds the key: nothing to rotate with; try at the next multiple.
+                    Err(Fail::Tx(_)) => s.revert(),
+                    Err(Fail::Rt(e)) => return Err(e),
+                }
+            }
         }
         Ok(())
     }
