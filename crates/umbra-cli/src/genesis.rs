@@ -64,6 +64,9 @@ struct NewArgs {
     /// Blocks between a worker's rollback commitments [default: 100].
     #[arg(long)]
     commitment_interval: Option<u64>,
+    /// Rotate the master key by itself every N blocks [default: 0, only when governance starts one].
+    #[arg(long)]
+    rotation_interval: Option<u64>,
     /// Governance: blocks after a proposal before votes count [default: 600].
     #[arg(long)]
     gov_preparation_period: Option<u64>,
@@ -165,6 +168,9 @@ pub(crate) fn run(args: GenesisArgs) -> Result<()> {
     let mut genesis = genesis;
     if let Some(n) = a.commitment_interval {
         genesis.params.registry.commitment_interval_blocks = n;
+    }
+    if let Some(n) = a.rotation_interval {
+        genesis.params.registry.rotation_interval_blocks = n;
     }
     let e = &mut genesis.params.economics;
     if let Some(n) = a.heartbeat_interval {
