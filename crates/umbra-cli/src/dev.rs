@@ -94,10 +94,16 @@ impl Layout {
     fn operator_key(&self, i: usize) -> PathBuf {
         self.worker_dir(i).join("operator.key")
     }
+    fn format(&self) -> PathBuf {
+        self.home.join("FORMAT")
+    }
 }
 
 /// The cluster dev workers join.
 const DEV_CLUSTER: u32 = 1;
+/// The layout of dev networks this build makes (chain state and worker sealed state). A dev network made
+/// by a build with another layout cannot resume: its state lacks what newer modules keep.
+const DEV_FORMAT: &str = "umbra-dev-format 2";
 /// Each dev worker's operator account balance at genesis (it pays the worker's egress fees).
 const DEV_OPERATOR_BALANCE: u128 = 10_000 * UNIT;
 
@@ -273,8 +279,18 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
             None => 3,
         };
         create(&layout, n, workers, &args)?;
+        std::fs::write(layout.format(), format!("{DEV_FORMAT}\n"))
+            .with_context(|| format!("cannot write {}", layout.format().display()))?;
         n
     } else {
+        let format = std::fs::read_to_string(layout.format()).unwrap_or_default();
+        if format.trim() != DEV_FORMAT {
+            bail!(
+                "the dev network in {} was made by an older Umbra whose chain and worker state this build cannot \
+                 resume; run `umbra dev --reset` to start a new one",
+                home.display()
+            );
+        }
         if let Some(v) = args.validators
             && v != existing
         {

@@ -316,3 +316,14 @@ fn the_chain_is_pinned_on_first_use_and_a_reset_chain_needs_explicit_trust() {
     ok(home.path(), &["block", "0", "--rpc", &reset.url]);
     assert!(fails(home.path(), &["block", "0", "--rpc", &first.url]).contains("untrusted chain"));
 }
+
+#[test]
+fn a_dev_network_made_by_an_older_umbra_is_refused_with_the_way_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = dir.path().join("net");
+    std::fs::create_dir_all(net.join("validator-0")).expect("mkdir");
+    std::fs::write(net.join("validator-0/node.toml"), "name = \"validator-0\"\n").expect("write");
+    std::fs::write(net.join("genesis.json"), "{}").expect("write");
+    let line = fails(dir.path(), &["dev", "--quiet", "--home", net.to_str().expect("utf-8")]);
+    assert!(line.contains("older Umbra") && line.contains("--reset"), "{line}");
+}
