@@ -594,7 +594,10 @@ impl Enclave {
             if state.height < committed {
                 return Err(EnclaveError::RolledBack { sealed: state.height, committed });
             }
-            if state.height == committed && state.hash() != hash {
+            // At the committed height the state may legitimately have changed since the commitment without the
+            // height moving (a joined cluster's history replayed at that height); the sealed file then still
+            // records the commitment it made, which a state from another history cannot.
+            if state.height == committed && state.hash() != hash && self.file.commitment != Some((committed, hash)) {
                 return Err(EnclaveError::Forked { height: committed, ours: state.hash(), committed: hash });
             }
         }
