@@ -129,7 +129,8 @@ impl Drop for OwnNet {
 }
 
 fn free_port_block(from: u16, n: u16) -> Result<u16> {
-    for base in (from..from.saturating_add(10_000)).step_by(97) {
+    // Below Linux's ephemeral range (32768..), where outgoing connections take their source ports.
+    for base in (from..from.saturating_add(4_000)).step_by(97) {
         if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return Ok(base);
         }
@@ -143,8 +144,8 @@ async fn start_network(validators: usize) -> Result<(OwnNet, Vec<String>, Keypai
 
 async fn start_network_with(validators: usize, extra: &[&str]) -> Result<(OwnNet, Vec<String>, Keypair)> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let rpc = free_port_block(40_000, validators as u16)?;
-    let p2p = free_port_block(50_000, validators as u16)?;
+    let rpc = free_port_block(24_000, validators as u16)?;
+    let p2p = free_port_block(28_000, validators as u16)?;
     let exe = std::env::current_exe().context("cannot find the umbra executable")?;
     let home: PathBuf = dir.path().join("home");
     let child = Command::new(exe)

@@ -107,12 +107,19 @@ impl Net {
             while self.height(i).is_none_or(|x| x < h) {
                 assert!(
                     Instant::now() < deadline,
-                    "v{i} did not reach height {h} within {timeout:?} (at {:?})",
-                    self.height(i)
+                    "v{i} did not reach height {h} within {timeout:?} (at {:?}); the end of its log:\n{}",
+                    self.height(i),
+                    self.log_tail(i)
                 );
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
+    }
+
+    fn log_tail(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join(format!("v{i}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// A raw JSON-RPC call (no client-side verification: this test compares nodes directly).

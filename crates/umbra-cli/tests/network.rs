@@ -1,36 +1,15 @@
 //! End-to-end tests on real processes: `umbra dev` networks on 127.0.0.1 driven through the `umbra`
 //! CLI and the SDK, including SIGKILL and restart.
 
+mod common;
+use common::{free_ports, umbra};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use umbra_types::{Address, Genesis, UNIT, parse_amount};
 
-fn umbra() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_umbra"))
-}
-
-/// A block of `n` consecutive free TCP ports on 127.0.0.1, never handed out twice in this process.
-fn free_ports(n: u16) -> u16 {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ NEXT.fetch_add(0x9e37_79b9, Ordering::Relaxed);
-    loop {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let base = 20_000 + ((x >> 33) % 30_000) as u16;
-        let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
-        let clash = (0..n).any(|i| taken.contains(&(base + i)));
-        if !clash && (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            taken.extend((0..n).map(|i| base + i));
-            return base;
-        }
-    }
-}
 
 /// A dev network running as a child process; killed when dropped.
 struct DevNet {

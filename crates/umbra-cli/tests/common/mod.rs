@@ -11,9 +11,34 @@ pub fn umbra() -> Command {
     Command::new(env!("CARGO_BIN_EXE_umbra"))
 }
 
-/// A TCP port free on 127.0.0.1 right now.
+/// A TCP port free on 127.0.0.1 right now, never handed out twice in this process.
 pub fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    free_ports(1)
+}
+
+/// A block of `n` consecutive TCP ports free on 127.0.0.1 right now, never handed out twice in this process.
+///
+/// The ports come from 20000..32000, below Linux's ephemeral range (32768..60999): a port the kernel hands out
+/// for `bind(0)` is also the kind it picks as the source port of outgoing connections, so another node of the
+/// same test could take it (by dialling a peer) between this check and the node binding it.
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ NEXT.fetch_add(0x9e37_79b9, Ordering::Relaxed);
+    loop {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let base = 20_000 + ((x >> 33) % (12_000 - u64::from(n))) as u16;
+        let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+        let clash = (0..n).any(|i| taken.contains(&(base + i)));
+        if !clash && (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            taken.extend((0..n).map(|i| base + i));
+            return base;
+        }
+    }
 }
 
 /// The standard output of a command that must have succeeded (its output is shown if it did not).
