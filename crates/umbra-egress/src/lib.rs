@@ -1,0 +1,37 @@
+//! Let agents reach the outside world under their owner's policy, and keep auditable receipts of every call.
+//!
+//! # Why it is shaped this way
+//!
+//! - **Blocking API.** Agents run on dedicated synchronous engine threads, so [`Client::fetch`] blocks; it wraps
+//!   reqwest's blocking client (rustls with the ring provider and bundled web roots; no aws-lc build).
+//! - **Policy as data.** [`Policy`] (allow-list with `*.domain` wildcards, schemes, private-address access,
+//!   size limits, timeout, redirects, rate and spend caps) is serde + borsh so the owner can set it on chain;
+//!   the client enforces it: redirects are followed by hand so every hop is re-checked, response bodies are read
+//!   under the limit (a huge body is cut off, never buffered whole), and private addresses are refused in the
+//!   resolver itself (no DNS rebinding around the check).
+//! - **Receipts, not logs.** Every exchange (redirect hops and failed calls included) yields a [`Receipt`]
+//!   (target, request and response hashes, time, TLS leaf-certificate fingerprint); a [`ReceiptLog`] batches
+//!   them per agent under a Merkle root the worker commits on chain, and [`verify_receipt`] checks one receipt
+//!   against a committed root.
+//! - **LLM helper in JavaScript.** [`LLM_JS`] is the source of the `llm.chat(...)` global for agents: an
+//!   OpenAI-compatible chat-completions client on top of `fetch`.
+//!
+//! Feature `test-server` adds [`testing`]: real local HTTP/HTTPS servers (programmable, OpenAI-compatible,
+//! price API) for this crate's tests and for end-to-end tests elsewhere.
+
+mod client;
+mod policy;
+mod receipt;
+#[cfg(feature = "test-server")]
+pub mod testing;
+
+pub use client::{Client, EgressError, Request, Response};
+pub use policy::{Policy, RateCap, SpendCap, is_public_ip};
+pub use receipt::{Receipt, ReceiptBatch, ReceiptLog, request_hash, response_hash, verify_receipt};
+pub use umbra_crypto::MerkleProof;
+
+/// The JavaScript source of the LLM helper: evaluated as a script (or prepended to a module), it defines the
+/// global `llm` with `llm.chat({ baseUrl, apiKey, model, messages, temperature?, maxTokens?, fetch? })`, which
+/// resolves to `{ content, usage, raw }` and throws an `llm.LlmError` (with `status` and `body`) for non-200
+/// answers and malformed replies. It uses `opts.fetch`, else `umbra.fetch`, else the global `fetch`.
+pub const LLM_JS: &str = include_str!("../js/llm.js");
