@@ -152,6 +152,31 @@ fn a_redirect_to_a_forbidden_host_is_refused() {
 }
 
 #[test]
+fn credentials_follow_a_redirect_on_the_same_host_but_not_to_another_host() {
+    let server = TestServer::http(|req| {
+        let port = req.header("host").and_then(|h| h.rsplit(':').next()).unwrap_or("0").to_string();
+        match req.path() {
+            "/same" => Reply::redirect(302, "/auth"),
+            "/cross" => Reply::redirect(302, &format!("http://localhost:{port}/auth")),
+            "/auth" => Reply::text(200, req.header("authorization").unwrap_or("none")),
+            _ => Reply::text(404, ""),
+        }
+    })
+    .expect("server starts");
+    let client = Client::new().expect("client");
+    let with_key = |path: &str| {
+        let mut r = Request::get(server.url(path));
+        r.headers.push(("authorization".into(), "Bearer secret".into()));
+        r
+    };
+    let (resp, _) = client.fetch(AGENT, &local_policy(), with_key("/same")).expect("fetch");
+    assert_eq!(resp.body, b"Bearer secret");
+    let (resp, _) = client.fetch(AGENT, &local_policy(), with_key("/cross")).expect("fetch");
+    assert_eq!(resp.url, server.url_localhost("/auth"));
+    assert_eq!(resp.body, b"none");
+}
+
+#[test]
 fn too_many_redirects_is_an_error() {
     let server = hello();
     let client = Client::new().expect("client");

@@ -37,7 +37,8 @@ impl Host for EgressHost {
     }
 
     fn fetch(&self, r: &FetchRequest) -> Result<FetchResponse, HostError> {
-        let req = Request { method: r.method.clone(), url: r.url.clone(), headers: r.headers.clone(), body: r.body.clone() };
+        let req =
+            Request { method: r.method.clone(), url: r.url.clone(), headers: r.headers.clone(), body: r.body.clone() };
         let (resp, _receipt) = self.client.fetch(AGENT, &self.policy, req).map_err(|e| HostError(e.to_string()))?;
         Ok(FetchResponse { status: resp.status, body: resp.body })
     }
@@ -87,12 +88,7 @@ fn run(host: EgressHost, method: &str, args: serde_json::Value) -> Result<serde_
 }
 
 fn host(allow: &str) -> EgressHost {
-    let policy = Policy {
-        allow_hosts: vec![allow.into()],
-        allow_http: true,
-        allow_private: true,
-        ..Policy::default()
-    };
+    let policy = Policy { allow_hosts: vec![allow.into()], allow_http: true, allow_private: true, ..Policy::default() };
     EgressHost { client: Client::new().expect("client"), policy }
 }
 
