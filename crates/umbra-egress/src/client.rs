@@ -169,6 +169,10 @@ impl Response {
     }
 }
 
+/// Headers the client sets itself: an agent-chosen `Host` could reach another virtual host than the allow-listed
+/// name, and framing headers could desynchronise the exchange.
+const RESERVED_HEADERS: [&str; 5] = ["host", "content-length", "transfer-encoding", "connection", "upgrade"];
+
 /// The error a resolver returns when every address of a name is non-public; found again in the error chain.
 #[derive(Debug, thiserror::Error)]
 #[error("{0} resolves only to private, loopback or link-local addresses")]
@@ -323,6 +327,11 @@ impl Client {
         let mut url =
             Url::parse(&req.url).map_err(|e| EgressError::InvalidRequest(format!("URL {:?}: {e}", req.url)))?;
         check_url(policy, &url)?;
+        if let Some((name, _)) =
+            req.headers.iter().find(|(k, _)| RESERVED_HEADERS.iter().any(|r| k.eq_ignore_ascii_case(r)))
+        {
+            return Err(EgressError::InvalidRequest(format!("header {name:?} is set by the client, not the agent")));
+        }
         let (mut headers, mut body) = (req.headers, req.body);
         let mut redirects = 0u32;
         loop {
@@ -426,15 +435,14 @@ impl Client {
         Ok(())
     }
 
-    /// The response bytes the agent can still pay for in this window.
-    fn affordable_bytes(&self, agent: [u8; 32], policy: &Policy) -> u64 {
+    /// The response bytes the agent can still pay for in this window, and the units spent so far.
+    fn affordable_bytes(&self, agent: [u8; 32], policy: &Policy) -> (u64, u64) {
         let spend = &policy.spend;
+        let spent = lock(&self.usage).get(&agent).map(|u| u.spent).unwrap_or(0);
         if spend.cost_per_kib == 0 {
-            return u64::MAX;
+            return (u64::MAX, spent);
         }
-        let usage = lock(&self.usage);
-        let spent = usage.get(&agent).map(|u| u.spent).unwrap_or(0);
-        (spend.budget.saturating_sub(spent) / spend.cost_per_kib).saturating_mul(1024)
+        ((spend.budget.saturating_sub(spent) / spend.cost_per_kib).saturating_mul(1024), spent)
     }
 
     fn charge_response(&self, agent: [u8; 32], policy: &Policy, bytes: u64) {
@@ -493,13 +501,13 @@ impl Client {
             .get::<reqwest::tls::TlsInfo>()
             .and_then(|t| t.peer_certificate())
             .map(|der| Sha256::digest(der).into());
-        let affordable = self.affordable_bytes(agent, policy);
+        let (affordable, spent) = self.affordable_bytes(agent, policy);
         let limit = policy.max_response_bytes.min(affordable);
         let too_large = |read: u64| {
             if limit < policy.max_response_bytes {
                 EgressError::SpendCapReached {
                     budget: policy.spend.budget,
-                    spent: policy.spend.budget.saturating_sub(affordable / 1024 * policy.spend.cost_per_kib),
+                    spent,
                     needed: policy.spend.bytes_cost(read),
                 }
             } else {

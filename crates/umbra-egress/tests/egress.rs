@@ -260,6 +260,46 @@ fn the_spend_cap_charges_requests_and_kib_and_refuses_past_the_budget() {
 }
 
 #[test]
+fn a_response_the_remaining_budget_cannot_pay_for_is_cut_off_with_the_spend_error() {
+    let server = hello();
+    let client = Client::new().expect("client");
+    // 2 units left after the request's fixed cost: 2 KiB of the endless body are read, then it is cut off.
+    let spend = SpendCap { budget: 3, window_ms: 60_000, cost_per_request: 1, cost_per_kib: 1 };
+    let policy = Policy { spend, ..local_policy() };
+    let err = client.fetch(AGENT, &policy, Request::get(server.url("/huge"))).expect_err("over budget");
+    assert!(matches!(err, EgressError::SpendCapReached { budget: 3, spent: 1, .. }), "{err}");
+    assert_eq!(client.receipts().pending(&AGENT).last().map(|r| r.response_bytes), Some(2048));
+}
+
+#[test]
+fn concurrent_fetches_share_one_rate_allowance() {
+    let server = hello();
+    let client = Client::new().expect("client");
+    let policy = Policy { rate: RateCap { max_requests: 5, window_ms: 60_000 }, ..local_policy() };
+    let results: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| s.spawn(|| client.fetch(AGENT, &policy, Request::get(server.url("/hello"))).is_ok()))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert_eq!(results.iter().filter(|ok| **ok).count(), 5);
+    assert_eq!(server.connections(), 5);
+}
+
+#[test]
+fn an_agent_cannot_set_the_host_or_framing_headers() {
+    let server = hello();
+    let client = Client::new().expect("client");
+    for name in ["Host", "content-length", "Transfer-Encoding"] {
+        let mut req = Request::get(server.url("/hello"));
+        req.headers.push((name.into(), "x".into()));
+        let err = client.fetch(AGENT, &local_policy(), req).expect_err("reserved header");
+        assert!(matches!(err, EgressError::InvalidRequest(_)), "{err}");
+    }
+    assert_eq!(server.connections(), 0);
+}
+
+#[test]
 fn receipts_batch_under_a_root_that_proves_each_one_and_rejects_a_tampered_one() {
     let server = hello();
     let client = Client::new().expect("client");
