@@ -25,6 +25,32 @@
     return "";
   };
 
+  // A streamed answer (server-sent events), read whole: the deltas joined, usage from the last chunk that has
+  // it, `raw` the list of chunks.
+  const fromEvents = (text, url, status) => {
+    const chunks = [];
+    for (const line of text.split("\n")) {
+      const l = line.trim();
+      if (!l.startsWith("data:")) continue;
+      const data = l.slice(5).trim();
+      if (data === "[DONE]") break;
+      try {
+        chunks.push(JSON.parse(data));
+      } catch (_) {
+        throw new LlmError("llm.chat: a streamed event from " + url + " is not JSON", status, text);
+      }
+    }
+    if (chunks.length === 0) throw new LlmError("llm.chat: the stream from " + url + " has no events", status, text);
+    let content = "";
+    let usage = null;
+    for (const c of chunks) {
+      const d = c && Array.isArray(c.choices) && c.choices[0] ? c.choices[0].delta : undefined;
+      if (d && typeof d.content === "string") content += d.content;
+      if (c && c.usage) usage = c.usage;
+    }
+    return { content, usage, raw: chunks };
+  };
+
   async function chat(opts) {
     opts = opts || {};
     const { baseUrl, apiKey, model, messages, temperature, maxTokens } = opts;
@@ -39,6 +65,7 @@
       }
     }
     const request = { model, messages: messages.map((m) => ({ role: m.role, content: m.content })) };
+    if (opts.stream) request.stream = true;
     if (temperature !== undefined) request.temperature = temperature;
     if (maxTokens !== undefined) request.max_tokens = maxTokens;
     const headers = { "content-type": "application/json", accept: "application/json" };
@@ -57,6 +84,7 @@
       }
       throw new LlmError("llm.chat: HTTP " + r.status + " from " + url + ": " + detail, r.status, text);
     }
+    if (opts.stream) return fromEvents(text, url, r.status);
     let raw;
     try {
       raw = JSON.parse(text);

@@ -31,7 +31,9 @@ pub use receipt::{Receipt, ReceiptBatch, ReceiptLog, request_hash, response_hash
 pub use umbra_crypto::MerkleProof;
 
 /// The JavaScript source of the LLM helper: evaluated as a script (or prepended to a module), it defines the
-/// global `llm` with `llm.chat({ baseUrl, apiKey, model, messages, temperature?, maxTokens?, fetch? })`, which
-/// resolves to `{ content, usage, raw }` and throws an `llm.LlmError` (with `status` and `body`) for non-200
-/// answers and malformed replies. It uses `opts.fetch`, else `umbra.fetch`, else the global `fetch`.
+/// global `llm` with `llm.chat({ baseUrl, apiKey, model, messages, temperature?, maxTokens?, stream?, fetch? })`,
+/// which resolves to `{ content, usage, raw }` and throws an `llm.LlmError` (with `status` and `body`) for non-200
+/// answers and malformed replies. It uses `opts.fetch`, else `umbra.fetch`, else the global `fetch`. With
+/// `stream: true` it asks for server-sent events and joins the deltas once the whole body has arrived (`fetch`
+/// is not incremental); `raw` is then the list of chunks.
 pub const LLM_JS: &str = include_str!("../js/llm.js");

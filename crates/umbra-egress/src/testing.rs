@@ -329,7 +329,8 @@ fn openai_error(status: u16, message: &str, kind: &str) -> Reply {
 
 /// An OpenAI-compatible chat-completions server: `POST /v1/chat/completions` with `Authorization: Bearer
 /// <api_key>` answers [`openai_echo`] in the non-streaming OpenAI shape, with usage counted in words;
-/// `GET /v1/models` lists one model, `test-model`. Wrong keys get 401, malformed bodies 400, both with the
+/// with `"stream": true` the same content arrives as server-sent events (see `sse_reply`); `GET /v1/models` lists
+/// one model, `test-model`. Wrong keys get 401, malformed bodies 400, both with the
 /// OpenAI error shape. Plain HTTP; see [`openai_server_https`].
 pub fn openai_server(api_key: &str) -> io::Result<TestServer> {
     TestServer::http(openai_handler(api_key.to_string()))
@@ -370,6 +371,9 @@ fn openai_handler(api_key: String) -> impl Fn(&TestRequest) -> Reply + Send + Sy
                 let prompt: u64 = messages.iter().map(|m| words(&text(m))).sum();
                 let completion = words(&content);
                 let n = counter.fetch_add(1, Ordering::SeqCst);
+                if body["stream"] == true {
+                    return sse_reply(n, model, &content, prompt, completion);
+                }
                 Reply::json(
                     200,
                     &serde_json::json!({
@@ -384,6 +388,33 @@ fn openai_handler(api_key: String) -> impl Fn(&TestRequest) -> Reply + Send + Sy
             }
             _ => openai_error(404, "unknown endpoint", "invalid_request_error"),
         }
+    }
+}
+
+/// The streamed form of an answer: `chat.completion.chunk` events (the role, then one per word of `content`,
+/// then `finish_reason` with usage), then `data: [DONE]`.
+fn sse_reply(n: u64, model: &str, content: &str, prompt: u64, completion: u64) -> Reply {
+    let id = format!("chatcmpl-test-{n}");
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value, usage: serde_json::Value| {
+        let c = serde_json::json!({
+            "id": id, "object": "chat.completion.chunk", "created": 0, "model": model,
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }], "usage": usage,
+        });
+        format!("data: {c}\n\n")
+    };
+    let null = serde_json::Value::Null;
+    let mut out = chunk(serde_json::json!({ "role": "assistant", "content": "" }), null.clone(), null.clone());
+    for (i, word) in content.split(' ').enumerate() {
+        let piece = if i == 0 { word.to_string() } else { format!(" {word}") };
+        out.push_str(&chunk(serde_json::json!({ "content": piece }), null.clone(), null.clone()));
+    }
+    let usage = serde_json::json!({ "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion });
+    out.push_str(&chunk(serde_json::json!({}), serde_json::json!("stop"), usage));
+    out.push_str("data: [DONE]\n\n");
+    Reply::Full {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into()), ("cache-control".into(), "no-cache".into())],
+        body: out.into_bytes(),
     }
 }
 

@@ -57,6 +57,14 @@ export async function ask(args) {
   return { content: r.content, usage: r.usage, id: r.raw.id };
 }
 
+export async function askStreaming(args) {
+  const r = await llm.chat({
+    baseUrl: args.baseUrl, apiKey: args.apiKey, model: "test-model", stream: true,
+    messages: [{ role: "user", content: args.question }],
+  });
+  return { content: r.content, usage: r.usage, chunks: r.raw.length };
+}
+
 export async function askCatching(args) {
   try {
     await llm.chat({ baseUrl: args.baseUrl, apiKey: args.apiKey, model: "test-model", messages: args.messages });
@@ -136,4 +144,16 @@ fn an_agent_calling_a_host_off_its_allow_list_fails_with_a_clear_error() {
         other => panic!("expected a host error, got {other}"),
     }
     assert_eq!(server.connections(), 0);
+}
+
+#[test]
+fn a_streamed_answer_is_joined_from_its_server_sent_events() {
+    let server = openai_server("k").expect("server starts");
+    let args = serde_json::json!({ "baseUrl": server.url("/v1"), "apiKey": "k", "question": "stream this please" });
+    let out = run(host("127.0.0.1"), "askStreaming", args).expect("query succeeds");
+    let expected = openai_echo("test-model", None, "stream this please");
+    assert_eq!(out["content"], expected);
+    assert_eq!(out["usage"]["completion_tokens"], expected.split_whitespace().count());
+    // The role chunk, one per word, the finish chunk.
+    assert_eq!(out["chunks"], expected.split(' ').count() + 2);
 }
