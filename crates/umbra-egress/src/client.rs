@@ -326,6 +326,12 @@ impl Client {
             .map_err(|_| EgressError::InvalidRequest(format!("method {:?}", req.method)))?;
         let mut url =
             Url::parse(&req.url).map_err(|e| EgressError::InvalidRequest(format!("URL {:?}: {e}", req.url)))?;
+        // The host only: paths and queries may carry secrets.
+        let _span =
+            tracing::debug_span!("egress.fetch", host = url.host_str().unwrap_or(""), method = %method).entered();
+        // The host only: paths and queries may carry secrets.
+        let _span =
+            tracing::debug_span!("egress.fetch", host = url.host_str().unwrap_or(""), method = %method).entered();
         check_url(policy, &url)?;
         if let Some((name, _)) =
             req.headers.iter().find(|(k, _)| RESERVED_HEADERS.iter().any(|r| k.eq_ignore_ascii_case(r)))

@@ -16,15 +16,18 @@
 //! - **LLM helper in JavaScript.** [`LLM_JS`] is the source of the `llm.chat(...)` global for agents: an
 //!   OpenAI-compatible chat-completions client on top of `fetch`.
 //!
-//! Feature `test-server` adds [`testing`]: real local HTTP/HTTPS servers (programmable, OpenAI-compatible,
+//! Feature `client` (default) is the HTTP client; without it the crate is just the policy and receipt types and
+//! their verification, with no HTTP or TLS dependencies, for the chain. Feature `test-server` adds [`testing`]: real local HTTP/HTTPS servers (programmable, OpenAI-compatible,
 //! price API) for this crate's tests and for end-to-end tests elsewhere.
 
+#[cfg(feature = "client")]
 mod client;
 mod policy;
 mod receipt;
 #[cfg(feature = "test-server")]
 pub mod testing;
 
+#[cfg(feature = "client")]
 pub use client::{Client, EgressError, Request, Response};
 pub use policy::{Policy, RateCap, SpendCap, is_public_ip};
 pub use receipt::{Receipt, ReceiptBatch, ReceiptLog, request_hash, response_hash, verify_receipt};
