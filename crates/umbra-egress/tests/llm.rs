@@ -1,9 +1,9 @@
-//! The JavaScript LLM helper running in QuickJS through `umbra_engine`, its `fetch` served by the egress
-//! client against the local OpenAI-compatible server.
+//! Agents' `fetch` and the JavaScript LLM helper running in QuickJS through `umbra_engine`, `fetch` served by
+//! the egress client against local servers (the OpenAI-compatible one among them).
 
 use std::rc::Rc;
 
-use umbra_egress::testing::{openai_echo, openai_server};
+use umbra_egress::testing::{Reply, TestServer, openai_echo, openai_server};
 use umbra_egress::{Client, LLM_JS, Policy, Request};
 use umbra_engine::{
     CallOutput, Code, Engine, EngineError, Failure, FetchRequest, FetchResponse, Host, HostError, Invocation, Limits,
@@ -63,6 +63,10 @@ export async function askStreaming(args) {
     messages: [{ role: "user", content: args.question }],
   });
   return { content: r.content, usage: r.usage, chunks: r.raw.length };
+}
+
+export function fetchSize(args) {
+  return umbra.fetch(args.url).body.length;
 }
 
 export async function askCatching(args) {
@@ -156,4 +160,22 @@ fn a_streamed_answer_is_joined_from_its_server_sent_events() {
     assert_eq!(out["usage"]["completion_tokens"], expected.split_whitespace().count());
     // The role chunk, one per word, the finish chunk.
     assert_eq!(out["chunks"], expected.split(' ').count() + 2);
+}
+
+#[test]
+fn an_agent_fetching_a_huge_body_gets_a_clear_error_and_small_ones_still_work() {
+    let server = TestServer::http(|req| match req.path() {
+        "/huge" => Reply::Stream { status: 200, len: 64 * 1024 * 1024, declare_length: false },
+        _ => Reply::text(200, "small"),
+    })
+    .expect("server starts");
+    let mut h = host("127.0.0.1");
+    h.policy.max_response_bytes = 256 * 1024;
+    let failure = run(h, "fetchSize", serde_json::json!({ "url": server.url("/huge") })).expect_err("too large");
+    match failure.error {
+        EngineError::Host(msg) => assert!(msg.contains("larger than the egress limit of 262144 bytes"), "{msg}"),
+        other => panic!("expected a host error, got {other}"),
+    }
+    let out = run(host("127.0.0.1"), "fetchSize", serde_json::json!({ "url": server.url("/small") })).expect("fetch");
+    assert_eq!(out, 5);
 }
