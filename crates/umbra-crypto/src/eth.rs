@@ -90,6 +90,34 @@ pub fn recover_message(msg: &[u8], signature: &[u8; 65]) -> Result<[u8; 20], Eth
     recover_address(&eip191_hash(msg), signature)
 }
 
+/// Domain tag of attested outputs in their EVM form.
+pub const ATTESTED_OUTPUT_TAG: &[u8] = b"umbra/attested-output/v1";
+
+/// The digest an agent signs to attest an output in a form EVM contracts can check:
+/// `keccak256(abi.encodePacked("umbra/attested-output/v1", bytes32 agent, uint64 seq, keccak256(output)))`.
+/// The agent signs it with EIP-191 ([`EthWallet::sign_attested_output`]), so a Solidity verifier does
+/// `ecrecover(toEthSignedMessageHash(digest), v, r, s) == agentAddress` with the agent's address as published on
+/// the Umbra chain. `seq` is the agent's output counter (it orders outputs and prevents replays).
+pub fn attested_output_digest(agent: &[u8; 32], seq: u64, output: &[u8]) -> [u8; 32] {
+    let mut h = Keccak256::new();
+    h.update(ATTESTED_OUTPUT_TAG);
+    h.update(agent);
+    h.update(seq.to_be_bytes());
+    h.update(keccak256(output));
+    h.finalize().into()
+}
+
+/// Whether `signature` is `address`'s EIP-191 signature of [`attested_output_digest`]`(agent, seq, output)`.
+pub fn verify_attested_output(
+    address: &[u8; 20],
+    agent: &[u8; 32],
+    seq: u64,
+    output: &[u8],
+    signature: &[u8; 65],
+) -> bool {
+    recover_message(&attested_output_digest(agent, seq, output), signature).is_ok_and(|a| a == *address)
+}
+
 /// An EIP-1559 (type 2) transaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Eip1559Tx {
@@ -245,6 +273,11 @@ impl EthWallet {
         sig
     }
 
+    /// EIP-191 signature of [`attested_output_digest`]`(agent, seq, output)` (the 32-byte digest is the message).
+    pub fn sign_attested_output(&self, agent: &[u8; 32], seq: u64, output: &[u8]) -> [u8; 65] {
+        self.sign_message(&attested_output_digest(agent, seq, output))
+    }
+
     /// Signs an EIP-1559 transaction.
     pub fn sign_transaction(&self, tx: &Eip1559Tx) -> SignedTx {
         let signature = self.sign_hash(&tx.signing_hash());
@@ -372,6 +405,30 @@ mod tests {
             assert_eq!(to_hex(&signed.hash), hash);
             assert_eq!(recover_address(&tx.signing_hash(), &signed.signature), Ok(w.address()));
         }
+    }
+
+    /// Digest and signature cross-checked with Python `eth-utils`/`eth-account` (`keccak` of the packed fields,
+    /// `encode_defunct(primitive=digest)`).
+    #[test]
+    fn an_attested_output_matches_the_evm_packing_and_verifies_only_for_its_fields() {
+        let w = EthWallet::from_seed(hex32(WEB3_KEY)).expect("valid key");
+        let (agent, out) = ([7u8; 32], br#"{"price":"65000.00"}"#);
+        assert_eq!(
+            to_hex(&attested_output_digest(&agent, 42, out)),
+            "6082513962ad1d37035d73dceb839e6383d08457a71a35d88abab38c47d1d180"
+        );
+        let sig = w.sign_attested_output(&agent, 42, out);
+        assert_eq!(
+            to_hex(&sig),
+            "33d9179530e12950e8925701a4713fb1c7d5b4d63540a0199511f9b72f40b713\
+             249a46930bbf3d2b85ed386abc7d3da0e77218008dd3e0868d1fee0781411ac3\
+             1c"
+        );
+        assert!(verify_attested_output(&w.address(), &agent, 42, out, &sig));
+        assert!(!verify_attested_output(&w.address(), &agent, 43, out, &sig), "another seq");
+        assert!(!verify_attested_output(&w.address(), &[8u8; 32], 42, out, &sig), "another agent");
+        assert!(!verify_attested_output(&w.address(), &agent, 42, b"{}", &sig), "another output");
+        assert!(!verify_attested_output(&[0u8; 20], &agent, 42, out, &sig), "another address");
     }
 
     #[test]

@@ -14,8 +14,9 @@ pub use envelope::{
     x25519_public,
 };
 pub use eth::{
-    Eip1559Tx, EthError, EthWallet, SignedTx, agent_account_seed, agent_eth_seed, eip191_hash, keccak256,
-    recover_address, recover_message, to_checksum_address,
+    ATTESTED_OUTPUT_TAG, Eip1559Tx, EthError, EthWallet, SignedTx, agent_account_seed, agent_eth_seed,
+    attested_output_digest, eip191_hash, keccak256, recover_address, recover_message, to_checksum_address,
+    verify_attested_output,
 };
 pub use keys::{
     CryptoError, Keypair, sign_transaction, sign_with_min_fee, verify, verify_batch, verify_transaction,
