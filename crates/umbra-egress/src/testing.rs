@@ -184,10 +184,17 @@ impl TestServer {
                     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
                     let _ = match tls {
                         Some(config) => match rustls::ServerConnection::new(config) {
-                            Ok(c) => serve(rustls::StreamOwned::new(c, conn), &*handler, &stop),
+                            Ok(c) => {
+                                let mut tls = rustls::StreamOwned::new(c, conn);
+                                let served = serve(&mut tls, &*handler, &stop);
+                                // A body delimited by the connection's end needs a clean TLS close.
+                                tls.conn.send_close_notify();
+                                let _ = tls.flush();
+                                served
+                            }
                             Err(e) => Err(io::Error::other(e)),
                         },
-                        None => serve(conn, &*handler, &stop),
+                        None => serve(&mut { conn }, &*handler, &stop),
                     };
                 });
             }
@@ -270,8 +277,8 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn serve<S: Read + Write>(mut s: S, handler: &Handler, stop: &AtomicBool) -> io::Result<()> {
-    let req = read_request(&mut s)?;
+fn serve<S: Read + Write>(s: &mut S, handler: &Handler, stop: &AtomicBool) -> io::Result<()> {
+    let req = read_request(s)?;
     match handler(&req) {
         Reply::Full { status, headers, body } => {
             let mut head = format!(

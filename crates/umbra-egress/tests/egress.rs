@@ -77,6 +77,23 @@ fn an_https_fetch_records_the_served_leaf_certificate_fingerprint() {
 }
 
 #[test]
+fn a_huge_https_body_is_cut_off_and_a_complete_one_without_length_is_read_whole() {
+    let cert = TestCert::generate().expect("certificates");
+    let server = TestServer::https(&cert, |req| {
+        let len = if req.path() == "/huge" { 50 * 1024 * 1024 } else { 100_000 };
+        Reply::Stream { status: 200, len, declare_length: false }
+    })
+    .expect("server starts");
+    let client = Client::with_extra_roots(std::slice::from_ref(&cert.ca_der)).expect("client");
+    let policy = Policy { max_response_bytes: 200_000, ..local_policy() };
+    let err = client.fetch(AGENT, &policy, Request::get(server.url("/huge"))).expect_err("too large");
+    assert!(matches!(err, EgressError::ResponseTooLarge { limit: 200_000, .. }), "{err}");
+    let (resp, receipt) = client.fetch(AGENT, &policy, Request::get(server.url("/fits"))).expect("fetch");
+    assert_eq!(resp.body.len(), 100_000);
+    assert_eq!(receipt.tls_cert_sha256, Some(cert.leaf_sha256()));
+}
+
+#[test]
 fn plain_http_is_refused_unless_the_policy_allows_it() {
     let server = hello();
     let client = Client::new().expect("client");
