@@ -210,18 +210,35 @@ struct Usage {
 
 /// The blocking egress client. One per worker; thread-safe (`&self` everywhere).
 ///
-/// Uses reqwest's blocking client, which runs its own runtime thread: call it from plain threads (such as the
-/// engine's agent threads), never from inside an async runtime. TLS is rustls with the ring provider, roots
+/// Uses reqwest's blocking client, which runs its own runtime thread: call `fetch` from plain threads (such as
+/// the engine's agent threads or tokio's `spawn_blocking`), not from an async task. Building and dropping it
+/// is safe anywhere (both happen on a short-lived helper thread). TLS is rustls with the ring provider, roots
 /// bundled from `webpki-root-certs` (plus any extra roots given); http/1.1 only, no proxies, no automatic
 /// decompression (a compressed body could expand past the size limit), redirects followed by hand.
 pub struct Client {
+    /// The reqwest clients; `None` only while dropping.
+    http: Option<Http>,
+    usage: Mutex<BTreeMap<[u8; 32], Usage>>,
+    log: Mutex<ReceiptLog>,
+    started: Instant,
+}
+
+/// The two reqwest clients.
+struct Http {
     /// Resolves only to public addresses.
     public: reqwest::blocking::Client,
     /// For policies with `allow_private`.
     open: reqwest::blocking::Client,
-    usage: Mutex<BTreeMap<[u8; 32], Usage>>,
-    log: Mutex<ReceiptLog>,
-    started: Instant,
+}
+
+impl Drop for Client {
+    /// reqwest's blocking client shuts its runtime down when dropped, which tokio refuses inside an async context;
+    /// a helper thread does it instead.
+    fn drop(&mut self) {
+        if let Some(http) = self.http.take() {
+            let _ = std::thread::spawn(move || drop(http)).join();
+        }
+    }
 }
 
 /// Locks a mutex, recovering from poisoning (the data is counters and receipts, valid after any panic).
@@ -300,9 +317,14 @@ impl Client {
                 .build()
                 .map_err(|e| EgressError::Setup(chain(&e)))
         };
+        // reqwest's blocking builder starts (and on failure drops) a runtime: keep that off any async context.
+        let http = std::thread::scope(|s| {
+            s.spawn(|| Ok::<_, EgressError>(Http { public: build(false)?, open: build(true)? }))
+                .join()
+                .unwrap_or_else(|_| Err(EgressError::Setup("the client builder panicked".into())))
+        })?;
         Ok(Client {
-            public: build(false)?,
-            open: build(true)?,
+            http: Some(http),
             usage: Mutex::new(BTreeMap::new()),
             log: Mutex::new(ReceiptLog::new()),
             started: Instant::now(),
@@ -469,7 +491,11 @@ impl Client {
         body: &[u8],
     ) -> Exchange {
         let mut ex = Exchange { status: 0, headers: Vec::new(), body: Vec::new(), cert: None, result: Ok(()) };
-        let client = if policy.allow_private { &self.open } else { &self.public };
+        let Some(http) = &self.http else {
+            ex.result = Err(EgressError::Setup("the client is shutting down".into()));
+            return ex;
+        };
+        let client = if policy.allow_private { &http.open } else { &http.public };
         let timeout_ms = policy.timeout_ms;
         let mut rb = client.request(method.clone(), url.clone()).timeout(Duration::from_millis(timeout_ms));
         for (k, v) in headers {
