@@ -2,7 +2,7 @@
 //!
 //! # Why it is shaped this way
 //!
-//! - **Blocking API.** Agents run on dedicated synchronous engine threads, so [`Client::fetch`] blocks; it wraps
+//! - **Blocking API.** Agents run on dedicated synchronous engine threads, so `Client::fetch` blocks; it wraps
 //!   reqwest's blocking client (rustls with the ring provider and bundled web roots; no aws-lc build).
 //! - **Policy as data.** [`Policy`] (allow-list with `*.domain` wildcards, schemes, private-address access,
 //!   size limits, timeout, redirects, rate and spend caps) is serde + borsh so the owner can set it on chain;
@@ -17,8 +17,17 @@
 //!   OpenAI-compatible chat-completions client on top of `fetch`.
 //!
 //! Feature `client` (default) is the HTTP client; without it the crate is just the policy and receipt types and
-//! their verification, with no HTTP or TLS dependencies, for the chain. Feature `test-server` adds [`testing`]: real local HTTP/HTTPS servers (programmable, OpenAI-compatible,
+//! their verification, with no HTTP or TLS dependencies, for the chain. Feature `test-server` adds the `testing` module: real local HTTP/HTTPS servers (programmable, OpenAI-compatible,
 //! price API) for this crate's tests and for end-to-end tests elsewhere.
+
+//! # Plugging it in (worker side)
+//!
+//! One `Client` per worker. The engine's `Host::fetch(&FetchRequest)` of an agent maps to
+//! `client.fetch(agent_id, &policy_from_chain, Request { method, url, headers, body })` and turns the
+//! `EgressError` into the host error text (it names what was refused and why); the `Response` carries status,
+//! headers and body. Periodically, `client.batch(&agent)` (or `client.receipts()` for every agent with pending
+//! receipts) gives a [`ReceiptBatch`] whose `(agent, seq, root)` the worker commits on chain; it keeps or hands the
+//! owner the receipts, each checkable with `batch.proof(i)` and [`verify_receipt`].
 
 #[cfg(feature = "client")]
 mod client;
