@@ -92,7 +92,7 @@ struct AgentReceipts {
 }
 
 /// Pending receipts per agent and each agent's next batch number. Plain data: the worker keeps one (the
-/// [`Client`](crate::Client) keeps one itself) and may persist it with borsh.
+/// `Client` keeps one itself) and may persist it with borsh.
 #[derive(Clone, Debug, Default, BorshSerialize, BorshDeserialize)]
 pub struct ReceiptLog {
     agents: BTreeMap<[u8; 32], AgentReceipts>,
