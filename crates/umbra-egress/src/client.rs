@@ -628,5 +628,10 @@ mod tests {
         assert!(matches!(check_url(&p, &u("ftp://api.example.com/")), Err(EgressError::SchemeNotAllowed { .. })));
         assert!(matches!(check_url(&p, &u("https://evil.example.com/")), Err(EgressError::HostNotAllowed { .. })));
         assert!(matches!(check_url(&p, &u("https://10.0.0.1/")), Err(EgressError::PrivateAddress { .. })));
+        let v6 = Policy { allow_hosts: vec!["[::1]".into()], ..Policy::default() };
+        assert!(matches!(check_url(&v6, &u("https://[::1]:8443/")), Err(EgressError::PrivateAddress { .. })));
+        let v6 = Policy { allow_private: true, ..v6 };
+        assert!(check_url(&v6, &u("https://[::1]:8443/")).is_ok());
+        assert!(matches!(check_url(&v6, &u("https://[::2]/")), Err(EgressError::HostNotAllowed { .. })));
     }
 }

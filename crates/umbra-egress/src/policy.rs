@@ -187,6 +187,21 @@ mod tests {
         assert!(allow(&["*"]).host_allowed("anything.test"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_wildcard_matches_exactly_the_names_that_end_in_dot_domain(
+            host in "[a-z0-9.-]{0,24}",
+            domain in "[a-z0-9-]{1,8}\\.[a-z]{2,3}",
+        ) {
+            let p = allow(&[&format!("*.{domain}")]);
+            let expected = host.len() > domain.len() + 1 && host.ends_with(&format!(".{domain}"));
+            proptest::prop_assert_eq!(p.host_allowed(&host), expected);
+            proptest::prop_assert!(!p.host_allowed(&domain));
+            let sub = format!("x.{domain}");
+            proptest::prop_assert!(p.host_allowed(&sub));
+        }
+    }
+
     #[test]
     fn malformed_patterns_and_zero_windows_are_refused() {
         assert!(allow(&["*.example.com", "127.0.0.1", "[::1]"]).validate().is_ok());

@@ -46,7 +46,8 @@ impl Receipt {
     }
 }
 
-/// `sha256(borsh((method, url, headers, body)))`, headers in the order sent.
+/// `sha256(borsh((method, url, headers, body)))` with the headers the agent set, in its order (the client adds
+/// only `host`, `content-length` and `accept`-style defaults of reqwest, which agents may not set themselves).
 pub fn request_hash(method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> [u8; 32] {
     let bytes = borsh::to_vec(&(method, url, headers, body)).unwrap_or_default();
     sha256(&[&bytes]).0
