@@ -337,7 +337,7 @@ impl Client {
     ///
     /// Redirects (301, 302, 303, 307, 308 with a `Location`) are followed up to `policy.max_redirects`; 303, and
     /// 301/302 after a POST, continue as a bodyless GET, as browsers do. `Authorization` and `Cookie` headers are
-    /// dropped when a redirect changes the host.
+    /// dropped when a redirect changes the origin (scheme, host or port).
     pub fn fetch(&self, agent: [u8; 32], policy: &Policy, req: Request) -> Result<(Response, Receipt), EgressError> {
         policy.validate().map_err(EgressError::InvalidPolicy)?;
         let size = req.body.len() as u64;
@@ -348,9 +348,6 @@ impl Client {
             .map_err(|_| EgressError::InvalidRequest(format!("method {:?}", req.method)))?;
         let mut url =
             Url::parse(&req.url).map_err(|e| EgressError::InvalidRequest(format!("URL {:?}: {e}", req.url)))?;
-        // The host only: paths and queries may carry secrets.
-        let _span =
-            tracing::debug_span!("egress.fetch", host = url.host_str().unwrap_or(""), method = %method).entered();
         // The host only: paths and queries may carry secrets.
         let _span =
             tracing::debug_span!("egress.fetch", host = url.host_str().unwrap_or(""), method = %method).entered();
@@ -411,7 +408,7 @@ impl Client {
                     !k.eq_ignore_ascii_case("content-type") && !k.eq_ignore_ascii_case("content-length")
                 });
             }
-            if next.host_str() != url.host_str() {
+            if next.origin() != url.origin() {
                 headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization") && !k.eq_ignore_ascii_case("cookie"));
             }
             url = next;

@@ -169,7 +169,7 @@ fn a_redirect_to_a_forbidden_host_is_refused() {
 }
 
 #[test]
-fn credentials_follow_a_redirect_on_the_same_host_but_not_to_another_host() {
+fn credentials_follow_a_redirect_within_the_origin_but_not_to_another_host() {
     let server = TestServer::http(|req| {
         let port = req.header("host").and_then(|h| h.rsplit(':').next()).unwrap_or("0").to_string();
         match req.path() {
