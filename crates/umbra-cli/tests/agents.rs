@@ -171,12 +171,12 @@ impl Net {
         let mut args = vec!["agent", "call", id, "--worker", url.as_str(), "--path", path, "--json"];
         args.extend_from_slice(extra);
         let out = self.cli_ok(&args);
-        serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     }
 
     fn info(&self, id: &str) -> serde_json::Value {
         let out = self.cli_ok(&["agent", "info", id, "--json"]);
-        serde_json::from_str(out.lines().last().unwrap_or("")).expect("json")
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     }
 
     /// Waits until worker `w` serves `path` of `id` with `status` (its view follows the chain a little behind).
@@ -309,7 +309,10 @@ fn agents_serve_sealed_and_plain_requests_keep_secrets_in_the_enclave_and_obey_t
 
     // Sealed (default) and plain on both workers; the CLI checks the worker's signature against the chain.
     for w in [1, 2] {
-        let v = net.wait_status(w, &a, "/has-secret", 200, &[]);
+        let v = wait_until("the worker to hold the secret", Duration::from_secs(30), || {
+            let v = net.call(w, &a, "/has-secret", &[]);
+            (v["body"]["has"] == true).then_some(v)
+        });
         assert_eq!((v["body"]["has"].as_bool(), v["body"]["len"].as_u64()), (Some(true), Some(MARKER.len() as u64)));
         assert_eq!((v["verified"].as_bool(), v["sealed"].as_bool()), (Some(true), Some(true)));
         assert_eq!(v["worker"].as_str().map(|s| s.trim_start_matches("0x")), Some(ids[w].as_str()));

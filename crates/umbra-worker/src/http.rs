@@ -33,6 +33,7 @@ pub async fn serve(listener: tokio::net::TcpListener, service: QueryService, age
         .route("/agents/{id}/sealed", post(sealed))
         .route("/agents/{id}/logs", post(logs))
         .route("/agents/{id}", any(plain_root))
+        .route("/agents/{id}/", any(plain_root))
         .route("/agents/{id}/{*path}", any(plain))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 4096))
         .with_state(agents);

@@ -293,11 +293,10 @@ async fn deploy(
     let hash = umbra_types::contracts::code_hash(CodeKind::JavaScript, &code);
     let id = contract_id(&key.address(), &hash, &salt, cluster);
     send_call(ctx, from.clone(), Call::DeployAgent { code, cluster, salt, policy }).await?;
-    if !secrets.is_empty() {
-        wait_for_keys(ctx, &Hash(id)).await?;
-        for (name, value) in &secrets {
-            set_secret(ctx, from.clone(), Hash(id), None, name, value).await?;
-        }
+    // The agent is ready once its cluster published its keys (secrets and commands are sealed to them).
+    wait_for_keys(ctx, &Hash(id)).await?;
+    for (name, value) in &secrets {
+        set_secret(ctx, from.clone(), Hash(id), None, name, value).await?;
     }
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "agent": Hash(id), "account": contract_account(&id), "code_hash": hash }))?;
