@@ -64,7 +64,10 @@ impl Host for NoHost {
         Err(umbra_engine::HostError("no keys in the benchmark".into()))
     }
     fn call(&self, inv: &umbra_engine::Invocation) -> Result<umbra_engine::CallOutput, umbra_engine::Failure> {
-        Err(umbra_engine::Failure { error: umbra_engine::EngineError::Host("no calls".into()), gas_used: inv.budget.min(1) })
+        Err(umbra_engine::Failure {
+            error: umbra_engine::EngineError::Host("no calls".into()),
+            gas_used: inv.budget.min(1),
+        })
     }
 }
 
@@ -125,7 +128,12 @@ fn get(port: u16, path: &str) -> Result<u16> {
 pub(crate) fn run(args: AgentBench) -> Result<()> {
     let mut cold = cold_starts(args.cold.max(1))?;
     cold.sort_unstable();
-    println!("cold start (compile + fresh instance + first request), {} samples: p50 {} p99 {}", cold.len(), ms(pct(&cold, 50)), ms(pct(&cold, 99)));
+    println!(
+        "cold start (compile + fresh instance + first request), {} samples: p50 {} p99 {}",
+        cold.len(),
+        ms(pct(&cold, 50)),
+        ms(pct(&cold, 99))
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let id = [7u8; 32];
@@ -151,7 +159,12 @@ pub(crate) fn run(args: AgentBench) -> Result<()> {
         }
     }
     warm.sort_unstable();
-    println!("warm gateway round trip (plain, signed answer), {} samples: p50 {} p99 {}", warm.len(), ms(pct(&warm, 50)), ms(pct(&warm, 99)));
+    println!(
+        "warm gateway round trip (plain, signed answer), {} samples: p50 {} p99 {}",
+        warm.len(),
+        ms(pct(&warm, 50)),
+        ms(pct(&warm, 99))
+    );
 
     let stop = Instant::now() + Duration::from_secs(args.duration.max(1));
     let started = Instant::now();
@@ -171,7 +184,12 @@ pub(crate) fn run(args: AgentBench) -> Result<()> {
         .collect();
     let total: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
     let secs = started.elapsed().as_secs_f64();
-    println!("throughput, {} clients for {:.1} s: {:.0} requests/s ({total} answered 200)", args.clients.max(1), secs, total as f64 / secs);
+    println!(
+        "throughput, {} clients for {:.1} s: {:.0} requests/s ({total} answered 200)",
+        args.clients.max(1),
+        secs,
+        total as f64 / secs
+    );
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }

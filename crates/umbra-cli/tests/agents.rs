@@ -300,7 +300,16 @@ fn agents_serve_sealed_and_plain_requests_keep_secrets_in_the_enclave_and_obey_t
     let v1 = dir.join("agent-v1.js");
     std::fs::write(&v1, format!("const VERSION = 1;\n{AGENT}")).expect("write");
     let secret = format!("API_KEY={MARKER}");
-    let out = net.cli_ok(&["agent", "deploy", v1.to_str().expect("utf-8"), "--public", "--secret", &secret, "--from", "admin"]);
+    let out = net.cli_ok(&[
+        "agent",
+        "deploy",
+        v1.to_str().expect("utf-8"),
+        "--public",
+        "--secret",
+        &secret,
+        "--from",
+        "admin",
+    ]);
     let a = after(&out, "agent ");
     let info = net.info(&a);
     assert_eq!(info["versions"].as_array().map(Vec::len), Some(1), "{info}");
@@ -432,11 +441,31 @@ fn agents_serve_sealed_and_plain_requests_keep_secrets_in_the_enclave_and_obey_t
     let stats = after(&net.cli_ok(&["agent", "deploy", example.to_str().expect("utf-8"), "--from", "admin"]), "agent ");
     for (i, value) in [10, 20].iter().enumerate() {
         let args = format!(r#"{{"value":{value},"consent":true}}"#);
-        let out = net.cli_ok(&["contract", "call", &stats, "submit", "--args", &args, "--from", &format!("user{i}"), "--wait"]);
+        let out = net.cli_ok(&[
+            "contract",
+            "call",
+            &stats,
+            "submit",
+            "--args",
+            &args,
+            "--from",
+            &format!("user{i}"),
+            "--wait",
+        ]);
         assert!(out.contains("Ok"), "{out}");
     }
     assert_error(&net.wait_status(1, &stats, "/stats", 403, &[]), 403, "at least 3");
-    net.cli_ok(&["contract", "call", &stats, "submit", "--args", r#"{"value":60,"consent":true}"#, "--from", "user2", "--wait"]);
+    net.cli_ok(&[
+        "contract",
+        "call",
+        &stats,
+        "submit",
+        "--args",
+        r#"{"value":60,"consent":true}"#,
+        "--from",
+        "user2",
+        "--wait",
+    ]);
     let v = net.wait_status(2, &stats, "/stats", 200, &[]);
     assert_eq!((v["body"]["users"].as_u64(), v["body"]["sum"].as_u64()), (Some(3), Some(90)), "{v}");
     let mut keys: Vec<&str> = v["body"].as_object().expect("object").keys().map(String::as_str).collect();
@@ -447,14 +476,26 @@ fn agents_serve_sealed_and_plain_requests_keep_secrets_in_the_enclave_and_obey_t
 
     // The markers never reached node data, the node's log or the workers' files and host logs.
     for needle in [MARKER, MARKER2] {
-        let leaks: Vec<PathBuf> = files_containing(&dir, needle.as_bytes())
-            .into_iter()
-            .filter(|p| !p.starts_with(net.keys_home()))
-            .collect();
+        let leaks: Vec<PathBuf> =
+            files_containing(&dir, needle.as_bytes()).into_iter().filter(|p| !p.starts_with(net.keys_home())).collect();
         assert!(leaks.is_empty(), "{needle} leaked into {leaks:?}");
     }
     assert!(files_containing(&dir.join("v0"), b"properly-sealed").is_empty(), "a secret in the node's data");
     // Control: the logs this scan reads do record agent activity.
     let log = std::fs::read_to_string(dir.join("worker-1.log")).expect("log");
     assert!(log.contains("agent record updated"), "the worker log does not show agent activity");
+}
+
+#[test]
+fn the_agents_benchmark_reports_cold_start_round_trip_and_throughput() {
+    let out = ok(
+        umbra()
+            .args(["bench", "agents", "--cold", "3", "--warm", "5", "--clients", "2", "--duration", "1"])
+            .output()
+            .expect("runs"),
+        "bench agents",
+    );
+    for needle in ["cold start", "warm gateway round trip", "requests/s"] {
+        assert!(out.contains(needle), "{needle:?} missing from {out}");
+    }
 }

@@ -376,7 +376,8 @@ impl JsInstance {
             let headers = serde_json::to_string(&request.headers).unwrap_or_else(|_| "[]".into());
             let call = || -> rquickjs::Result<Object<'_>> {
                 let body = u8_array(&ctx, request.body.clone())?;
-                let ret: Value = dispatch.call((ns, request.method.as_str(), request.url.as_str(), headers, body, env_json))?;
+                let ret: Value =
+                    dispatch.call((ns, request.method.as_str(), request.url.as_str(), headers, body, env_json))?;
                 match ret.as_promise() {
                     Some(p) => p.finish::<Object>(),
                     None => Object::from_value(ret),

@@ -92,9 +92,7 @@ mod js_alloc;
 mod session;
 mod wasm;
 
-pub use agent::{
-    AGENT_CALL_METHOD, AgentCallJson, AgentFailure, AgentOutcome, AgentReplyJson, AgentRequest, env_json,
-};
+pub use agent::{AGENT_CALL_METHOD, AgentCallJson, AgentFailure, AgentOutcome, AgentReplyJson, AgentRequest, env_json};
 pub use api::{
     CallOutput, Event, FetchRequest, FetchResponse, Host, HostError, Invocation, Limits, Mode, Outcome, Transfer,
     contract_signer, derive_contract_key, invocation_seed,

@@ -1,5 +1,5 @@
-use crate::modules::balances::Balances;
 use crate::modules::agents::{Agents, Change};
+use crate::modules::balances::Balances;
 use crate::modules::contracts::{self, Contracts};
 use crate::modules::economics::{self, Economics};
 use crate::modules::governance::{self, Governance};
@@ -694,7 +694,9 @@ impl Runtime {
             Call::DeployAgent { code, cluster, salt, policy } => {
                 self.agents.deploy(&ccx, s, &self.contracts, signer, code, *cluster, salt, policy).await?
             }
-            Call::UpgradeAgent { agent, code } => self.agent_change(&ccx, s, signer, agent, Change::Upgrade(code)).await?,
+            Call::UpgradeAgent { agent, code } => {
+                self.agent_change(&ccx, s, signer, agent, Change::Upgrade(code)).await?
+            }
             Call::PauseAgent { agent } => self.agent_change(&ccx, s, signer, agent, Change::Paused(true)).await?,
             Call::ResumeAgent { agent } => self.agent_change(&ccx, s, signer, agent, Change::Paused(false)).await?,
             Call::SetAgentPolicy { agent, policy } => {

@@ -68,7 +68,11 @@ pub struct AgentAnswer {
 }
 
 /// Checks that `worker` is registered, active and a member of the agent's cluster.
-async fn check_worker(client: &Client, worker: &WorkerId, agent: &ContractId) -> Result<umbra_types::WorkerRecord, SdkError> {
+async fn check_worker(
+    client: &Client,
+    worker: &WorkerId,
+    agent: &ContractId,
+) -> Result<umbra_types::WorkerRecord, SdkError> {
     let contract = client.contract(agent).await?.ok_or_else(|| err(format!("no agent {}", Hash(*agent))))?;
     let (record, at) = client.worker(worker).await?;
     let record = record.ok_or_else(|| err(format!("worker {} is not registered on chain", Hash(*worker))))?;
@@ -76,7 +80,11 @@ async fn check_worker(client: &Client, worker: &WorkerId, agent: &ContractId) ->
         return Err(err(format!("worker {} is revoked or its attestation expired", Hash(*worker))));
     }
     if record.cluster != Some(contract.cluster) {
-        return Err(err(format!("worker {} is not a member of the agent's cluster {}", Hash(*worker), contract.cluster)));
+        return Err(err(format!(
+            "worker {} is not a member of the agent's cluster {}",
+            Hash(*worker),
+            contract.cluster
+        )));
     }
     Ok(record)
 }
@@ -97,17 +105,22 @@ pub async fn call_agent(
         return Err(err("the worker's key is not the one its attestation on chain binds"));
     }
     let reply_secret: [u8; 32] = rand::random();
-    let mut p = SealedRequestPlain { request, reply_to: x25519_public(&reply_secret), nonce: rand::random(), caller: None };
+    let mut p =
+        SealedRequestPlain { request, reply_to: x25519_public(&reply_secret), nonce: rand::random(), caller: None };
     if let Some(kp) = caller {
         let signature = kp.sign(&caller_signing_bytes(&chain.chain_id, agent, &p));
         p.caller = Some(AgentCaller { address: kp.address(), signature });
     }
-    let envelope = seal_envelope(&record.x25519, LABEL_REQUEST, &request_aad(&chain.chain_id, agent), &encode(&p), &mut rng())
-        .map_err(|e| err(format!("cannot seal to the worker's key: {e}")))?;
+    let envelope =
+        seal_envelope(&record.x25519, LABEL_REQUEST, &request_aad(&chain.chain_id, agent), &encode(&p), &mut rng())
+            .map_err(|e| err(format!("cannot seal to the worker's key: {e}")))?;
     let path = format!("/agents/{}/sealed", hex::encode(agent));
     let (status, _, body) = http(worker_url, "POST", &path, &[], &envelope).await?;
     if status != 200 {
-        return Err(err(format!("the worker refused the sealed request ({status}): {}", String::from_utf8_lossy(&body))));
+        return Err(err(format!(
+            "the worker refused the sealed request ({status}): {}",
+            String::from_utf8_lossy(&body)
+        )));
     }
     let reply: SealedReply = decode(&body, 1 << 24).map_err(|e| err(format!("the reply does not decode: {e}")))?;
     if reply.worker != record.id {
@@ -122,7 +135,8 @@ pub async fn call_agent(
     .map_err(|_| err("the worker's signature over the reply does not verify"))?;
     let plain = open_envelope(&reply_secret, LABEL_RESPONSE, &request_hash.0, &reply.sealed)
         .map_err(|e| err(format!("the reply does not open with our key: {e}")))?;
-    let r: AgentHttpResponse = decode(&plain, plain.len()).map_err(|e| err(format!("the response does not decode: {e}")))?;
+    let r: AgentHttpResponse =
+        decode(&plain, plain.len()).map_err(|e| err(format!("the response does not decode: {e}")))?;
     Ok(AgentAnswer { worker: record.id, status: r.status, headers: r.headers, body: r.body })
 }
 
@@ -157,7 +171,12 @@ pub async fn call_agent_plain(
 }
 
 /// Reads an agent's `console` lines kept by the worker at `worker_url`, as its `owner` (sealed to a fresh key).
-pub async fn agent_logs(client: &Client, worker_url: &str, agent: &ContractId, owner: &Keypair) -> Result<Vec<LogLine>, SdkError> {
+pub async fn agent_logs(
+    client: &Client,
+    worker_url: &str,
+    agent: &ContractId,
+    owner: &Keypair,
+) -> Result<Vec<LogLine>, SdkError> {
     let chain = client.chain_info().await?;
     let reply_secret: [u8; 32] = rand::random();
     let reply_to = x25519_public(&reply_secret);
@@ -192,7 +211,8 @@ pub(crate) async fn http(
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
         for (k, v) in headers {
             let skip = ["host", "content-length", "connection", "transfer-encoding"];
-            if !skip.iter().any(|s| k.eq_ignore_ascii_case(s)) && !k.contains(['\r', '\n']) && !v.contains(['\r', '\n']) {
+            if !skip.iter().any(|s| k.eq_ignore_ascii_case(s)) && !k.contains(['\r', '\n']) && !v.contains(['\r', '\n'])
+            {
                 head.push_str(&format!("{k}: {v}\r\n"));
             }
         }

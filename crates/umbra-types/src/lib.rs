@@ -5,8 +5,8 @@
 //! (genesis files, RPC), where amounts are written as decimal strings because they exceed JavaScript's
 //! safe integers. This crate has no I/O and no cryptography beyond hashing, so clients can use it freely.
 
-pub mod agents;
 mod address;
+pub mod agents;
 mod amount;
 mod block;
 mod codec;

@@ -32,9 +32,9 @@ use umbra_engine::{
     Engine, EngineError, Failure, FetchRequest, FetchResponse, Host, HostError, Invocation, Limits, Mode,
 };
 use umbra_types::agents::{
-    AgentHttpRequest, AgentHttpResponse, AgentRecord, LABEL_LOGS, LABEL_REQUEST, LABEL_RESPONSE, LABEL_SECRET,
-    LogLine, LogsRequest, SealedReply, SealedRequestPlain, caller_signing_bytes, logs_signing_bytes,
-    plain_request_hash, request_aad, response_signing_bytes, secret_aad,
+    AgentHttpRequest, AgentHttpResponse, AgentRecord, LABEL_LOGS, LABEL_REQUEST, LABEL_RESPONSE, LABEL_SECRET, LogLine,
+    LogsRequest, SealedReply, SealedRequestPlain, caller_signing_bytes, logs_signing_bytes, plain_request_hash,
+    request_aad, response_signing_bytes, secret_aad,
 };
 use umbra_types::contracts::ContractId;
 use umbra_types::registry::{ClusterId, KeyEpoch};
@@ -88,11 +88,7 @@ impl AgentView {
             owner: Address([0; 32]),
             paused: false,
             versions: Vec::new(),
-            policy: umbra_types::agents::AgentPolicy {
-                public: true,
-                max_concurrency: 256,
-                ..Default::default()
-            },
+            policy: umbra_types::agents::AgentPolicy { public: true, max_concurrency: 256, ..Default::default() },
             secrets: Vec::new(),
             updated_at: 0,
         };
@@ -324,9 +320,10 @@ impl AgentService {
 
     /// The checks every request passes before it runs: known, runnable, not paused, small enough.
     fn check<'v>(&self, view: &'v AgentView, agent: &ContractId, body: usize) -> Result<&'v AgentRecord, GatewayError> {
-        let record = view.agents.get(agent).ok_or_else(|| {
-            refuse(404, format!("no agent {} runs on this worker's cluster", Hash(*agent)))
-        })?;
+        let record = view
+            .agents
+            .get(agent)
+            .ok_or_else(|| refuse(404, format!("no agent {} runs on this worker's cluster", Hash(*agent))))?;
         let contract = view.contracts.get(agent).ok_or_else(|| refuse(404, "the agent's contract is unknown here"))?;
         if let Some(why) = &contract.stalled {
             return Err(refuse(503, format!("this worker cannot run the agent now: {why}")));
@@ -337,7 +334,10 @@ impl AgentService {
         if body > record.policy.max_request_bytes as usize {
             return Err(refuse(
                 413,
-                format!("a request body of {body} bytes exceeds the agent's limit of {}", record.policy.max_request_bytes),
+                format!(
+                    "a request body of {body} bytes exceeds the agent's limit of {}",
+                    record.policy.max_request_bytes
+                ),
             ));
         }
         Ok(record)
@@ -393,7 +393,10 @@ impl AgentService {
             return json_error(&refuse(500, "the agent engine stopped"));
         }
         let result = answer.recv().unwrap_or_else(|_| {
-            Err(AgentFailure { failure: Failure { error: EngineError::Host("engine thread gone".into()), gas_used: 0 }, logs: vec![] })
+            Err(AgentFailure {
+                failure: Failure { error: EngineError::Host("engine thread gone".into()), gas_used: 0 },
+                logs: vec![],
+            })
         });
         let (logs, answer) = match result {
             Ok(o) => (o.logs, GatewayAnswer { status: o.status, headers: o.headers, body: o.body }),
@@ -430,7 +433,9 @@ impl AgentService {
 /// The HTTP status and message of a failed handler.
 fn engine_refusal(e: &EngineError, timed_out: bool, budget_ms: u64) -> GatewayError {
     match e {
-        EngineError::OutOfGas if timed_out => refuse(504, format!("the handler passed its time budget of {budget_ms} ms")),
+        EngineError::OutOfGas if timed_out => {
+            refuse(504, format!("the handler passed its time budget of {budget_ms} ms"))
+        }
         EngineError::OutOfGas => refuse(500, "the handler ran out of gas"),
         EngineError::OutOfMemory => refuse(500, "the handler ran out of memory"),
         EngineError::Trap(m) => refuse(500, format!("the handler threw: {}", m.lines().next().unwrap_or(""))),
@@ -463,7 +468,8 @@ fn json_error(e: &GatewayError) -> GatewayAnswer {
 /// Adds `x-umbra-worker` and `x-umbra-signature` (hex) over [`response_signing_bytes`].
 fn sign_answer(view: &AgentView, agent: &ContractId, request_hash: &Hash, mut a: GatewayAnswer) -> GatewayAnswer {
     let sig = view.identity.sign(&response_signing_bytes(agent, request_hash, a.status, &a.body));
-    a.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("x-umbra-worker") && !k.eq_ignore_ascii_case("x-umbra-signature"));
+    a.headers
+        .retain(|(k, _)| !k.eq_ignore_ascii_case("x-umbra-worker") && !k.eq_ignore_ascii_case("x-umbra-signature"));
     a.headers.push(("x-umbra-worker".into(), hex::encode(view.identity.address().0)));
     a.headers.push(("x-umbra-signature".into(), hex::encode(sig)));
     a
@@ -540,7 +546,10 @@ impl AgentHost {
         let mut out = Vec::new();
         for s in &record.secrets {
             let Some(key) = self.view.contract_key(&record.id, s.key_epoch) else {
-                return Err(format!("secret {} is sealed to key epoch {}, whose key this worker no longer holds", s.name, s.key_epoch));
+                return Err(format!(
+                    "secret {} is sealed to key epoch {}, whose key this worker no longer holds",
+                    s.name, s.key_epoch
+                ));
             };
             let x = Zeroizing::new(umbra_crypto::kdf(&key, "x25519", b""));
             let aad = secret_aad(&self.view.chain_id, &record.id, &s.name, s.key_epoch);
@@ -569,20 +578,27 @@ impl AgentHost {
     }
 
     /// Runs `agent`'s handler on `request`; logs and error texts are scrubbed of secrets.
-    fn serve(&self, agent: &ContractId, inv: &Invocation, request: &AgentRequest) -> Result<AgentOutcome, AgentFailure> {
+    fn serve(
+        &self,
+        agent: &ContractId,
+        inv: &Invocation,
+        request: &AgentRequest,
+    ) -> Result<AgentOutcome, AgentFailure> {
         let fail = |e: EngineError| AgentFailure { failure: Failure { error: e, gas_used: 0 }, logs: vec![] };
-        let record = self.view.agents.get(agent).ok_or_else(|| fail(EngineError::Host(format!("no agent {}", Hash(*agent)))))?;
-        let contract = self.view.contracts.get(agent).ok_or_else(|| fail(EngineError::Host("the agent's contract is unknown here".into())))?;
+        let record =
+            self.view.agents.get(agent).ok_or_else(|| fail(EngineError::Host(format!("no agent {}", Hash(*agent)))))?;
+        let contract = self
+            .view
+            .contracts
+            .get(agent)
+            .ok_or_else(|| fail(EngineError::Host("the agent's contract is unknown here".into())))?;
         let secrets = self.open_secrets(record).map_err(|m| fail(EngineError::Host(m)))?;
         let env = {
             let pairs: Vec<(String, String)> = secrets.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
             Zeroizing::new(umbra_engine::env_json(&pairs))
         };
         drop(secrets);
-        let code = self
-            .engine
-            .load(&Code::JavaScript(contract.code.clone()))
-            .map_err(fail)?;
+        let code = self.engine.load(&Code::JavaScript(contract.code.clone())).map_err(fail)?;
         let host: Rc<dyn Host> = match self.me.upgrade() {
             Some(h) => h,
             None => return Err(fail(EngineError::Host("host gone".into()))),
@@ -621,12 +637,18 @@ impl Host for AgentHost {
     }
 
     fn derive_key(&self, contract: &[u8; 32], salt: &[u8]) -> Result<[u8; 32], HostError> {
-        let k = self.view.contract_key(contract, self.view.key_epoch).ok_or_else(|| HostError("no contract key held".into()))?;
+        let k = self
+            .view
+            .contract_key(contract, self.view.key_epoch)
+            .ok_or_else(|| HostError("no contract key held".into()))?;
         Ok(umbra_engine::derive_contract_key(&k, salt))
     }
 
     fn sign(&self, contract: &[u8; 32], msg: &[u8]) -> Result<[u8; 64], HostError> {
-        let k = self.view.contract_key(contract, self.view.key_epoch).ok_or_else(|| HostError("no contract key held".into()))?;
+        let k = self
+            .view
+            .contract_key(contract, self.view.key_epoch)
+            .ok_or_else(|| HostError("no contract key held".into()))?;
         Ok(umbra_engine::contract_signer(&k).sign(msg))
     }
 
@@ -636,13 +658,15 @@ impl Host for AgentHost {
         if inv.method != AGENT_CALL_METHOD {
             return Err(host_err("calls between contracts are not supported by this worker yet".into()));
         }
-        let callee = self.view.agents.get(&inv.contract).ok_or_else(|| {
-            host_err(format!("agents.call: no agent {} runs on this cluster", Hash(inv.contract)))
-        })?;
-        let same_cluster = match (inv.caller.and_then(|c| self.view.contracts.get(&c)), self.view.contracts.get(&inv.contract)) {
-            (Some(a), Some(b)) => a.cluster == b.cluster,
-            _ => false,
-        };
+        let callee =
+            self.view.agents.get(&inv.contract).ok_or_else(|| {
+                host_err(format!("agents.call: no agent {} runs on this cluster", Hash(inv.contract)))
+            })?;
+        let same_cluster =
+            match (inv.caller.and_then(|c| self.view.contracts.get(&c)), self.view.contracts.get(&inv.contract)) {
+                (Some(a), Some(b)) => a.cluster == b.cluster,
+                _ => false,
+            };
         if !same_cluster {
             return Err(host_err("agents.call: the callee runs on another cluster".into()));
         }
@@ -663,8 +687,11 @@ impl Host for AgentHost {
             body: call.body.into_bytes(),
         };
         let out = self.serve(&inv.contract, inv, &request).map_err(|f| f.failure)?;
-        let reply =
-            AgentReplyJson { status: out.status, headers: out.headers, body: String::from_utf8_lossy(&out.body).into_owned() };
+        let reply = AgentReplyJson {
+            status: out.status,
+            headers: out.headers,
+            body: String::from_utf8_lossy(&out.body).into_owned(),
+        };
         Ok(CallOutput { output: serde_json::to_vec(&reply).unwrap_or_default(), gas_used: out.gas_used })
     }
 
@@ -692,7 +719,9 @@ impl Host for AgentHost {
 /// `example.com` matches itself; `*.example.com` matches its subdomains.
 fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
-        Some(base) => host.len() > base.len() + 1 && host.ends_with(base) && host[..host.len() - base.len()].ends_with('.'),
+        Some(base) => {
+            host.len() > base.len() + 1 && host.ends_with(base) && host[..host.len() - base.len()].ends_with('.')
+        }
         None => pattern.eq_ignore_ascii_case(host),
     }
 }

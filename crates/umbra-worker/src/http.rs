@@ -23,7 +23,11 @@ use axum::routing::{any, get, post};
 use umbra_types::agents::AgentHttpRequest;
 
 /// Serves queries and agents on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, service: QueryService, agents: AgentService) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: QueryService,
+    agents: AgentService,
+) -> std::io::Result<()> {
     let queries = Router::new()
         .route("/info", get(info))
         .route("/query", post(query))
@@ -113,10 +117,8 @@ async fn serve_plain(
         full.push_str(q);
     }
     let host = headers.get("host").and_then(|h| h.to_str().ok()).map(str::to_string);
-    let headers: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
-        .collect();
+    let headers: Vec<(String, String)> =
+        headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string()))).collect();
     let request = AgentHttpRequest { method: method.as_str().to_string(), path: full, headers, body: body.to_vec() };
     match tokio::task::spawn_blocking(move || agents.plain(&id, request, host.as_deref())).await {
         Ok(a) => to_response(a),

@@ -364,7 +364,8 @@ async fn call(
         }
         None => Vec::new(),
     };
-    let method = method.unwrap_or_else(|| if data.is_some() { "POST".into() } else { "GET".into() }).to_ascii_uppercase();
+    let method =
+        method.unwrap_or_else(|| if data.is_some() { "POST".into() } else { "GET".into() }).to_ascii_uppercase();
     let path = if path.starts_with('/') { path } else { format!("/{path}") };
     let request = AgentHttpRequest { method, path, headers, body };
     let client = ctx.client()?;
@@ -437,9 +438,15 @@ async fn info(ctx: &Ctx, id: Hash) -> Result<()> {
             ("state", if record.paused { "paused".into() } else { "serving".into() }),
             ("cluster", contract.cluster.to_string()),
             ("account", format!("{} ({})", contract.account, super::show_amount(balance))),
-            ("versions", record.versions.iter().map(|v| format!("{}@{}", v.code_hash, v.height)).collect::<Vec<_>>().join(", ")),
+            (
+                "versions",
+                record.versions.iter().map(|v| format!("{}@{}", v.code_hash, v.height)).collect::<Vec<_>>().join(", "),
+            ),
             ("public", record.policy.public.to_string()),
-            ("callers", if record.policy.callers.is_empty() { "anyone".into() } else { format!("{:?}", record.policy.callers) }),
+            (
+                "callers",
+                if record.policy.callers.is_empty() { "anyone".into() } else { format!("{:?}", record.policy.callers) },
+            ),
             ("secrets", record.secrets.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(", ")),
         ]);
     }
