@@ -13,6 +13,7 @@ mod dev;
 mod genesis;
 mod keys;
 mod node;
+mod typescript;
 
 use clap::{ColorChoice, Parser, Subcommand};
 use std::path::PathBuf;

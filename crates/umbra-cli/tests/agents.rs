@@ -270,6 +270,19 @@ export default {
 };
 "#;
 
+const TYPED: &str = r#"
+interface Hello { name: string }
+enum Mood { Happy = "happy", Sad = "sad" }
+type Env = Record<string, string>;
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    const body = (await request.json()) as Hello;
+    const mood: Mood = Mood.Happy;
+    return Response.json({ hello: body.name, mood });
+  },
+};
+"#;
+
 fn assert_error(v: &serde_json::Value, status: u64, needle: &str) {
     assert_eq!(v["status"], status, "{v}");
     let e = v["body"]["error"].as_str().unwrap_or_else(|| panic!("no JSON error in {v}"));
@@ -377,6 +390,20 @@ fn agents_serve_sealed_and_plain_requests_keep_secrets_in_the_enclave_and_obey_t
     assert_eq!(net.wait_status(1, &b, "/", 200, &[])["body"], "properly-sealed");
     // The first agent still serves.
     assert_eq!(net.call(1, &a, "/", &[])["status"], 200);
+
+    // A TypeScript agent: the CLI strips its types (no Node.js); the chain and workers see JavaScript.
+    let typed = dir.join("typed.ts");
+    std::fs::write(&typed, TYPED).expect("write");
+    let t = after(
+        &net.cli_ok(&["agent", "deploy", typed.to_str().expect("utf-8"), "--public", "--from", "admin"]),
+        "agent ",
+    );
+    let v = net.wait_status(2, &t, "/", 200, &["--data", r#"{"name":"ts"}"#]);
+    assert_eq!((v["body"]["hello"].as_str(), v["body"]["mood"].as_str()), (Some("ts"), Some("happy")), "{v}");
+    let bad = dir.join("bad.ts");
+    std::fs::write(&bad, "export default { fetch(r: ) {} }").expect("write");
+    let e = net.cli_err(&["agent", "deploy", bad.to_str().expect("utf-8"), "--from", "admin"]);
+    assert!(e.contains("does not parse as TypeScript"), "{e}");
 
     // Rotation and removal.
     net.cli_ok(&["agent", "secrets", "set", &a, "API_KEY", MARKER2, "--from", "admin"]);

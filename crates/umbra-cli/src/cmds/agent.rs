@@ -1,4 +1,4 @@
-//! `umbra agent ...`: deploy AI agents (JavaScript ES modules), call them through a worker
+//! `umbra agent ...`: deploy AI agents (JavaScript, or TypeScript stripped locally), call them through a worker
 //! of their cluster (sealed by default, the worker's signature checked against the chain), manage their sealed
 //! secrets, read their logs as the owner, and control them on chain (pause, resume, upgrade, policy, transfer,
 //! fund, info).
@@ -85,7 +85,7 @@ impl PolicyFlags {
 
 #[derive(Subcommand, Debug)]
 enum AgentCmd {
-    /// Deploy an agent (a `.js` ES module) on a cluster; prints its id.
+    /// Deploy an agent (a `.js` ES module, or `.ts` with its types stripped here) on a cluster; prints its id.
     Deploy {
         /// The code file.
         file: PathBuf,
@@ -258,15 +258,11 @@ fn signer(ctx: &Ctx, from: Option<&str>) -> Result<umbra_crypto::Keypair> {
     })
 }
 
-/// The agent's JavaScript: the file as is (`.ts` files are refused until a type stripper is linked).
+/// The agent's JavaScript: the file as is, or a `.ts` file with its types stripped (oxc, no Node.js).
 fn read_code(file: &Path) -> Result<Vec<u8>> {
     let src = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     if file.extension().is_some_and(|e| e == "ts" || e == "mts") {
-        bail!(
-            "{}: TypeScript agents are not supported by this build yet (no type stripper is linked); deploy the \
-             compiled JavaScript",
-            file.display()
-        );
+        return crate::typescript::strip_types(&src, &file.display().to_string()).map(String::into_bytes);
     }
     Ok(src.into_bytes())
 }
