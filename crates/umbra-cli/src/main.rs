@@ -7,11 +7,13 @@
 
 mod attest;
 mod bench;
+mod bench_agents;
 mod cmds;
 mod dev;
 mod genesis;
 mod keys;
 mod node;
+mod typescript;
 
 use clap::{ColorChoice, Parser, Subcommand};
 use std::path::PathBuf;
@@ -84,6 +86,8 @@ enum Command {
     Econ(cmds::econ::EconArgs),
     /// Confidential contracts: upload, instantiate, call (sealed), query (through a worker), info.
     Contract(cmds::contract::ContractArgs),
+    /// AI agents: deploy, call (sealed or plain), secrets, logs, pause, resume, upgrade, policy, transfer, fund, info.
+    Agent(cmds::agent::AgentArgs),
 }
 
 /// The global options every client command sees.
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
         Command::Vault(args) => cmds::econ::vault(&ctx, args),
         Command::Econ(args) => cmds::econ::econ(&ctx, args),
         Command::Contract(args) => cmds::contract::run(&ctx, args),
+        Command::Agent(args) => cmds::agent::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

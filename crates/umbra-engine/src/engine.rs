@@ -7,6 +7,9 @@ use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
+use std::time::Instant;
+
+use crate::agent::{AgentFailure, AgentOutcome, AgentRequest};
 use crate::api::{Host, Invocation, Limits, Mode, Outcome};
 use crate::error::{EngineError, Failure};
 use crate::js::{self, JsInstance};
@@ -167,7 +170,7 @@ impl Engine {
         let budget = invocation.budget;
         let (result, session, used) = match &contract.compiled {
             Compiled::Wasm(module) => self.wasm.run(module, session, &self.limits),
-            Compiled::Js(bytecode) => match self.run_js(contract.hash, bytecode, session) {
+            Compiled::Js(bytecode) => match self.run_js(contract.hash, bytecode, session, |i, m, a| i.run(m, a)) {
                 Ok(done) => done,
                 Err((error, used)) => return Err(failure(error, used, budget)),
             },
@@ -180,12 +183,64 @@ impl Engine {
         outcome.map_err(|error| failure(error, used, budget))
     }
 
+    /// Runs an agent's HTTP handler (`export default { fetch(request, env) }`, see the `agent` module) on
+    /// `contract` with `env_json` as its env (the secrets; `agents.call` is added), within `invocation.budget`
+    /// gas and the wall-clock `deadline`. Warm instances are reused as for queries; writes are returned in
+    /// nothing (an agent request changes no state).
+    pub fn handle(
+        &self,
+        contract: &Contract,
+        invocation: &Invocation,
+        request: &AgentRequest,
+        env_json: &str,
+        deadline: Instant,
+        host: &Rc<dyn Host>,
+    ) -> Result<AgentOutcome, AgentFailure> {
+        let _span = tracing::debug_span!("engine.handle", depth = invocation.depth).entered();
+        let Compiled::Js(bytecode) = &contract.compiled else {
+            return Err(AgentFailure::new(EngineError::UnknownMethod("default.fetch (wasm agents)".into()), 0, vec![]));
+        };
+        let mut inv = invocation.clone();
+        inv.mode = Mode::Query;
+        let session = Session::new(inv, host.clone(), self.limits.clone());
+        let budget = invocation.budget;
+        let logs = RefCell::new(Vec::new());
+        let run = |i: &mut JsInstance, _: &str, _: &[u8]| {
+            let r = i.run_agent(request, env_json, deadline);
+            *logs.borrow_mut() = i.take_logs();
+            r
+        };
+        let (result, session, used) = match self.run_js(contract.hash, bytecode, session, run) {
+            Ok(done) => done,
+            Err((error, used)) => {
+                let f = failure(error, used, budget);
+                return Err(AgentFailure::new(f.error, f.gas_used, logs.into_inner()));
+            }
+        };
+        let used = used.min(budget);
+        let logs = logs.into_inner();
+        let output = match result.and_then(|output| session.into_outcome(output, used)) {
+            Ok(o) => o.output,
+            Err(error) => {
+                let f = failure(error, used, budget);
+                return Err(AgentFailure::new(f.error, f.gas_used, logs));
+            }
+        };
+        let (status, headers, body): (u16, Vec<(String, String)>, Vec<u8>) = borsh::from_slice(&output)
+            .map_err(|e| AgentFailure::new(EngineError::Host(e.to_string()), used, logs.clone()))?;
+        if !(100..=599).contains(&status) {
+            return Err(AgentFailure::new(EngineError::NotAResponse(format!("status {status}")), used, logs));
+        }
+        Ok(AgentOutcome { status, headers, body, logs, gas_used: used })
+    }
+
     #[allow(clippy::type_complexity)]
     fn run_js(
         &self,
         hash: [u8; 32],
         bytecode: &[u8],
         session: Session,
+        run: impl FnOnce(&mut JsInstance, &str, &[u8]) -> Result<Vec<u8>, EngineError>,
     ) -> Result<(Result<Vec<u8>, EngineError>, Session, u64), (EngineError, u64)> {
         let method = session.inv.method.clone();
         let args = session.inv.args.clone();
@@ -199,7 +254,7 @@ impl Engine {
             }
             None => JsInstance::new(bytecode, &self.limits, session)?,
         };
-        let result = instance.run(&method, &args);
+        let result = run(&mut instance, &method, &args);
         let (session, used) =
             instance.finish().ok_or_else(|| (EngineError::Host("the invocation lost its session".into()), 0))?;
         if query && result.is_ok() && instance.uses < POOL_MAX_USES {

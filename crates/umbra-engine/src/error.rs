@@ -31,6 +31,12 @@ pub enum EngineError {
     /// The contract used `fetch` in a replicated command.
     #[error("{0} is not allowed in a command")]
     NotAllowedInCommand(&'static str),
+    /// An agent's handler returned a promise that can never settle (nothing is left to run).
+    #[error("the handler's promise never settled (it awaits something nothing will resolve)")]
+    NeverSettled,
+    /// An agent's handler returned something else than a `Response`.
+    #[error("the handler returned {0}, not a Response")]
+    NotAResponse(String),
 }
 
 /// A failed invocation: the error and the gas used up to the failure (which the worker may still charge).

@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 use rquickjs::function::Func;
 use rquickjs::module::Declared;
 use rquickjs::{
-    ArrayBuffer, Context, Ctx, Exception, Module, Object, Persistent, Runtime, TypedArray, Value, WriteOptions,
+    ArrayBuffer, Context, Ctx, Exception, Function, Module, Object, Persistent, Runtime, TypedArray, Value,
+    WriteOptions,
 };
+
+use crate::agent::{AGENT_PRELUDE, AgentRequest, MAX_LOG_LINE, MAX_LOG_LINES};
 
 use crate::api::{FetchRequest, Limits, Mode};
 use crate::error::EngineError;
@@ -117,6 +120,8 @@ struct Meter {
     budget: Cell<u64>,
     deadline: Cell<Option<Instant>>,
     exhausted: Cell<bool>,
+    /// `console` lines of the current invocation.
+    logs: RefCell<Vec<(String, String)>>,
 }
 
 impl Meter {
@@ -136,6 +141,22 @@ impl Meter {
         self.budget.set(budget);
         self.deadline.set(deadline);
         self.exhausted.set(false);
+        self.logs.borrow_mut().clear();
+    }
+
+    fn log(&self, level: String, mut text: String) {
+        let mut logs = self.logs.borrow_mut();
+        if logs.len() >= MAX_LOG_LINES {
+            return;
+        }
+        if text.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        logs.push((level, text));
     }
 
     /// The interrupt handler: true stops the script with an uncatchable error.
@@ -163,6 +184,8 @@ type Slot = Rc<RefCell<Option<Session>>>;
 /// must go before the context and runtime it lives in.
 pub(crate) struct JsInstance {
     module: Persistent<Object<'static>>,
+    /// The agent dispatcher made by [`AGENT_PRELUDE`].
+    dispatch: Persistent<Function<'static>>,
     ctx: Context,
     rt: Runtime,
     slot: Slot,
@@ -256,10 +279,16 @@ impl JsInstance {
         rt.set_interrupt_handler(Some(Box::new(move || m.tick())));
         let ctx = Context::full(&rt).map_err(internal)?;
         let slot: Slot = Rc::new(RefCell::new(Some(session)));
-        let module = ctx.with(|ctx| -> Result<Persistent<Object<'static>>, (EngineError, u64)> {
+        type Made = (Persistent<Object<'static>>, Persistent<Function<'static>>);
+        let (module, dispatch) = ctx.with(|ctx| -> Result<Made, (EngineError, u64)> {
             let setup = |e| (EngineError::Host(describe(&ctx, e)), 0);
             install_host(&ctx, &slot, &meter).map_err(setup)?;
             ctx.eval::<(), _>(PRELUDE).map_err(setup)?;
+            let factory: Function = ctx.eval(AGENT_PRELUDE).map_err(setup)?;
+            let m = meter.clone();
+            let log = Func::from(move |level: String, text: String| m.log(level, text));
+            let dispatch: Function = factory.call((log,)).map_err(setup)?;
+            let dispatch = Persistent::save(&ctx, dispatch);
             // Setting up the context is the engine's cost, not the contract's.
             let (budget, deadline) = (meter.budget.get(), meter.deadline.get());
             meter.reset(budget, deadline);
@@ -270,11 +299,11 @@ impl JsInstance {
                 module.namespace()
             };
             match run() {
-                Ok(ns) => Ok(Persistent::save(&ctx, ns)),
+                Ok(ns) => Ok((Persistent::save(&ctx, ns), dispatch)),
                 Err(e) => Err((classify(&ctx, e, &slot, &meter), meter.used())),
             }
         })?;
-        Ok(JsInstance { module, ctx, rt, slot, meter, uses: 0 })
+        Ok(JsInstance { module, dispatch, ctx, rt, slot, meter, uses: 0 })
     }
 
     /// Makes `session` the active one (for a pooled instance) and resets the meter.
@@ -326,6 +355,64 @@ impl JsInstance {
             }
             Ok(output)
         })
+    }
+
+    /// Runs the module's `default.fetch(request, env)` (see `agent.rs`) with wall-clock `deadline`; the output
+    /// is the borsh encoding of `(status, headers, body)`.
+    pub(crate) fn run_agent(
+        &mut self,
+        request: &AgentRequest,
+        env_json: &str,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, EngineError> {
+        self.uses = self.uses.saturating_add(1);
+        let earlier = self.meter.deadline.get().map_or(deadline, |d| d.min(deadline));
+        self.meter.deadline.set(Some(earlier));
+        let (slot, meter) = (&self.slot, &self.meter);
+        let (module, dispatch) = (self.module.clone(), self.dispatch.clone());
+        self.ctx.with(|ctx| {
+            let ns = module.restore(&ctx).map_err(|e| EngineError::Host(e.to_string()))?;
+            let dispatch = dispatch.restore(&ctx).map_err(|e| EngineError::Host(e.to_string()))?;
+            let headers = serde_json::to_string(&request.headers).unwrap_or_else(|_| "[]".into());
+            let call = || -> rquickjs::Result<Object<'_>> {
+                let body = u8_array(&ctx, request.body.clone())?;
+                let ret: Value =
+                    dispatch.call((ns, request.method.as_str(), request.url.as_str(), headers, body, env_json))?;
+                match ret.as_promise() {
+                    Some(p) => p.finish::<Object>(),
+                    None => Object::from_value(ret),
+                }
+            };
+            let out = match call() {
+                Ok(o) => o,
+                Err(rquickjs::Error::WouldBlock) if !meter.exhausted.get() => return Err(EngineError::NeverSettled),
+                Err(e) => return Err(classify(&ctx, e, slot, meter)),
+            };
+            let read = || -> rquickjs::Result<Result<Vec<u8>, EngineError>> {
+                if out.contains_key("missing")? {
+                    return Ok(Err(EngineError::UnknownMethod("default.fetch".into())));
+                }
+                if let Some(what) = out.get::<_, Option<String>>("notResponse")? {
+                    return Ok(Err(EngineError::NotAResponse(what)));
+                }
+                let status: i32 = out.get("status")?;
+                let headers: String = out.get("headers")?;
+                let headers: Vec<(String, String)> = serde_json::from_str(&headers).unwrap_or_default();
+                let body = bytes_arg(&ctx, &out.get::<_, Value>("body")?)?;
+                let status = u16::try_from(status).unwrap_or(500);
+                Ok(Ok(borsh::to_vec(&(status, headers, body)).unwrap_or_default()))
+            };
+            let output = read().map_err(|e| classify(&ctx, e, slot, meter))??;
+            if meter.used() > meter.budget.get() {
+                return Err(EngineError::OutOfGas);
+            }
+            Ok(output)
+        })
+    }
+
+    /// The `console` lines of the last invocation.
+    pub(crate) fn take_logs(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.meter.logs.borrow_mut())
     }
 
     /// Takes the session back with the gas used.

@@ -83,6 +83,7 @@
 //!   uncommitted writes; the host decides whether to allow it.
 //! - `fetch` is synchronous: the engine thread waits for the host.
 
+mod agent;
 mod api;
 mod engine;
 mod error;
@@ -91,6 +92,7 @@ mod js_alloc;
 mod session;
 mod wasm;
 
+pub use agent::{AGENT_CALL_METHOD, AgentCallJson, AgentFailure, AgentOutcome, AgentReplyJson, AgentRequest, env_json};
 pub use api::{
     CallOutput, Event, FetchRequest, FetchResponse, Host, HostError, Invocation, Limits, Mode, Outcome, Transfer,
     contract_signer, derive_contract_key, invocation_seed,

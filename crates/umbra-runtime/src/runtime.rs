@@ -1,3 +1,4 @@
+use crate::modules::agents::{Agents, Change};
 use crate::modules::balances::Balances;
 use crate::modules::contracts::{self, Contracts};
 use crate::modules::economics::{self, Economics};
@@ -96,6 +97,7 @@ pub struct Runtime {
     staking: Staking,
     registry: Registry,
     contracts: Contracts,
+    agents: Agents,
     governance: Governance,
     economics: Economics,
     /// Checks equivocation evidence; part of the consensus rules, so every node must use the same.
@@ -110,6 +112,7 @@ impl Default for Runtime {
             staking: Staking,
             registry: Registry,
             contracts: Contracts,
+            agents: Agents,
             governance: Governance,
             economics: Economics,
             verifier: Box::new(RejectAllEvidence),
@@ -477,6 +480,15 @@ impl Runtime {
         self.contracts.incidents(&Overlay::new(state), id).await
     }
 
+    /// An agent's record.
+    pub async fn agent<S: StateRead>(
+        &self,
+        state: &S,
+        id: &umbra_types::contracts::ContractId,
+    ) -> Result<Option<umbra_types::agents::AgentRecord>, RuntimeError> {
+        self.agents.agent(&Overlay::new(state), id).await
+    }
+
     /// The next egress sequence number the chain accepts from `origin`.
     pub async fn egress_next<S: StateRead>(&self, state: &S, origin: &Origin) -> Result<u64, RuntimeError> {
         mq::egress_next(&Overlay::new(state), origin).await
@@ -574,6 +586,17 @@ impl Runtime {
         self.staking.select_at_boundary(env, s, params).await
     }
 
+    async fn agent_change<S: StateRead>(
+        &self,
+        cx: &contracts::Ctx<'_>,
+        s: &mut Overlay<'_, S>,
+        signer: &Address,
+        agent: &umbra_types::contracts::ContractId,
+        change: Change<'_>,
+    ) -> Result<Result<(), umbra_types::TxError>, RuntimeError> {
+        self.agents.change(cx, s, &self.contracts, signer, agent, change).await
+    }
+
     /// Applies one admitted transaction: charge the fee, advance the nonce, run the call. A failing
     /// call's writes are undone; its fee stays paid.
     async fn apply_tx<S: StateRead>(
@@ -667,6 +690,27 @@ impl Runtime {
             }
             Call::ContractCommand { contract, key_epoch, gas_limit, sealed } => {
                 self.contracts.command_call(&ccx, s, bal, signer, contract, *key_epoch, *gas_limit, sealed).await?
+            }
+            Call::DeployAgent { code, cluster, salt, policy } => {
+                self.agents.deploy(&ccx, s, &self.contracts, signer, code, *cluster, salt, policy).await?
+            }
+            Call::UpgradeAgent { agent, code } => {
+                self.agent_change(&ccx, s, signer, agent, Change::Upgrade(code)).await?
+            }
+            Call::PauseAgent { agent } => self.agent_change(&ccx, s, signer, agent, Change::Paused(true)).await?,
+            Call::ResumeAgent { agent } => self.agent_change(&ccx, s, signer, agent, Change::Paused(false)).await?,
+            Call::SetAgentPolicy { agent, policy } => {
+                self.agent_change(&ccx, s, signer, agent, Change::Policy(policy)).await?
+            }
+            Call::SetAgentSecret { agent, name, key_epoch, sealed } => {
+                let change = Change::SetSecret { name, key_epoch: *key_epoch, sealed };
+                self.agent_change(&ccx, s, signer, agent, change).await?
+            }
+            Call::RemoveAgentSecret { agent, name } => {
+                self.agent_change(&ccx, s, signer, agent, Change::RemoveSecret(name)).await?
+            }
+            Call::TransferAgentOwnership { agent, new_owner } => {
+                self.agent_change(&ccx, s, signer, agent, Change::Owner(new_owner)).await?
             }
         };
         match result {

@@ -21,6 +21,7 @@
 //! * **Typed errors, one line each**, so a command line tool can print them as they are.
 
 mod account;
+mod agents;
 mod client;
 mod contracts;
 mod error;
@@ -29,6 +30,7 @@ mod transfer;
 mod trust;
 
 pub use account::{VerifiedAccount, verify_account};
+pub use agents::{AgentAnswer, agent_logs, call_agent, call_agent_plain, seal_secret};
 pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, HeadSubscription, VerifiedBlock};
 pub use contracts::{VerifiedQuery, WorkerInfo, query, seal_command, worker_info};
 pub use error::SdkError;

@@ -311,6 +311,12 @@ pub enum TxError {
         /// What does not hold.
         reason: String,
     },
+    /// An owner-only agent call by another account.
+    #[error("only the agent's owner {owner} may do this")]
+    NotAgentOwner {
+        /// The owner.
+        owner: crate::Address,
+    },
 }
 
 /// The outcome of one included transaction.

@@ -434,6 +434,16 @@ pub enum MessageBody {
         /// The recorded root.
         state_root: Hash,
     },
+    /// To the cluster: an agent's record changed (deploy, upgrade, pause, policy, secrets, owner); `code` is
+    /// the code to run from now on when it changed (deploy and upgrade; empty otherwise), so the message is
+    /// self-contained.
+    AgentUpdated {
+        /// The whole record as it stands now.
+        record: crate::agents::AgentRecord,
+        /// New code, or empty if it did not change.
+        #[serde(with = "crate::staking::hex_bytes")]
+        code: Vec<u8>,
+    },
 }
 
 /// `registry`: a registered worker.

@@ -144,6 +144,8 @@ pub enum StateKey {
     },
     /// `contracts`: state-root incidents of a contract (a `Vec<Incident>`, the latest 64).
     ContractIncidents(crate::contracts::ContractId),
+    /// `agents`: an agent's owner, versions, policy and sealed secrets ([`crate::agents::AgentRecord`]).
+    Agent(crate::contracts::ContractId),
 }
 
 impl StateKey {

@@ -279,6 +279,79 @@ pub enum Call {
         #[serde(with = "crate::staking::hex_bytes")]
         sealed: Vec<u8>,
     },
+    /// Deploy an agent: store the JavaScript `code` (as `UploadCode`), instantiate it on `cluster` (as
+    /// `Instantiate`, no init arguments) and record the signer as its owner with `policy`.
+    DeployAgent {
+        /// The agent's code (an ES module exporting a default object with `fetch`).
+        #[serde(with = "crate::staking::hex_bytes")]
+        code: Vec<u8>,
+        /// The cluster that runs it.
+        cluster: ClusterId,
+        /// Makes distinct agents of the same code.
+        #[serde(default, with = "crate::staking::hex_bytes")]
+        salt: Vec<u8>,
+        /// What the owner allows.
+        policy: crate::agents::AgentPolicy,
+    },
+    /// Owner only: run new code for the agent (storage kept); the version is recorded.
+    UpgradeAgent {
+        /// The agent.
+        #[serde(with = "crate::block::hex32")]
+        agent: ContractId,
+        /// The new code.
+        #[serde(with = "crate::staking::hex_bytes")]
+        code: Vec<u8>,
+    },
+    /// Owner only: the gateway refuses requests until `ResumeAgent`.
+    PauseAgent {
+        /// The agent.
+        #[serde(with = "crate::block::hex32")]
+        agent: ContractId,
+    },
+    /// Owner only: undo `PauseAgent`.
+    ResumeAgent {
+        /// The agent.
+        #[serde(with = "crate::block::hex32")]
+        agent: ContractId,
+    },
+    /// Owner only: replace the agent's policy.
+    SetAgentPolicy {
+        /// The agent.
+        #[serde(with = "crate::block::hex32")]
+        agent: ContractId,
+        /// The new policy.
+        policy: crate::agents::AgentPolicy,
+    },
+    /// Owner only: set (or rotate) a secret sealed to the agent's contract key of `key_epoch`
+    /// ([`crate::agents::secret_aad`]).
+    SetAgentSecret {
+        /// The agent.
+        #[serde(with = "crate::block::hex32")]
+        agent: ContractId,
+        /// The secret's name.
+        name: String,
+        /// The key epoch it is sealed to.
+        key_epoch: KeyEpoch,
+        /// The envelope.
+        #[serde(with = "crate::staking::hex_bytes")]
+        sealed: Vec<u8>,
+    },
+    /// Owner only: remove a secret.
+    RemoveAgentSecret {
+        /// The agent.
+        #[serde(with = "crate::block::hex32")]
+        agent: ContractId,
+        /// The secret's name.
+        name: String,
+    },
+    /// Owner only: hand the agent to another account.
+    TransferAgentOwnership {
+        /// The agent.
+        #[serde(with = "crate::block::hex32")]
+        agent: ContractId,
+        /// The new owner.
+        new_owner: Address,
+    },
 }
 
 impl Call {
@@ -316,6 +389,14 @@ impl Call {
             Call::UploadCode { .. } => "upload_code",
             Call::Instantiate { .. } => "instantiate",
             Call::ContractCommand { .. } => "contract_command",
+            Call::DeployAgent { .. } => "deploy_agent",
+            Call::UpgradeAgent { .. } => "upgrade_agent",
+            Call::PauseAgent { .. } => "pause_agent",
+            Call::ResumeAgent { .. } => "resume_agent",
+            Call::SetAgentPolicy { .. } => "set_agent_policy",
+            Call::SetAgentSecret { .. } => "set_agent_secret",
+            Call::RemoveAgentSecret { .. } => "remove_agent_secret",
+            Call::TransferAgentOwnership { .. } => "transfer_agent_ownership",
         }
     }
 }

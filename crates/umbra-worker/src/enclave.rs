@@ -324,6 +324,7 @@ impl Enclave {
                 clusters: BTreeMap::new(),
                 egress_seq: 0,
                 contracts: Default::default(),
+                agents: Default::default(),
             };
             StateFile { state, outbox: Vec::new(), commitment: None }
         };
@@ -533,6 +534,28 @@ impl Enclave {
             key_epoch: s.key_epoch,
             contracts: s.contracts.contracts.clone(),
             clusters: s.clusters.clone(),
+        }
+    }
+
+    /// A copy of the agents, their contracts, the cluster keys and the identity for
+    /// [`crate::agents::AgentService`].
+    pub fn agent_view(&self) -> crate::agents::AgentView {
+        let s = &self.file.state;
+        crate::agents::AgentView {
+            chain_id: s.chain_id.clone(),
+            identity: self.identity.clone(),
+            x25519: Zeroizing::new(*self.x25519.expose()),
+            height: s.height,
+            agents: s.agents.clone(),
+            contracts: s
+                .contracts
+                .contracts
+                .iter()
+                .filter(|(id, _)| s.agents.contains_key(*id))
+                .map(|(id, c)| (*id, c.clone()))
+                .collect(),
+            clusters: s.clusters.clone(),
+            key_epoch: s.key_epoch,
         }
     }
 
@@ -1078,6 +1101,19 @@ impl Enclave {
                     let payload = EgressPayload::ContractIncident { contract: *contract, seq: *seq, state_root: ours };
                     out.push(self.next_worker_egress(st, payload));
                 }
+            }
+            MessageBody::AgentUpdated { record, code } => {
+                let Topic::Cluster(c) = message.topic else { return };
+                if st.cluster != Some(c) {
+                    return;
+                }
+                if !code.is_empty()
+                    && let Some(cs) = st.contracts.contracts.get_mut(&record.id)
+                {
+                    cs.code = code.clone();
+                }
+                info!(target: "worker.agents", height, agent = %Hash(record.id), paused = record.paused, versions = record.versions.len(), secrets = record.secrets.len(), "agent record updated");
+                st.agents.insert(record.id, record.clone());
             }
             // Messages about another worker on this worker's topic (already logged).
             _ => {}

@@ -164,6 +164,7 @@ struct Host {
     last_rejection: Option<String>,
     last_register: Option<Instant>,
     queries: Option<QueryService>,
+    agents: Option<crate::agents::AgentService>,
 }
 
 /// Runs the worker until the process ends: opens the platform and the enclave, passes the rollback check,
@@ -205,18 +206,24 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
             let err = |source| HostError::Query { addr: addr.to_string(), source };
             let service = QueryService::start().map_err(err)?;
             service.update(enclave.query_view());
+            let agents = crate::agents::AgentService::start().map_err(err)?;
+            agents.update(enclave.agent_view());
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
             let bound = listener.local_addr().map_err(err)?;
             info!(target: "worker.host", %bound, "serving confidential queries on http://{bound}/query");
-            let s = service.clone();
+            let (s, a) = (service.clone(), agents.clone());
             tokio::spawn(async move {
-                if let Err(e) = crate::http::serve(listener, s).await {
+                if let Err(e) = crate::http::serve(listener, s, a).await {
                     error!(target: "worker.host", "the query endpoint stopped: {e}");
                 }
             });
-            Some(service)
+            Some((service, agents))
         }
         None => None,
+    };
+    let (queries, agents) = match queries {
+        Some((q, a)) => (Some(q), Some(a)),
+        None => (None, None),
     };
     let mut host = Host {
         rpc,
@@ -229,6 +236,7 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
         rejected_batches: 0,
         last_rejection: None,
         queries,
+        agents,
     };
     host.write_status()?;
     host.start().await?;
@@ -386,6 +394,9 @@ impl Host {
         if let Some(q) = &self.queries {
             q.update(self.enclave.query_view());
         }
+        if let Some(a) = &self.agents {
+            a.update(self.enclave.agent_view());
+        }
         for e in egress {
             self.carry(e).await;
         }
@@ -413,6 +424,9 @@ impl Host {
                 info!(target: "worker.host", ?topic, messages = n, "replay applied");
                 if let Some(q) = &self.queries {
                     q.update(self.enclave.query_view());
+                }
+                if let Some(a) = &self.agents {
+                    a.update(self.enclave.agent_view());
                 }
                 Ok(())
             }

@@ -15,6 +15,7 @@
 //!
 //! The protocol is in `docs/worker-protocol.md`.
 
+pub mod agents;
 mod contracts;
 pub mod econ;
 mod enclave;

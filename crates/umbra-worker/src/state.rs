@@ -100,6 +100,8 @@ pub(crate) struct WorkerState {
     pub(crate) egress_seq: u64,
     /// The contracts of this worker's cluster and their storage.
     pub(crate) contracts: crate::contracts::ContractsState,
+    /// The agents of this worker's cluster, as the chain last recorded them.
+    pub(crate) agents: BTreeMap<umbra_types::contracts::ContractId, umbra_types::agents::AgentRecord>,
 }
 
 impl WorkerState {

@@ -2,6 +2,7 @@
 //! and address resolution, and output.
 
 pub(crate) mod account;
+pub(crate) mod agent;
 pub(crate) mod block;
 pub(crate) mod contract;
 pub(crate) mod econ;

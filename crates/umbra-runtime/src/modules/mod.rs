@@ -1,10 +1,11 @@
 //! The chain modules and the contract they share.
 //!
 //! Order of application (written out once, in `Runtime`): `system`, `balances`, `staking`, then
-//! `registry` (with the message queue, `mq`), then `contracts` (calls only, no block hooks), then
+//! `registry` (with the message queue, `mq`), then `contracts` and `agents` (calls only, no block hooks), then
 //! `governance` (whose enactment at block end calls into `registry`, `balances` and `system` params). At the end of every block the committee selection of `staking` runs last, after every
 //! module's end-of-block hook.
 
+pub(crate) mod agents;
 pub(crate) mod balances;
 pub(crate) mod contracts;
 pub(crate) mod economics;

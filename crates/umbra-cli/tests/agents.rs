@@ -1,0 +1,528 @@
+//! End-to-end test of AI agents on real processes: an `umbra node` validator, a gatekeeper and two cluster
+//! workers (dev TEE) serving the agent gateway, driven through `umbra agent ...` and raw HTTP: deploy with a
+//! sealed MARKER secret, sealed and plain calls on both workers with the signature checked against the chain,
+//! secrets rotated and removed (the marker never reaches node data, logs or unrelated answers), pause and
+//! resume, upgrade by the owner (version history) and refused to another account, the callers allow-list,
+//! agents calling agents with recursion refused, owner-only logs, every bad handler (throws, never resolves,
+//! loops, exhausts memory, returns a non-Response, fetches a forbidden host) and bad request (sealed to the
+//! wrong key, too large, secret sealed to another agent) answered with a status and a JSON error while the
+//! workers keep serving, and the private analytics example releasing aggregates only over k users.
+
+mod common;
+use common::{free_port, ok, umbra};
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MARKER: &str = "MARKER-7f3a9c-secret-value";
+const MARKER2: &str = "MARKER-rotated-51b2e0";
+
+fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+struct Net {
+    dir: PathBuf,
+    rpc: String,
+    node: Option<Child>,
+    workers: Vec<Child>,
+    ports: Vec<u16>,
+}
+
+impl Net {
+    fn start(dir: &Path, workers: usize, accounts: &[&str]) -> Net {
+        let (p2p, rpc) = (free_port(), free_port());
+        let home = dir.join("v0");
+        ok(
+            umbra()
+                .args(["node", "init", "--name", "v0"])
+                .args(["--p2p-listen", &format!("127.0.0.1:{p2p}"), "--rpc-listen", &format!("127.0.0.1:{rpc}")])
+                .arg("--dir")
+                .arg(&home)
+                .output()
+                .expect("runs"),
+            "node init",
+        );
+        let mut net = Net {
+            dir: dir.to_path_buf(),
+            rpc: format!("http://127.0.0.1:{rpc}"),
+            node: None,
+            workers: vec![],
+            ports: vec![],
+        };
+        let admin = net.new_key("admin");
+        let mut allocs = vec!["--alloc".to_string(), format!("{admin}=1000000")];
+        for name in accounts {
+            let a = net.new_key(name);
+            allocs.push("--alloc".into());
+            allocs.push(format!("{a}=1000"));
+        }
+        for i in 0..workers {
+            let op = net.new_key(&format!("op{i}"));
+            allocs.push("--alloc".into());
+            allocs.push(format!("{op}=1000"));
+        }
+        ok(
+            umbra()
+                .args(["genesis", "new", "--chain-id", "umbra-agents", "--node"])
+                .arg(&home)
+                .args(["--dev-tee", "--sudo", &admin])
+                .args(&allocs)
+                .arg("--out")
+                .arg(dir.join("genesis.json"))
+                .output()
+                .expect("runs"),
+            "genesis new",
+        );
+        let log = std::fs::File::create(dir.join("node.log")).expect("log");
+        net.node = Some(
+            umbra()
+                .arg("node")
+                .arg("--config")
+                .arg(home.join("node.toml"))
+                .env("RUST_LOG", "debug")
+                .stdout(Stdio::from(log.try_clone().expect("log")))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("node starts"),
+        );
+        wait_until("the node to finalize block 2", Duration::from_secs(60), || {
+            let v: serde_json::Value = serde_json::from_slice(&net.cli(&["status", "--json"]).stdout).ok()?;
+            (v["height"].as_u64()? >= 2).then_some(())
+        });
+        for i in 0..workers {
+            let port = free_port();
+            let log = std::fs::File::create(dir.join(format!("worker-{i}.log"))).expect("log");
+            let child = umbra()
+                .args(["worker", "--node", &net.rpc, "--tee", "dev", "--operator", &format!("op{i}")])
+                .args(["--query-listen", &format!("127.0.0.1:{port}")])
+                .arg("--data")
+                .arg(dir.join(format!("worker-{i}")))
+                .env("UMBRA_HOME", net.keys_home())
+                .env("RUST_LOG", "debug")
+                .env("TZ", "UTC")
+                .stdout(Stdio::from(log.try_clone().expect("log")))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("worker starts");
+            net.workers.push(child);
+            net.ports.push(port);
+        }
+        net
+    }
+
+    fn keys_home(&self) -> PathBuf {
+        self.dir.join("home")
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        umbra().args(["--rpc", &self.rpc]).args(args).env("UMBRA_HOME", self.keys_home()).output().expect("umbra runs")
+    }
+
+    fn cli_ok(&self, args: &[&str]) -> String {
+        ok(self.cli(args), &format!("umbra {args:?}"))
+    }
+
+    fn cli_err(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(!out.status.success(), "umbra {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn new_key(&self, name: &str) -> String {
+        self.cli_ok(&["keys", "new", name]);
+        let v: serde_json::Value = serde_json::from_str(&self.cli_ok(&["keys", "show", name, "--json"])).expect("json");
+        v["address"].as_str().expect("address").to_string()
+    }
+
+    fn status(&self, i: usize) -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(self.dir.join(format!("worker-{i}/status.json"))).ok()?).ok()
+    }
+
+    fn worker_id(&self, i: usize) -> String {
+        wait_until("a worker id", Duration::from_secs(60), || self.status(i)?["id"].as_str().map(str::to_string))
+    }
+
+    fn wait_key_epoch(&self, id: &str, epoch: u64) {
+        wait_until(&format!("worker {id} to hold key epoch {epoch}"), Duration::from_secs(90), || {
+            let out = self.cli(&["worker-info", id, "--json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (v["worker"]["key_epoch"].as_u64()? >= epoch).then_some(())
+        });
+    }
+
+    fn url(&self, w: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[w])
+    }
+
+    /// `umbra agent call` with --json: the parsed answer.
+    fn call(&self, w: usize, id: &str, path: &str, extra: &[&str]) -> serde_json::Value {
+        let url = self.url(w);
+        let mut args = vec!["agent", "call", id, "--worker", url.as_str(), "--path", path, "--json"];
+        args.extend_from_slice(extra);
+        let out = self.cli_ok(&args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    fn info(&self, id: &str) -> serde_json::Value {
+        let out = self.cli_ok(&["agent", "info", id, "--json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// Waits until worker `w` serves `path` of `id` with `status` (its view follows the chain a little behind).
+    fn wait_status(&self, w: usize, id: &str, path: &str, status: u64, extra: &[&str]) -> serde_json::Value {
+        wait_until(&format!("worker {w} to answer {path} with {status}"), Duration::from_secs(30), || {
+            let v = self.call(w, id, path, extra);
+            (v["status"] == status).then_some(v)
+        })
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for c in self.workers.iter_mut().chain(self.node.iter_mut()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The last line of `text` starting with `prefix`, without it.
+fn after(text: &str, prefix: &str) -> String {
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
+        .trim()
+        .to_string()
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if let Ok(bytes) = std::fs::read(&p)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A raw HTTP/1.1 exchange: the whole answer as text.
+fn raw_http(port: u16, method: &str, path: &str, body: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+        .expect("writes");
+    s.write_all(body).expect("writes");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("reads");
+    answer
+}
+
+const AGENT: &str = r#"
+export function note(args) { umbra.storage.setJson("note", args); return "ok"; }
+
+export default {
+  async fetch(request, env) {
+    const p = request.path;
+    if (p === "/") return Response.json({ hello: "agent", version: VERSION, method: request.method, note: umbra.storage.getJson("note") });
+    if (p === "/echo") return Response.json({ got: await request.json(), q: request.query });
+    if (p === "/echo-secret") return new Response(env.API_KEY ?? "none");
+    if (p === "/has-secret") return Response.json({ has: typeof env.API_KEY === "string", len: (env.API_KEY ?? "").length });
+    if (p === "/throw-secret") throw new Error("the key is " + env.API_KEY);
+    if (p === "/log") { console.log("plain line", p); console.log("using", env.API_KEY); return new Response("logged"); }
+    if (p === "/throw") throw new Error("boom from the handler");
+    if (p === "/never") return new Promise(() => {});
+    if (p === "/loop") { for (;;) {} }
+    if (p === "/memory") { const a = []; for (;;) a.push(new Array(100000).fill(p)); }
+    if (p === "/object") return { status: 200, body: "not a Response" };
+    if (p === "/self") return await env.agents.call(umbra.self, { method: "GET", path: "/self" });
+    if (p === "/call") {
+      const r = await env.agents.call(request.query.to, { method: "POST", path: "/hi", body: "{\"from\":\"a\"}" });
+      return Response.json({ status: r.status, body: await r.json() });
+    }
+    if (p === "/fetch") { const r = umbra.fetch("http://forbidden.example/steal"); return new Response(r.text()); }
+    return Response.json({ error: "no route " + p }, { status: 404 });
+  },
+};
+"#;
+
+const OTHER: &str = r#"
+export default {
+  async fetch(request, env) {
+    if (request.path === "/hi") return Response.json({ hi: "from b", got: await request.json() }, { status: 202 });
+    return new Response(env.OTHER ?? "no secret");
+  },
+};
+"#;
+
+const TYPED: &str = r#"
+interface Hello { name: string }
+enum Mood { Happy = "happy", Sad = "sad" }
+type Env = Record<string, string>;
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    const body = (await request.json()) as Hello;
+    const mood: Mood = Mood.Happy;
+    return Response.json({ hello: body.name, mood });
+  },
+};
+"#;
+
+fn assert_error(v: &serde_json::Value, status: u64, needle: &str) {
+    assert_eq!(v["status"], status, "{v}");
+    let e = v["body"]["error"].as_str().unwrap_or_else(|| panic!("no JSON error in {v}"));
+    assert!(e.contains(needle), "{needle:?} not in {e:?}");
+}
+
+#[test]
+fn agents_serve_sealed_and_plain_requests_keep_secrets_in_the_enclave_and_obey_their_owner() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = if std::env::var_os("UMBRA_KEEP_TEST_DIRS").is_some() {
+        let kept = tmp.keep();
+        eprintln!("test directory kept: {}", kept.display());
+        kept
+    } else {
+        tmp.path().to_path_buf()
+    };
+    let net = Net::start(&dir, 3, &["bob", "user0", "user1", "user2"]);
+    let ids: Vec<String> = (0..3).map(|i| net.worker_id(i)).collect();
+    net.cli_ok(&["gk", "appoint", &ids[0], "--from", "admin"]);
+    net.wait_key_epoch(&ids[0], 1);
+    net.cli_ok(&["cluster", "create", "1", "--from", "admin"]);
+    net.cli_ok(&["cluster", "assign", &ids[1], "1", "--from", "admin"]);
+    net.cli_ok(&["cluster", "assign", &ids[2], "1", "--from", "admin"]);
+    net.wait_key_epoch(&ids[1], 1);
+    net.wait_key_epoch(&ids[2], 1);
+
+    // Deploy with a sealed secret; public, so the plain path serves it too.
+    let v1 = dir.join("agent-v1.js");
+    std::fs::write(&v1, format!("const VERSION = 1;\n{AGENT}")).expect("write");
+    let secret = format!("API_KEY={MARKER}");
+    let out = net.cli_ok(&[
+        "agent",
+        "deploy",
+        v1.to_str().expect("utf-8"),
+        "--public",
+        "--secret",
+        &secret,
+        "--from",
+        "admin",
+    ]);
+    let a = after(&out, "agent ");
+    let info = net.info(&a);
+    assert_eq!(info["versions"].as_array().map(Vec::len), Some(1), "{info}");
+    assert_eq!(info["secrets"][0]["name"], "API_KEY", "{info}");
+    assert_eq!(info["policy"]["public"], true);
+
+    // Sealed (default) and plain on both workers; the CLI checks the worker's signature against the chain.
+    for w in [1, 2] {
+        let v = wait_until("the worker to hold the secret", Duration::from_secs(30), || {
+            let v = net.call(w, &a, "/has-secret", &[]);
+            (v["body"]["has"] == true).then_some(v)
+        });
+        assert_eq!((v["body"]["has"].as_bool(), v["body"]["len"].as_u64()), (Some(true), Some(MARKER.len() as u64)));
+        assert_eq!((v["verified"].as_bool(), v["sealed"].as_bool()), (Some(true), Some(true)));
+        assert_eq!(v["worker"].as_str().map(|s| s.trim_start_matches("0x")), Some(ids[w].as_str()));
+        let v = net.call(w, &a, "/echo?x=1", &["--plain", "--data", r#"{"n":5}"#]);
+        assert_eq!((v["status"].as_u64(), v["body"]["got"]["n"].as_u64()), (Some(200), Some(5)), "{v}");
+        assert_eq!(v["body"]["q"]["x"], "1");
+        assert!(v["headers"].to_string().contains("x-umbra-signature"), "{v}");
+    }
+    // A deliberate echo returns the secret (the only place it may appear).
+    assert_eq!(net.call(1, &a, "/echo-secret", &[])["body"], MARKER);
+
+    // Errors and logs never carry the secret.
+    let v = net.call(1, &a, "/throw-secret", &[]);
+    assert_error(&v, 500, "the key is [secret]");
+    assert!(!v.to_string().contains(MARKER), "{v}");
+    assert_eq!(net.call(1, &a, "/log", &[])["body"], "logged");
+    let logs = net.cli_ok(&["agent", "logs", &a, "--worker", &net.url(1), "--from", "admin", "--json"]);
+    assert!(logs.contains("plain line /log") && logs.contains("using [secret]"), "{logs}");
+    assert!(!logs.contains(MARKER), "{logs}");
+    let e = net.cli_err(&["agent", "logs", &a, "--worker", &net.url(1), "--from", "bob"]);
+    assert!(e.contains("only the agent's owner"), "{e}");
+
+    // Bad handlers: a status and a JSON error each; the worker keeps serving.
+    assert_error(&net.call(1, &a, "/throw", &[]), 500, "boom from the handler");
+    assert_error(&net.call(1, &a, "/never", &[]), 500, "never settled");
+    assert_error(&net.call(2, &a, "/loop", &[]), 504, "time budget");
+    assert_error(&net.call(2, &a, "/memory", &[]), 500, "out of memory");
+    assert_error(&net.call(1, &a, "/object", &[]), 502, "not a Response");
+    assert_error(&net.call(1, &a, "/self", &[]), 508, "depth");
+    assert_error(&net.call(1, &a, "/fetch", &[]), 500, "not in the agent's egress allow-list");
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(70 * 1024));
+    assert_error(&net.call(1, &a, "/echo", &["--data", &big]), 413, "exceeds the agent's limit");
+    // Sealed to the wrong key (garbage, or another agent's path): refused before anything runs.
+    let answer = raw_http(net.ports[1], "POST", &format!("/agents/{}/sealed", a.trim_start_matches("0x")), &[7u8; 120]);
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("does not open"), "{answer}");
+    let answer = raw_http(net.ports[1], "GET", &format!("/agents/{}/", "ab".repeat(32)), b"");
+    assert!(answer.starts_with("HTTP/1.1 404") && answer.contains("\"error\""), "{answer}");
+    for w in [1, 2] {
+        assert_eq!(net.call(w, &a, "/", &[])["body"]["hello"], "agent");
+    }
+
+    // A second agent: agents call agents; a secret sealed to the first agent's key does not open for it.
+    let other = dir.join("other.js");
+    std::fs::write(&other, OTHER).expect("write");
+    let b = after(&net.cli_ok(&["agent", "deploy", other.to_str().expect("utf-8"), "--from", "admin"]), "agent ");
+    let v = net.wait_status(1, &a, &format!("/call?to={}", b.trim_start_matches("0x")), 200, &[]);
+    assert_eq!((v["body"]["status"].as_u64(), v["body"]["body"]["hi"].as_str()), (Some(202), Some("from b")), "{v}");
+    assert_eq!(v["body"]["body"]["got"]["from"], "a");
+    net.cli_ok(&["agent", "secrets", "set", &b, "OTHER", "cross-sealed-value", "--seal-to", &a, "--from", "admin"]);
+    let v = net.wait_status(1, &b, "/", 500, &[]);
+    assert_error(&v, 500, "does not open with this agent's key");
+    net.cli_ok(&["agent", "secrets", "set", &b, "OTHER", "properly-sealed", "--from", "admin"]);
+    assert_eq!(net.wait_status(1, &b, "/", 200, &[])["body"], "properly-sealed");
+    // The first agent still serves.
+    assert_eq!(net.call(1, &a, "/", &[])["status"], 200);
+
+    // A TypeScript agent: the CLI strips its types (no Node.js); the chain and workers see JavaScript.
+    let typed = dir.join("typed.ts");
+    std::fs::write(&typed, TYPED).expect("write");
+    let t = after(
+        &net.cli_ok(&["agent", "deploy", typed.to_str().expect("utf-8"), "--public", "--from", "admin"]),
+        "agent ",
+    );
+    let v = net.wait_status(2, &t, "/", 200, &["--data", r#"{"name":"ts"}"#]);
+    assert_eq!((v["body"]["hello"].as_str(), v["body"]["mood"].as_str()), (Some("ts"), Some("happy")), "{v}");
+    let bad = dir.join("bad.ts");
+    std::fs::write(&bad, "export default { fetch(r: ) {} }").expect("write");
+    let e = net.cli_err(&["agent", "deploy", bad.to_str().expect("utf-8"), "--from", "admin"]);
+    assert!(e.contains("does not parse as TypeScript"), "{e}");
+
+    // Rotation and removal.
+    net.cli_ok(&["agent", "secrets", "set", &a, "API_KEY", MARKER2, "--from", "admin"]);
+    wait_until("the rotated secret", Duration::from_secs(30), || {
+        (net.call(2, &a, "/echo-secret", &[])["body"] == MARKER2).then_some(())
+    });
+    net.cli_ok(&["agent", "secrets", "rm", &a, "API_KEY", "--from", "admin"]);
+    wait_until("the removed secret", Duration::from_secs(30), || {
+        (net.call(2, &a, "/has-secret", &[])["body"]["has"] == false).then_some(())
+    });
+
+    // Pause and resume.
+    net.cli_ok(&["agent", "pause", &a, "--from", "admin"]);
+    assert_error(&net.wait_status(1, &a, "/", 423, &[]), 423, "paused");
+    assert_error(&net.wait_status(2, &a, "/", 423, &["--plain"]), 423, "paused");
+    assert_eq!(net.call(1, &b, "/", &[])["status"], 200, "another agent keeps serving");
+    net.cli_ok(&["agent", "resume", &a, "--from", "admin"]);
+    net.wait_status(1, &a, "/", 200, &[]);
+
+    // Upgrade: refused to another account, recorded for the owner; storage is kept.
+    net.cli_ok(&["contract", "call", &a, "note", "--args", r#""kept""#, "--from", "admin", "--wait"]);
+    let v2 = dir.join("agent-v2.js");
+    std::fs::write(&v2, format!("const VERSION = 2;\n{AGENT}")).expect("write");
+    let e = net.cli_err(&["agent", "upgrade", &a, v2.to_str().expect("utf-8"), "--from", "bob"]);
+    assert!(e.contains("only the agent's owner"), "{e}");
+    net.cli_ok(&["agent", "upgrade", &a, v2.to_str().expect("utf-8"), "--from", "admin"]);
+    let info = net.info(&a);
+    assert_eq!(info["versions"].as_array().map(Vec::len), Some(2), "{info}");
+    for w in [1, 2] {
+        let v = wait_until("the upgraded code", Duration::from_secs(30), || {
+            let v = net.call(w, &a, "/", &[]);
+            (v["body"]["version"] == 2).then_some(v)
+        });
+        assert_eq!(v["body"]["note"], "kept", "{v}");
+    }
+
+    // Callers allow-list: plain and unsigned calls are refused, the listed account is served.
+    let address = |name: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(&net.cli_ok(&["keys", "show", name, "--json"])).expect("json");
+        v["address"].as_str().expect("address").to_string()
+    };
+    let admin_addr = address("admin");
+    net.cli_ok(&["agent", "policy", &a, "--caller", &admin_addr, "--from", "admin"]);
+    assert_error(&net.wait_status(1, &a, "/", 403, &[]), 403, "allow-list");
+    assert_error(&net.call(1, &a, "/", &["--plain"]), 403, "listed callers");
+    assert_error(&net.call(1, &a, "/", &["--signed", "--from", "bob"]), 403, "allow-list");
+    assert_eq!(net.call(1, &a, "/", &["--signed", "--from", "admin"])["status"], 200);
+
+    // Funding and ownership transfer.
+    net.cli_ok(&["agent", "fund", &a, "2", "--from", "admin"]);
+    assert_eq!(net.info(&a)["balance"], "2000000000000");
+    let e = net.cli_err(&["agent", "pause", &a, "--from", "bob"]);
+    assert!(e.contains("only the agent's owner"), "{e}");
+    net.cli_ok(&["agent", "transfer", &a, &address("bob"), "--from", "admin"]);
+    let e = net.cli_err(&["agent", "pause", &a, "--from", "admin"]);
+    assert!(e.contains("only the agent's owner"), "{e}");
+    net.cli_ok(&["agent", "pause", &a, "--from", "bob"]);
+    assert_eq!(net.info(&a)["paused"], true);
+
+    // The private analytics example: aggregates only over at least k = 3 consenting users.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agents/analytics.js");
+    let stats = after(&net.cli_ok(&["agent", "deploy", example.to_str().expect("utf-8"), "--from", "admin"]), "agent ");
+    for (i, value) in [10, 20].iter().enumerate() {
+        let args = format!(r#"{{"value":{value},"consent":true}}"#);
+        let out = net.cli_ok(&[
+            "contract",
+            "call",
+            &stats,
+            "submit",
+            "--args",
+            &args,
+            "--from",
+            &format!("user{i}"),
+            "--wait",
+        ]);
+        assert!(out.contains("Ok"), "{out}");
+    }
+    assert_error(&net.wait_status(1, &stats, "/stats", 403, &[]), 403, "at least 3");
+    net.cli_ok(&[
+        "contract",
+        "call",
+        &stats,
+        "submit",
+        "--args",
+        r#"{"value":60,"consent":true}"#,
+        "--from",
+        "user2",
+        "--wait",
+    ]);
+    let v = net.wait_status(2, &stats, "/stats", 200, &[]);
+    assert_eq!((v["body"]["users"].as_u64(), v["body"]["sum"].as_u64()), (Some(3), Some(90)), "{v}");
+    let mut keys: Vec<&str> = v["body"].as_object().expect("object").keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["k", "mean", "sum", "users"], "only aggregates leave the agent");
+    net.cli_ok(&["contract", "call", &stats, "revoke", "--from", "user1", "--wait"]);
+    assert_error(&net.wait_status(2, &stats, "/stats", 403, &[]), 403, "at least 3");
+
+    // The markers never reached node data, the node's log or the workers' files and host logs.
+    for needle in [MARKER, MARKER2] {
+        let leaks: Vec<PathBuf> =
+            files_containing(&dir, needle.as_bytes()).into_iter().filter(|p| !p.starts_with(net.keys_home())).collect();
+        assert!(leaks.is_empty(), "{needle} leaked into {leaks:?}");
+    }
+    assert!(files_containing(&dir.join("v0"), b"properly-sealed").is_empty(), "a secret in the node's data");
+    // Control: the logs this scan reads do record agent activity.
+    let log = std::fs::read_to_string(dir.join("worker-1.log")).expect("log");
+    assert!(log.contains("agent record updated"), "the worker log does not show agent activity");
+}
+
+#[test]
+fn the_agents_benchmark_reports_cold_start_round_trip_and_throughput() {
+    let out = ok(
+        umbra()
+            .args(["bench", "agents", "--cold", "3", "--warm", "5", "--clients", "2", "--duration", "1"])
+            .output()
+            .expect("runs"),
+        "bench agents",
+    );
+    for needle in ["cold start", "warm gateway round trip", "requests/s"] {
+        assert!(out.contains(needle), "{needle:?} missing from {out}");
+    }
+}
