@@ -144,6 +144,8 @@ pub enum StateKey {
     },
     /// `contracts`: state-root incidents of a contract (a `Vec<Incident>`, the latest 64).
     ContractIncidents(crate::contracts::ContractId),
+    /// `contracts`: a cluster's own contract settings ([`crate::contracts::ClusterContractParams`]).
+    ClusterContracts(crate::registry::ClusterId),
 }
 
 impl StateKey {
