@@ -7,6 +7,7 @@
 
 mod attest;
 mod bench;
+mod bench_contracts;
 mod cmds;
 mod dev;
 mod genesis;
