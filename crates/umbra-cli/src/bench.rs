@@ -141,7 +141,9 @@ pub(crate) fn run(ctx: &crate::Ctx, args: BenchArgs) -> Result<()> {
         BenchCmd::Transfers(t) => rt.block_on(transfers(t, ctx.json, ctx.home.clone())),
         BenchCmd::Finality(f) => rt.block_on(finality(f, ctx.json, ctx.home.clone())),
         BenchCmd::Sync(s) => rt.block_on(sync(s, ctx.json)),
-        BenchCmd::Commands(c) => rt.block_on(crate::bench_contracts::commands(c.wasm, c.commands, c.senders, c.workers, ctx.json)),
+        BenchCmd::Commands(c) => {
+            rt.block_on(crate::bench_contracts::commands(c.wasm, c.commands, c.senders, c.workers, ctx.json))
+        }
         BenchCmd::Query(q) => rt.block_on(crate::bench_contracts::query(q.queries, q.cold, ctx.json)),
         BenchCmd::Attest(_) => Ok(()),
     }
@@ -174,10 +176,7 @@ async fn start_network(validators: usize) -> Result<(OwnNet, Vec<String>, Keypai
     start_network_with(validators, &[]).await
 }
 
-pub(crate) async fn start_network_with(
-    validators: usize,
-    extra: &[&str],
-) -> Result<(OwnNet, Vec<String>, Keypair)> {
+pub(crate) async fn start_network_with(validators: usize, extra: &[&str]) -> Result<(OwnNet, Vec<String>, Keypair)> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let rpc = free_port_block(24_000, validators as u16)?;
     let p2p = free_port_block(28_000, validators as u16)?;

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use umbra_crypto::{Keypair, open_envelope, seal_envelope, sign_with_min_fee, x25519_public};
 use umbra_sdk::Client;
 use umbra_types::contracts::{
-    CodeKind, ContractId, LABEL_QUERY, LABEL_QUERY_ANSWER, QueryAnswer, QueryPlain, QueryReply, code_hash,
-    contract_id, query_reply_bytes,
+    CodeKind, ContractId, LABEL_QUERY, LABEL_QUERY_ANSWER, QueryAnswer, QueryPlain, QueryReply, code_hash, contract_id,
+    query_reply_bytes,
 };
 use umbra_types::{Address, Call, SignedTransaction, Transaction, UNIT, decode, encode, sha256};
 
@@ -80,7 +80,9 @@ impl Net {
             let members = s.clusters.iter().find(|c| c.id == CLUSTER).map(|c| c.members.clone()).unwrap_or_default();
             let keyed = members
                 .iter()
-                .filter(|m| s.workers.iter().any(|w| w.id == m.0 && s.keys.key_epoch > 0 && w.key_epoch >= s.keys.key_epoch))
+                .filter(|m| {
+                    s.workers.iter().any(|w| w.id == m.0 && s.keys.key_epoch > 0 && w.key_epoch >= s.keys.key_epoch)
+                })
                 .count();
             if keyed >= workers {
                 return Ok(());
@@ -181,7 +183,8 @@ pub(crate) async fn commands(wasm: bool, count: usize, senders: usize, workers: 
             if made == count {
                 break;
             }
-            let (sealed, key_epoch) = umbra_sdk::seal_command(&net.chain_id, &record, &k.address(), "increment", b"{}")?;
+            let (sealed, key_epoch) =
+                umbra_sdk::seal_command(&net.chain_id, &record, &k.address(), "increment", b"{}")?;
             let call = Call::ContractCommand { contract: id, key_epoch, gas_limit: gas, sealed };
             round.push(net.sign(k, r as u64, call));
             made += 1;
@@ -194,11 +197,8 @@ pub(crate) async fn commands(wasm: bool, count: usize, senders: usize, workers: 
         let mut pending = round;
         while !pending.is_empty() {
             let results = submit_batch(&http, &pending).await?;
-            let refused: Vec<SignedTransaction> = results
-                .into_iter()
-                .zip(pending)
-                .filter_map(|(r, tx)| r.is_err().then_some(tx))
-                .collect();
+            let refused: Vec<SignedTransaction> =
+                results.into_iter().zip(pending).filter_map(|(r, tx)| r.is_err().then_some(tx)).collect();
             if !refused.is_empty() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -365,7 +365,10 @@ impl umbra_engine::Host for ColdHost {
         Ok(umbra_engine::contract_signer(&[1; 32]).sign(msg))
     }
     fn call(&self, i: &umbra_engine::Invocation) -> Result<umbra_engine::CallOutput, umbra_engine::Failure> {
-        Err(umbra_engine::Failure { error: umbra_engine::EngineError::Host("no calls here".into()), gas_used: i.depth.into() })
+        Err(umbra_engine::Failure {
+            error: umbra_engine::EngineError::Host("no calls here".into()),
+            gas_used: i.depth.into(),
+        })
     }
 }
 

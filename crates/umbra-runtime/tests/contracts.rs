@@ -553,9 +553,10 @@ fn the_cluster_origin_signs_with_the_clusters_published_key_only() {
 #[test]
 fn a_clusters_own_gas_price_sets_the_deposit_and_its_code_limit_refuses_larger_instances() {
     let mut s = setup();
-    let e = s.c.fails(SUDO, Call::Admin {
-        call: AdminCall::SetClusterContracts { cluster: 99, gas_price: Some(3), max_code_bytes: None },
-    });
+    let e = s.c.fails(
+        SUDO,
+        Call::Admin { call: AdminCall::SetClusterContracts { cluster: 99, gas_price: Some(3), max_code_bytes: None } },
+    );
     assert!(e.to_string().contains("does not exist"), "{e}");
     s.c.admin(AdminCall::SetClusterContracts { cluster: CLUSTER, gas_price: Some(3), max_code_bytes: None });
     let id = deploy(&mut s, b"priced");
@@ -579,12 +580,17 @@ fn a_clusters_own_gas_price_sets_the_deposit_and_its_code_limit_refuses_larger_i
     assert_eq!(cmd.deposit, 10 * Params::default().contracts.gas_price);
     // The code limit: the counter is larger than 16 bytes.
     let hash = code_hash(CodeKind::JavaScript, COUNTER_JS);
-    let e = s.c.fails(DEPLOYER, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: b"big".to_vec(), args: vec![] });
+    let e = s
+        .c
+        .fails(DEPLOYER, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: b"big".to_vec(), args: vec![] });
     assert_eq!(e, TxError::CodeTooLarge { size: COUNTER_JS.len() as u64, max: 16 });
     let too_big = Params::default().contracts.max_code_bytes + 1;
-    let e = s.c.fails(SUDO, Call::Admin {
-        call: AdminCall::SetClusterContracts { cluster: CLUSTER, gas_price: None, max_code_bytes: Some(too_big) },
-    });
+    let e = s.c.fails(
+        SUDO,
+        Call::Admin {
+            call: AdminCall::SetClusterContracts { cluster: CLUSTER, gas_price: None, max_code_bytes: Some(too_big) },
+        },
+    );
     assert!(e.to_string().contains("between 1 and"), "{e}");
 }
 
@@ -601,7 +607,8 @@ fn after_a_rotation_commands_to_the_erased_epoch_are_refused_and_the_new_epochs_
     let cluster2 = Keypair::from_seed([64; 32]);
     let public2 = ClusterPublic { x25519: [62; 32], ed25519: cluster2.address().0 };
     let next = block_on(s.c.rt.egress_next(&s.c.state, &Origin::Gatekeeper)).expect("readable");
-    let shares = vec![KeyShare { to: s.ws[2].id(), sealed: vec![7; 48] }, KeyShare { to: s.ws[3].id(), sealed: vec![7; 48] }];
+    let shares =
+        vec![KeyShare { to: s.ws[2].id(), sealed: vec![7; 48] }, KeyShare { to: s.ws[3].id(), sealed: vec![7; 48] }];
     let master = EgressPayload::MasterKey {
         key_epoch: 2,
         master_public: [52; 32],
@@ -625,8 +632,11 @@ fn after_a_rotation_commands_to_the_erased_epoch_are_refused_and_the_new_epochs_
     assert!(e.to_string().contains("no key of epoch 2"), "{e}");
     // The members publish the contract's keys of epoch 2, signed with the new cluster key.
     let key2 = Keypair::from_seed([72; 32]);
-    let payload =
-        EgressPayload::ContractKeys { contract: id, key_epoch: 2, public: ContractPublic { x25519: [73; 32], ed25519: key2.address().0 } };
+    let payload = EgressPayload::ContractKeys {
+        contract: id,
+        key_epoch: 2,
+        public: ContractPublic { x25519: [73; 32], ed25519: key2.address().0 },
+    };
     let next = block_on(s.c.rt.egress_next(&s.c.state, &Origin::Cluster(CLUSTER))).expect("readable");
     let tx = s.c.carry(sign_egress(&cluster2, Origin::Cluster(CLUSTER), next, payload));
     assert_eq!(s.c.run(vec![tx]).0[0].error, None);

@@ -347,7 +347,8 @@ fn a_contract_calls_another_of_its_cluster_and_both_states_change_identically_on
     let sender = Address([4; 32]);
     let target = format!(r#"{{"target":"{}"}}"#, hex::encode(ID));
     let before = roots(&k.g1);
-    let (a, b) = both(&mut k, &mut w2, command_to(PROXY_ID, 0, sender, seal_to(&PROXY_ID, &proxy, &sender, "bump", &target)));
+    let (a, b) =
+        both(&mut k, &mut w2, command_to(PROXY_ID, 0, sender, seal_to(&PROXY_ID, &proxy, &sender, "bump", &target)));
     assert_eq!(a, b, "byte-identical reports");
     assert_eq!(report_of(&a, PROXY_ID).0, CommandStatus::Ok);
     let after = roots(&k.g1);
@@ -388,7 +389,13 @@ fn a_failing_caller_undoes_its_callees_writes_and_endless_recursion_stops_at_the
     assert_eq!(report_of(&a, PROXY_ID).0, CommandStatus::Ok);
 }
 
-fn ask(service: &QueryService, w: &Enclave, method: &str, args: &[u8], caller: Option<&Keypair>) -> Result<Vec<u8>, String> {
+fn ask(
+    service: &QueryService,
+    w: &Enclave,
+    method: &str,
+    args: &[u8],
+    caller: Option<&Keypair>,
+) -> Result<Vec<u8>, String> {
     let reply_secret = [6; 32];
     let mut q = QueryPlain {
         contract: ID,
@@ -406,7 +413,8 @@ fn ask(service: &QueryService, w: &Enclave, method: &str, args: &[u8], caller: O
     let envelope =
         seal_envelope(&w.x25519_public(), LABEL_QUERY, CHAIN.as_bytes(), &encode(&q), &mut rng).expect("seals");
     let reply: QueryReply = decode(&service.answer(&envelope).map_err(|e| e.to_string())?, 1 << 20).expect("decodes");
-    let plain = open_envelope(&reply_secret, LABEL_QUERY_ANSWER, &sha256(&[&envelope]).0, &reply.sealed).expect("opens");
+    let plain =
+        open_envelope(&reply_secret, LABEL_QUERY_ANSWER, &sha256(&[&envelope]).0, &reply.sealed).expect("opens");
     decode::<QueryAnswer>(&plain, 1 << 20).expect("decodes").result
 }
 
@@ -467,8 +475,10 @@ fn after_a_key_rotation_every_member_publishes_the_contracts_keys_of_the_new_epo
         .into_iter()
         .filter(|e| e.egress.origin == Origin::Cluster(CLUSTER))
         .collect();
-    let b: Vec<_> =
-        apply(&k.chain, &mut w2, k.chain.height()).into_iter().filter(|e| e.egress.origin == Origin::Cluster(CLUSTER)).collect();
+    let b: Vec<_> = apply(&k.chain, &mut w2, k.chain.height())
+        .into_iter()
+        .filter(|e| e.egress.origin == Origin::Cluster(CLUSTER))
+        .collect();
     assert_eq!(a, b, "both members publish the same keys under the same numbers");
     assert_eq!(a.len(), 2, "one per contract: {a:?}");
     for (i, e) in a.iter().enumerate() {

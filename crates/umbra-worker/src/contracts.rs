@@ -19,7 +19,6 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, mpsc};
-use zeroize::Zeroizing;
 use tracing::{info, warn};
 use umbra_crypto::open_envelope;
 use umbra_engine::{
@@ -31,6 +30,7 @@ use umbra_types::contracts::{
 };
 use umbra_types::registry::{ClusterId, KeyEpoch};
 use umbra_types::{Address, Hash, decode, sha256};
+use zeroize::Zeroizing;
 
 /// Roots kept per contract for comparing with the chain's `ContractResult`s.
 const ROOTS_KEPT: usize = 1_024;
@@ -305,11 +305,8 @@ fn run_in(
     invocation: Invocation,
 ) -> Result<Outcome, Failure> {
     let id = invocation.contract;
-    let world = World {
-        contracts: Arc::new(std::mem::take(contracts)),
-        cluster,
-        secret: Zeroizing::new(*cluster_secret),
-    };
+    let world =
+        World { contracts: Arc::new(std::mem::take(contracts)), cluster, secret: Zeroizing::new(*cluster_secret) };
     let (world, result) = engine.run(world, invocation);
     *contracts = Arc::try_unwrap(world.contracts).unwrap_or_else(|shared| (*shared).clone());
     let (mut outcome, nested) = result?;
@@ -479,7 +476,13 @@ fn apply_writes(contract: &mut ContractState, writes: &BTreeMap<Vec<u8>, Option<
 
 /// Records what command `seq` from `sender` returned and emitted (commands with neither leave no entry),
 /// keeping the latest [`EVENTS_KEPT`] entries.
-pub(crate) fn remember_output(contract: &mut ContractState, seq: u64, sender: Address, events: Vec<Event>, output: Vec<u8>) {
+pub(crate) fn remember_output(
+    contract: &mut ContractState,
+    seq: u64,
+    sender: Address,
+    events: Vec<Event>,
+    output: Vec<u8>,
+) {
     let output = if output.len() > OUTPUT_KEPT { Vec::new() } else { output };
     if events.is_empty() && output.is_empty() {
         return;

@@ -752,8 +752,13 @@ impl Enclave {
         for id in ids {
             let seq = st.contracts.cluster_seq.get(&c).copied().unwrap_or(0);
             st.contracts.cluster_seq.insert(c, seq.saturating_add(1));
-            let payload = EgressPayload::ContractKeys { contract: id, key_epoch: st.key_epoch, public: public_of(&ck, &id) };
-            out.push(sign_egress(&cluster_signer(&ck), &st.chain_id, Egress { origin: Origin::Cluster(c), seq, payload }));
+            let payload =
+                EgressPayload::ContractKeys { contract: id, key_epoch: st.key_epoch, public: public_of(&ck, &id) };
+            out.push(sign_egress(
+                &cluster_signer(&ck),
+                &st.chain_id,
+                Egress { origin: Origin::Cluster(c), seq, payload },
+            ));
             info!(target: "worker.contracts", contract = %Hash(id), key_epoch = st.key_epoch, "published the contract's keys of the new epoch");
         }
     }

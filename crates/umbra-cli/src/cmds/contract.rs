@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use umbra_types::contracts::{CodeKind, CommandStatus, ContractId, code_hash, contract_account, contract_id};
-use umbra_worker::query::EVENTS_METHOD;
 use umbra_types::{Call, Hash};
+use umbra_worker::query::EVENTS_METHOD;
 
 /// `umbra contract ...`
 #[derive(Args, Debug)]
@@ -66,8 +66,8 @@ enum ContractCmd {
         /// The method.
         method: String,
         /// JSON arguments (or --args).
-        #[arg(conflicts_with = "args_flag")]
-        json: Option<String>,
+        #[arg(conflicts_with = "args_flag", value_name = "ARGS")]
+        positional_args: Option<String>,
         /// JSON arguments.
         #[arg(long = "args", id = "args_flag")]
         args_flag: Option<String>,
@@ -99,7 +99,7 @@ enum ContractCmd {
         worker: String,
         /// The first command number to show.
         #[arg(long, default_value_t = 0)]
-        from: u64,
+        since: u64,
     },
     /// Query a contract through a worker: sealed to the worker's attested key, answered sealed and signed.
     Query {
@@ -132,12 +132,22 @@ pub(crate) fn run(ctx: &Ctx, args: ContractArgs) -> Result<()> {
             ContractCmd::Instantiate { code_hash, cluster, salt, args: init } => {
                 instantiate(ctx, args.from, code_hash, cluster, salt, init).await
             }
-            ContractCmd::Command { id, method, json, args_flag, gas, no_wait, wait: _, worker, key_epoch } => {
-                let a = json.or(args_flag).unwrap_or_else(|| "null".into());
+            ContractCmd::Command {
+                id,
+                method,
+                positional_args,
+                args_flag,
+                gas,
+                no_wait,
+                wait: _,
+                worker,
+                key_epoch,
+            } => {
+                let a = positional_args.or(args_flag).unwrap_or_else(|| "null".into());
                 let opts = CommandOpts { gas, wait: !no_wait, worker, force_epoch: key_epoch };
                 command(ctx, args.from, id, method, a, opts).await
             }
-            ContractCmd::Events { id, worker, from } => events(ctx, args.from, id, worker, from).await,
+            ContractCmd::Events { id, worker, since } => events(ctx, args.from, id, worker, since).await,
             ContractCmd::Query { id, method, args: a, worker, signed } => {
                 query(ctx, args.from, id, method, a, worker, signed).await
             }
@@ -163,7 +173,9 @@ async fn upload(ctx: &Ctx, from: Option<String>, file: PathBuf, kind: Option<Kin
     let mut code = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     let wat = file.extension().is_some_and(|e| e == "wat");
     if wat {
-        code = wat::parse_bytes(&code).with_context(|| format!("{} is not valid WebAssembly text", file.display()))?.into_owned();
+        code = wat::parse_bytes(&code)
+            .with_context(|| format!("{} is not valid WebAssembly text", file.display()))?
+            .into_owned();
     }
     let wasm = wat || file.extension().is_some_and(|e| e == "wasm");
     let kind = match kind {
@@ -240,18 +252,32 @@ async fn command(
     // Find our command (the first at or after the hint sent by us) and wait for its report.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut seq = seq_hint;
-    let result = loop {
+    let (result, ordered_at) = loop {
         match client.contract_command(&id.0, seq).await? {
             Some(c) if c.sender != key.address() => seq += 1,
-            Some(c) if c.result.is_some() => break c.result.context("reported")?,
+            Some(c) if c.result.is_some() => break (c.result.context("reported")?, c.height),
             _ if std::time::Instant::now() > deadline => bail!("command {seq} was not reported within 60 s"),
             _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
         }
     };
     let output = match (&opts.worker, &result.status) {
         (Some(url), CommandStatus::Ok) => {
-            let list = read_outputs(&client, url, &id.0, &key, seq).await?;
-            list.into_iter().find(|o| o.seq == seq).map(|o| o.output)
+            // The first member's report may land before this worker ran the command: give it a moment.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let (list, height) = read_outputs(&client, url, &id.0, &key, seq).await?;
+                if let Some(o) = list.into_iter().find(|o| o.seq == seq) {
+                    break Some(o.output);
+                }
+                if height >= ordered_at {
+                    break Some(Vec::new()); // run, with neither a return value nor events
+                }
+                if std::time::Instant::now() > until {
+                    eprintln!("(the worker at {url} has not run command {seq} yet: no return value shown)");
+                    break None;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
         }
         _ => None,
     };
@@ -313,14 +339,15 @@ mod umbra_engine_event {
 }
 
 /// Reads the sender's command outputs from `seq` on through a signed query of the reserved events method,
-/// and checks every event list against the events hash the chain recorded for its command.
+/// and checks every event list against the events hash the chain recorded for its command; also returns the
+/// height of the worker's state.
 async fn read_outputs(
     client: &umbra_sdk::Client,
     url: &str,
     id: &ContractId,
     key: &umbra_crypto::Keypair,
     from: u64,
-) -> Result<Vec<CommandOutputs>> {
+) -> Result<(Vec<CommandOutputs>, u64)> {
     let args = serde_json::to_vec(&serde_json::json!({ "from": from }))?;
     let q = umbra_sdk::query(client, url, id, EVENTS_METHOD, &args, Some(key)).await?;
     let bytes = q.result.map_err(|e| anyhow::anyhow!("the worker could not list the events: {e}"))?;
@@ -345,13 +372,13 @@ async fn read_outputs(
         }
         out.push(CommandOutputs { seq, events, output: unhex(&item["output"])? });
     }
-    Ok(out)
+    Ok((out, q.height))
 }
 
 async fn events(ctx: &Ctx, from: Option<String>, id: Hash, worker: String, first: u64) -> Result<()> {
     let key = signer(ctx, from.as_deref())?;
     let client = ctx.client()?;
-    let list = read_outputs(&client, &worker, &id.0, &key, first).await?;
+    let (list, _) = read_outputs(&client, &worker, &id.0, &key, first).await?;
     let shown = |b: &[u8]| match std::str::from_utf8(b) {
         Ok(t) => serde_json::from_str(t).unwrap_or(serde_json::Value::String(t.to_string())),
         Err(_) => serde_json::Value::String(format!("0x{}", hex::encode(b))),
@@ -372,7 +399,10 @@ async fn events(ctx: &Ctx, from: Option<String>, id: Hash, worker: String, first
                 println!("{}\t{}\t{}", c.seq, e.name, shown(&e.data));
             }
         }
-        eprintln!("({} commands of yours with events or output; each checked against the chain's events hash)", list.len());
+        eprintln!(
+            "({} commands of yours with events or output; each checked against the chain's events hash)",
+            list.len()
+        );
     }
     Ok(())
 }
