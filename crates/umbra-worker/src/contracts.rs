@@ -118,11 +118,14 @@ pub(crate) struct Nested {
     pub(crate) events: Vec<Event>,
 }
 
+/// What a run returns: the outcome with its nested calls' effects, or the failure.
+pub(crate) type RunResult = Result<(Outcome, Nested), Failure>;
+
 /// A run for the engine thread.
 struct Job {
     world: World,
     invocation: Invocation,
-    reply: mpsc::Sender<(World, Result<(Outcome, Nested), Failure>)>,
+    reply: mpsc::Sender<(World, RunResult)>,
 }
 
 /// The engine's host for one run: a read-only view of the cluster's contracts plus the effects of nested calls
@@ -238,7 +241,7 @@ impl EngineThread {
     }
 
     /// Runs `invocation` on its contract in `world`, waiting for the result; hands `world` back.
-    pub(crate) fn run(&self, world: World, invocation: Invocation) -> (World, Result<(Outcome, Nested), Failure>) {
+    pub(crate) fn run(&self, world: World, invocation: Invocation) -> (World, RunResult) {
         let (reply, answer) = mpsc::channel();
         let gone = || Failure { error: EngineError::Host("the engine thread stopped".into()), gas_used: 0 };
         let contracts = world.contracts.clone();
@@ -253,7 +256,7 @@ impl EngineThread {
     }
 }
 
-fn run_job(engine: &Rc<Engine>, world: &World, invocation: &Invocation) -> Result<(Outcome, Nested), Failure> {
+fn run_job(engine: &Rc<Engine>, world: &World, invocation: &Invocation) -> RunResult {
     let Some(contract) = world.contracts.get(&invocation.contract) else {
         return Err(WorldHost::refuse(format!("no contract {}", Hash(invocation.contract))));
     };
