@@ -41,6 +41,36 @@ enum BenchCmd {
     Sync(SyncBench),
     /// Agents: cold start p50/p99, warm gateway round trip p50/p99, requests/s of a trivial agent.
     Agents(crate::bench_agents::AgentBench),
+    /// Contract commands per second through the chain to execution by a cluster (a counter in JS, or WAT).
+    Commands(CommandsBench),
+    /// Encrypted contract query round trip p50/p99 against a worker on loopback, and JS cold start.
+    Query(QueryBench),
+}
+
+#[derive(Args, Debug)]
+struct CommandsBench {
+    /// Benchmark the wasm (WAT) counter instead of the JavaScript one.
+    #[arg(long)]
+    wasm: bool,
+    /// Commands to send.
+    #[arg(long, default_value_t = 5_000)]
+    commands: usize,
+    /// Sender accounts (commands are spread over them).
+    #[arg(long, default_value_t = 100)]
+    senders: usize,
+    /// Workers in the cluster that all run every command.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+#[derive(Args, Debug)]
+struct QueryBench {
+    /// Queries to time (after a warm-up of a tenth of them).
+    #[arg(long, default_value_t = 2_000)]
+    queries: usize,
+    /// Fresh JavaScript instances to time for the cold start.
+    #[arg(long, default_value_t = 200)]
+    cold: usize,
 }
 
 #[derive(Args, Debug)]
@@ -116,12 +146,16 @@ pub(crate) fn run(ctx: &crate::Ctx, args: BenchArgs) -> Result<()> {
         BenchCmd::Transfers(t) => rt.block_on(transfers(t, ctx.json, ctx.home.clone())),
         BenchCmd::Finality(f) => rt.block_on(finality(f, ctx.json, ctx.home.clone())),
         BenchCmd::Sync(s) => rt.block_on(sync(s, ctx.json)),
+        BenchCmd::Commands(c) => {
+            rt.block_on(crate::bench_contracts::commands(c.wasm, c.commands, c.senders, c.workers, ctx.json))
+        }
+        BenchCmd::Query(q) => rt.block_on(crate::bench_contracts::query(q.queries, q.cold, ctx.json)),
         BenchCmd::Attest(_) | BenchCmd::Agents(_) => Ok(()),
     }
 }
 
 /// A network the benchmark started; stopped on drop.
-struct OwnNet {
+pub(crate) struct OwnNet {
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -133,7 +167,7 @@ impl Drop for OwnNet {
     }
 }
 
-fn free_port_block(from: u16, n: u16) -> Result<u16> {
+pub(crate) fn free_port_block(from: u16, n: u16) -> Result<u16> {
     // Below Linux's ephemeral range (32768..), where outgoing connections take their source ports.
     for base in (from..from.saturating_add(4_000)).step_by(97) {
         if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
@@ -147,14 +181,15 @@ async fn start_network(validators: usize) -> Result<(OwnNet, Vec<String>, Keypai
     start_network_with(validators, &[]).await
 }
 
-async fn start_network_with(validators: usize, extra: &[&str]) -> Result<(OwnNet, Vec<String>, Keypair)> {
+pub(crate) async fn start_network_with(validators: usize, extra: &[&str]) -> Result<(OwnNet, Vec<String>, Keypair)> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let rpc = free_port_block(24_000, validators as u16)?;
     let p2p = free_port_block(28_000, validators as u16)?;
     let exe = std::env::current_exe().context("cannot find the umbra executable")?;
     let home: PathBuf = dir.path().join("home");
     let child = Command::new(exe)
-        .args(["dev", "--quiet", "--workers", "0", "--validators", &validators.to_string()])
+        .args(["dev", "--quiet", "--validators", &validators.to_string()])
+        .args(if extra.contains(&"--workers") { &[][..] } else { &["--workers", "0"][..] })
         .args(extra)
         .arg("--home")
         .arg(dir.path().join("net"))
@@ -182,7 +217,7 @@ async fn start_network_with(validators: usize, extra: &[&str]) -> Result<(OwnNet
     Ok((net, urls, crate::dev::dev_account()))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -203,7 +238,7 @@ impl Chain {
     }
 }
 
-async fn submit_batch(http: &HttpClient, txs: &[SignedTransaction]) -> Result<Vec<Result<Hash, i32>>> {
+pub(crate) async fn submit_batch(http: &HttpClient, txs: &[SignedTransaction]) -> Result<Vec<Result<Hash, i32>>> {
     let mut b = BatchRequestBuilder::new();
     for t in txs {
         b.insert(umbra_rpc::methods::TX_SUBMIT, jsonrpsee::rpc_params![hex::encode(t.to_bytes())])?;

@@ -39,6 +39,9 @@ pub(crate) struct DevArgs {
     /// 200]; 0 makes blocks as fast as consensus allows (to grow a long chain quickly).
     #[arg(long, value_name = "MS")]
     pub(crate) empty_block_ms: Option<u64>,
+    /// Workers serve contract queries: worker i on 127.0.0.1:PORT+i (for `umbra contract query --worker`).
+    #[arg(long, value_name = "PORT")]
+    pub(crate) query_port: Option<u16>,
 }
 
 /// The chain id of dev networks.
@@ -333,7 +336,7 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
         }
     }
     started.sort_by(|a, b| a.name.cmp(&b.name));
-    let worker_dirs = start_workers(&layout, workers, &format!("http://{}", started[0].rpc), &log)?;
+    let worker_dirs = start_workers(&layout, workers, &format!("http://{}", started[0].rpc), &log, args.query_port)?;
     let dev = dev_account();
     println!("Umbra dev network: chain '{DEV_CHAIN_ID}', {n} validator(s), data in {}", home.display());
     println!("  TEE mode     dev (SIMULATED attestation: nothing is hardware-protected; never use on a real network)");
@@ -419,7 +422,13 @@ fn chrono_like_now() -> String {
 }
 
 /// Starts the dev workers (dev TEE) in this process, each on its own thread; returns their data directories.
-fn start_workers(layout: &Layout, workers: usize, node: &str, log: &Path) -> Result<Vec<PathBuf>> {
+fn start_workers(
+    layout: &Layout,
+    workers: usize,
+    node: &str,
+    log: &Path,
+    query_port: Option<u16>,
+) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for i in 0..workers {
         let seed_hex = std::fs::read_to_string(layout.operator_key(i))
@@ -438,7 +447,7 @@ fn start_workers(layout: &Layout, workers: usize, node: &str, log: &Path) -> Res
             batch_blocks: umbra_worker::host::DEFAULT_BATCH_BLOCKS,
             poll: Duration::from_millis(300),
             dev_measurement: umbra_worker::dev_measurement(),
-            query_listen: None,
+            query_listen: query_port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p + i as u16))),
         };
         let name = format!("worker-{i}");
         let log = log.to_path_buf();

@@ -8,6 +8,7 @@
 mod attest;
 mod bench;
 mod bench_agents;
+mod bench_contracts;
 mod cmds;
 mod dev;
 mod genesis;

@@ -549,3 +549,109 @@ fn the_cluster_origin_signs_with_the_clusters_published_key_only() {
     let (_, rejected) = s.c.run(vec![unknown]);
     assert!(matches!(rejected[0].1, AdmissionError::EgressUnknownOrigin { .. }), "{rejected:?}");
 }
+
+#[test]
+fn a_clusters_own_gas_price_sets_the_deposit_and_its_code_limit_refuses_larger_instances() {
+    let mut s = setup();
+    let e = s.c.fails(
+        SUDO,
+        Call::Admin { call: AdminCall::SetClusterContracts { cluster: 99, gas_price: Some(3), max_code_bytes: None } },
+    );
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    s.c.admin(AdminCall::SetClusterContracts { cluster: CLUSTER, gas_price: Some(3), max_code_bytes: None });
+    let id = deploy(&mut s, b"priced");
+    let key = publish_keys(&mut s, id, 0);
+    let escrow_before = balance(&s.c, &gas_escrow());
+    s.c.ok(1, command(id, 10_000));
+    assert_eq!(balance(&s.c, &gas_escrow()) - escrow_before, 30_000, "gas_limit * the cluster's price");
+    // A later price change does not change what the held deposit is settled at.
+    s.c.admin(AdminCall::SetClusterContracts { cluster: CLUSTER, gas_price: Some(5), max_code_bytes: None });
+    let tx = s.c.carry(sign_egress(&key, Origin::Contract(id), 0, report(9, 4_000, vec![])));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    let result = block_on(s.c.rt.contract_command(&s.c.state, &id, 0)).expect("readable").expect("ordered");
+    assert_eq!(result.result.expect("reported").refund, 6_000 * 3);
+    s.c.ok(1, command(id, 10));
+    let cmd = block_on(s.c.rt.contract_command(&s.c.state, &id, 1)).expect("readable").expect("ordered");
+    assert_eq!(cmd.deposit, 50);
+    // Without its own price a cluster uses the chain's.
+    s.c.admin(AdminCall::SetClusterContracts { cluster: CLUSTER, gas_price: None, max_code_bytes: Some(16) });
+    s.c.ok(1, command(id, 10));
+    let cmd = block_on(s.c.rt.contract_command(&s.c.state, &id, 2)).expect("readable").expect("ordered");
+    assert_eq!(cmd.deposit, 10 * Params::default().contracts.gas_price);
+    // The code limit: the counter is larger than 16 bytes.
+    let hash = code_hash(CodeKind::JavaScript, COUNTER_JS);
+    let e = s
+        .c
+        .fails(DEPLOYER, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: b"big".to_vec(), args: vec![] });
+    assert_eq!(e, TxError::CodeTooLarge { size: COUNTER_JS.len() as u64, max: 16 });
+    let too_big = Params::default().contracts.max_code_bytes + 1;
+    let e = s.c.fails(
+        SUDO,
+        Call::Admin {
+            call: AdminCall::SetClusterContracts { cluster: CLUSTER, gas_price: None, max_code_bytes: Some(too_big) },
+        },
+    );
+    assert!(e.to_string().contains("between 1 and"), "{e}");
+}
+
+#[test]
+fn after_a_rotation_commands_to_the_erased_epoch_are_refused_and_the_new_epochs_keys_take_commands() {
+    let mut s = setup();
+    let id = deploy(&mut s, b"rotated");
+    let key1 = publish_keys(&mut s, id, 0);
+    s.c.ok(1, command(id, 1_000));
+    // Rotate: the leader publishes epoch 2 with a new cluster key; everyone pending acknowledges.
+    s.c.admin(AdminCall::StartRotation);
+    let gk = Keypair::from_seed([41; 32]);
+    let gk2 = Keypair::from_seed([42; 32]);
+    let cluster2 = Keypair::from_seed([64; 32]);
+    let public2 = ClusterPublic { x25519: [62; 32], ed25519: cluster2.address().0 };
+    let next = block_on(s.c.rt.egress_next(&s.c.state, &Origin::Gatekeeper)).expect("readable");
+    let shares =
+        vec![KeyShare { to: s.ws[2].id(), sealed: vec![7; 48] }, KeyShare { to: s.ws[3].id(), sealed: vec![7; 48] }];
+    let master = EgressPayload::MasterKey {
+        key_epoch: 2,
+        master_public: [52; 32],
+        gatekeeper_key: gk2.address().0,
+        shares: vec![],
+        clusters: vec![ClusterKeys { cluster: CLUSTER, public: public2, shares }],
+    };
+    let mut txs = vec![s.c.carry(sign_egress(&gk, Origin::Gatekeeper, next, master))];
+    for w in [0, 2, 3] {
+        let seq = block_on(s.c.rt.egress_next(&s.c.state, &Origin::Worker(s.ws[w].id()))).expect("readable");
+        txs.push(s.c.carry(s.ws[w].egress(seq, EgressPayload::KeyAck { key_epoch: 2 })));
+    }
+    let (r, _) = s.c.run(txs);
+    assert!(r.iter().all(Receipt::is_success), "{r:?}");
+    assert_eq!(block_on(s.c.rt.keys(&s.c.state)).expect("readable").key_epoch, 2);
+
+    let e = s.c.fails(1, command(id, 1_000));
+    assert!(e.to_string().contains("retired by a key rotation"), "{e}");
+    let epoch2 = Call::ContractCommand { contract: id, key_epoch: 2, gas_limit: 1_000, sealed: vec![0x5e; 80] };
+    let e = s.c.fails(1, epoch2.clone());
+    assert!(e.to_string().contains("no key of epoch 2"), "{e}");
+    // The members publish the contract's keys of epoch 2, signed with the new cluster key.
+    let key2 = Keypair::from_seed([72; 32]);
+    let payload = EgressPayload::ContractKeys {
+        contract: id,
+        key_epoch: 2,
+        public: ContractPublic { x25519: [73; 32], ed25519: key2.address().0 },
+    };
+    let next = block_on(s.c.rt.egress_next(&s.c.state, &Origin::Cluster(CLUSTER))).expect("readable");
+    let tx = s.c.carry(sign_egress(&cluster2, Origin::Cluster(CLUSTER), next, payload));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    s.c.ok(1, epoch2);
+    // The command sealed to epoch 1 before the rotation is still reported under the epoch-1 key; the new
+    // one under the epoch-2 key.
+    let tx = s.c.carry(sign_egress(&key2, Origin::Contract(id), 0, report(8, 10, vec![])));
+    let (r, rejected) = s.c.run(vec![tx]);
+    assert!(r.is_empty(), "a report signed with another epoch's key than its command's is not admitted");
+    assert!(matches!(rejected[0].1, AdmissionError::BadEgressSignature { .. }), "{rejected:?}");
+    s.c.unspend(RELAYER);
+    let tx = s.c.carry(sign_egress(&key1, Origin::Contract(id), 0, report(8, 10, vec![])));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    let tx = s.c.carry(sign_egress(&key2, Origin::Contract(id), 1, report(9, 10, vec![])));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    let rec = block_on(s.c.rt.contract(&s.c.state, &id)).expect("readable").expect("exists");
+    assert_eq!((rec.reported, rec.state_root), (2, Some(Hash([9; 32]))));
+}

@@ -267,7 +267,8 @@ pub struct ContractParams {
     pub max_command_bytes: u32,
     /// Most gas one command may ask for.
     pub max_gas_per_command: u64,
-    /// Price of one unit of gas in the smallest token unit, for every cluster until clusters set their own.
+    /// Price of one unit of gas in the smallest token unit, for clusters without their own
+    /// ([`ClusterContractParams`]).
     #[serde(with = "crate::genesis::amount_str")]
     pub gas_price: Amount,
     /// Gas of the `init` method run at instantiation (paid by nobody: it is bounded by this).
@@ -283,6 +284,28 @@ impl Default for ContractParams {
             gas_price: 1_000,
             init_gas: 100_000_000,
         }
+    }
+}
+
+/// `contracts`: a cluster's own contract settings, set by governance (or the dev chain's sudo) with
+/// `AdminCall::SetClusterContracts`; `None` falls back to the chain's [`ContractParams`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ClusterContractParams {
+    /// Price of one unit of gas on this cluster.
+    pub gas_price: Option<u64>,
+    /// Largest code (bytes) an instance on this cluster may run.
+    pub max_code_bytes: Option<u32>,
+}
+
+impl ClusterContractParams {
+    /// The gas price in force: the cluster's, else the chain's.
+    pub fn gas_price(&self, chain: &ContractParams) -> Amount {
+        self.gas_price.map(Amount::from).unwrap_or(chain.gas_price)
+    }
+
+    /// The code size limit in force: the cluster's, else the chain's.
+    pub fn max_code_bytes(&self, chain: &ContractParams) -> u32 {
+        self.max_code_bytes.unwrap_or(chain.max_code_bytes)
     }
 }
 

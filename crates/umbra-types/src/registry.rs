@@ -599,6 +599,15 @@ pub enum AdminCall {
         /// `true` to pause, `false` to resume.
         paused: bool,
     },
+    /// Set a cluster's own contract settings (`None`: the chain's `params.contracts` value).
+    SetClusterContracts {
+        /// The cluster.
+        cluster: ClusterId,
+        /// Price of one unit of gas of its contracts, in the smallest token unit.
+        gas_price: Option<u64>,
+        /// Largest code its contracts may run, in bytes (at most the chain's `max_code_bytes`).
+        max_code_bytes: Option<u32>,
+    },
 }
 
 impl AdminCall {
@@ -614,6 +623,7 @@ impl AdminCall {
             AdminCall::AssignWorker { .. } => "assign_worker",
             AdminCall::StartRotation => "start_rotation",
             AdminCall::PauseCluster { .. } => "pause_cluster",
+            AdminCall::SetClusterContracts { .. } => "set_cluster_contracts",
         }
     }
 }

@@ -146,6 +146,8 @@ pub enum StateKey {
     ContractIncidents(crate::contracts::ContractId),
     /// `agents`: an agent's owner, versions, policy and sealed secrets ([`crate::agents::AgentRecord`]).
     Agent(crate::contracts::ContractId),
+    /// `contracts`: a cluster's own contract settings ([`crate::contracts::ClusterContractParams`]).
+    ClusterContracts(crate::registry::ClusterId),
 }
 
 impl StateKey {

@@ -15,13 +15,14 @@
 
 use crate::keys::{contract_key, contract_public};
 use borsh::{BorshDeserialize, BorshSerialize};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
-use std::sync::mpsc;
+use std::rc::{Rc, Weak};
+use std::sync::{Arc, mpsc};
 use tracing::{info, warn};
 use umbra_crypto::open_envelope;
 use umbra_engine::{
-    CallOutput, Code, Engine, EngineError, Failure, Host, HostError, Invocation, Limits, Mode, Outcome,
+    CallOutput, Code, Engine, EngineError, Event, Failure, Host, HostError, Invocation, Limits, Mode, Outcome,
     contract_signer, invocation_seed,
 };
 use umbra_types::contracts::{
@@ -29,9 +30,14 @@ use umbra_types::contracts::{
 };
 use umbra_types::registry::{ClusterId, KeyEpoch};
 use umbra_types::{Address, Hash, decode, sha256};
+use zeroize::Zeroizing;
 
 /// Roots kept per contract for comparing with the chain's `ContractResult`s.
 const ROOTS_KEPT: usize = 1_024;
+/// Commands whose events each contract keeps for their senders to read (see [`remember_events`]).
+pub(crate) const EVENTS_KEPT: usize = 1_024;
+/// Largest return value kept for a command's sender.
+pub(crate) const OUTPUT_KEPT: usize = 16 * 1024;
 
 /// One contract as this worker runs it.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -51,6 +57,21 @@ pub(crate) struct ContractState {
     /// Set when this worker could not run a command (key not held): it stops running the contract
     /// rather than diverge.
     pub(crate) stalled: Option<String>,
+    /// What recent commands returned and emitted, by command number: the chain has only the events' hash
+    /// (and nothing of the return value); the sender reads them through a signed query of
+    /// [`EVENTS_METHOD`](crate::query::EVENTS_METHOD).
+    pub(crate) events: BTreeMap<u64, CommandOutput>,
+}
+
+/// A successful command's return value and events, kept for its sender.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub(crate) struct CommandOutput {
+    /// Who sent the command.
+    pub(crate) sender: Address,
+    /// Its events (those of the contracts it called included), as hashed in the report.
+    pub(crate) events: Vec<Event>,
+    /// Its return value (empty if larger than [`OUTPUT_KEPT`]).
+    pub(crate) output: Vec<u8>,
 }
 
 impl ContractState {
@@ -77,43 +98,118 @@ pub(crate) struct ContractsState {
     pub(crate) cluster_seq: BTreeMap<ClusterId, u64>,
 }
 
+/// What an invocation can reach: every contract of the cluster (for calls between contracts) and the cluster
+/// secret their keys derive from. Moved to the engine thread for one run and handed back.
+pub(crate) struct World {
+    /// The cluster's contracts, by id.
+    pub(crate) contracts: Arc<BTreeMap<ContractId, ContractState>>,
+    /// The cluster the invocation runs on.
+    pub(crate) cluster: ClusterId,
+    /// The cluster key of the epoch the invocation runs under.
+    pub(crate) secret: Zeroizing<[u8; 32]>,
+}
+
+/// The effects of the nested calls of a successful invocation: applied with it, or not at all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Nested {
+    /// Storage writes per called contract, in call order (later writes win).
+    pub(crate) writes: BTreeMap<ContractId, BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// Events of the called contracts, in the order their calls returned.
+    pub(crate) events: Vec<Event>,
+}
+
+/// What a run returns: the outcome with its nested calls' effects, or the failure.
+pub(crate) type RunResult = Result<(Outcome, Nested), Failure>;
+
 /// A run for the engine thread.
 struct Job {
-    code: Code,
+    world: World,
     invocation: Invocation,
-    storage: BTreeMap<Vec<u8>, Vec<u8>>,
-    key: [u8; 32],
-    reply: mpsc::Sender<Result<Outcome, Failure>>,
+    reply: mpsc::Sender<(World, RunResult)>,
 }
 
-/// The engine's host for one run: a read-only snapshot of the contract's storage and its key.
-struct SnapshotHost {
-    contract: ContractId,
-    storage: BTreeMap<Vec<u8>, Vec<u8>>,
-    key: [u8; 32],
+/// The engine's host for one run: a read-only view of the cluster's contracts plus the effects of nested calls
+/// made so far (kept apart until the outermost invocation succeeds).
+struct WorldHost {
+    engine: Rc<Engine>,
+    contracts: Arc<BTreeMap<ContractId, ContractState>>,
+    cluster: ClusterId,
+    secret: Zeroizing<[u8; 32]>,
+    nested: RefCell<Nested>,
+    me: Weak<WorldHost>,
 }
 
-impl Host for SnapshotHost {
+impl WorldHost {
+    fn key(&self, contract: &ContractId) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(contract_key(&self.secret, contract))
+    }
+
+    fn refuse(reason: String) -> Failure {
+        Failure { error: EngineError::Host(reason), gas_used: 0 }
+    }
+}
+
+impl Host for WorldHost {
     fn storage_get(&self, contract: &[u8; 32], key: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
-        if *contract != self.contract {
-            return Err(HostError("a contract may only read its own storage".into()));
+        if let Some(v) = self.nested.borrow().writes.get(contract).and_then(|w| w.get(key)) {
+            return Ok(v.clone());
         }
-        Ok(self.storage.get(key).cloned())
+        let c = self.contracts.get(contract).ok_or_else(|| HostError(format!("no contract {}", Hash(*contract))))?;
+        Ok(c.storage.get(key).cloned())
     }
 
-    fn derive_key(&self, _contract: &[u8; 32], salt: &[u8]) -> Result<[u8; 32], HostError> {
-        Ok(umbra_engine::derive_contract_key(&self.key, salt))
+    fn derive_key(&self, contract: &[u8; 32], salt: &[u8]) -> Result<[u8; 32], HostError> {
+        Ok(umbra_engine::derive_contract_key(&self.key(contract), salt))
     }
 
-    fn sign(&self, _contract: &[u8; 32], msg: &[u8]) -> Result<[u8; 64], HostError> {
-        Ok(contract_signer(&self.key).sign(msg))
+    fn sign(&self, contract: &[u8; 32], msg: &[u8]) -> Result<[u8; 64], HostError> {
+        Ok(contract_signer(&self.key(contract)).sign(msg))
     }
 
+    /// A call to another contract of the same cluster (or the same contract again): run on the same engine
+    /// against the committed state plus earlier nested writes; its writes and events are kept for the
+    /// outermost invocation, and dropped with everything the callee's own calls did if it fails.
     fn call(&self, invocation: &Invocation) -> Result<CallOutput, Failure> {
-        Err(Failure {
-            error: EngineError::Host("calls between contracts are not supported by this worker yet".into()),
-            gas_used: invocation.budget.min(1_000),
-        })
+        let id = Hash(invocation.contract);
+        let callee = match self.contracts.get(&invocation.contract) {
+            Some(c) if c.cluster == self.cluster => c,
+            _ => {
+                return Err(Self::refuse(format!(
+                    "contract {id} is not run by cluster {} (a contract may call only contracts of its own cluster)",
+                    self.cluster
+                )));
+            }
+        };
+        if let Some(why) = &callee.stalled {
+            return Err(Self::refuse(format!("contract {id} cannot run on this cluster: {why}")));
+        }
+        let code = self.engine.load(&callee.engine_code()).map_err(|error| Failure { error, gas_used: 0 })?;
+        let me: Rc<dyn Host> = match self.me.upgrade() {
+            Some(me) => me,
+            None => return Err(Self::refuse("the host of this invocation is gone".into())),
+        };
+        let before = self.nested.borrow().clone();
+        let outcome = match self.engine.invoke(&code, invocation, &me) {
+            Ok(o) => o,
+            Err(f) => {
+                *self.nested.borrow_mut() = before;
+                return Err(f);
+            }
+        };
+        if !outcome.transfers.is_empty() {
+            *self.nested.borrow_mut() = before;
+            return Err(Failure {
+                error: EngineError::Host(format!(
+                    "contract {id} asked for a token transfer while called by another contract: only the contract \
+                     a command is sent to may transfer"
+                )),
+                gas_used: outcome.gas_used,
+            });
+        }
+        let mut nested = self.nested.borrow_mut();
+        nested.writes.entry(invocation.contract).or_default().extend(outcome.writes);
+        nested.events.extend(outcome.events);
+        Ok(CallOutput { output: outcome.output, gas_used: outcome.gas_used })
     }
 }
 
@@ -130,37 +226,54 @@ impl EngineThread {
         let stack = limits.thread_stack_bytes();
         std::thread::Builder::new().name(name.to_string()).stack_size(stack).spawn(move || {
             let engine = match Engine::new(limits) {
-                Ok(e) => e,
+                Ok(e) => Rc::new(e),
                 Err(e) => {
                     warn!(target: "worker.contracts", "the contract engine cannot start: {e}");
                     return;
                 }
             };
             while let Ok(job) = rx.recv() {
-                let result = engine.load(&job.code).map_err(|error| Failure { error, gas_used: 0 }).and_then(|c| {
-                    let host: Rc<dyn Host> =
-                        Rc::new(SnapshotHost { contract: job.invocation.contract, storage: job.storage, key: job.key });
-                    engine.invoke(&c, &job.invocation, &host)
-                });
-                let _ = job.reply.send(result);
+                let result = run_job(&engine, &job.world, &job.invocation);
+                let _ = job.reply.send((job.world, result));
             }
         })?;
         Ok(EngineThread { jobs: tx })
     }
 
-    /// Runs `invocation` on `code` against `storage`, waiting for the result.
-    pub(crate) fn run(
-        &self,
-        code: Code,
-        invocation: Invocation,
-        storage: BTreeMap<Vec<u8>, Vec<u8>>,
-        key: [u8; 32],
-    ) -> Result<Outcome, Failure> {
+    /// Runs `invocation` on its contract in `world`, waiting for the result; hands `world` back.
+    pub(crate) fn run(&self, world: World, invocation: Invocation) -> (World, RunResult) {
         let (reply, answer) = mpsc::channel();
         let gone = || Failure { error: EngineError::Host("the engine thread stopped".into()), gas_used: 0 };
-        self.jobs.send(Job { code, invocation, storage, key, reply }).map_err(|_| gone())?;
-        answer.recv().map_err(|_| gone())?
+        let contracts = world.contracts.clone();
+        let (cluster, secret) = (world.cluster, world.secret.clone());
+        if self.jobs.send(Job { world, invocation, reply }).is_err() {
+            return (World { contracts, cluster, secret }, Err(gone()));
+        }
+        match answer.recv() {
+            Ok(done) => done,
+            Err(_) => (World { contracts, cluster, secret }, Err(gone())),
+        }
     }
+}
+
+fn run_job(engine: &Rc<Engine>, world: &World, invocation: &Invocation) -> RunResult {
+    let Some(contract) = world.contracts.get(&invocation.contract) else {
+        return Err(WorldHost::refuse(format!("no contract {}", Hash(invocation.contract))));
+    };
+    let code = engine.load(&contract.engine_code()).map_err(|error| Failure { error, gas_used: 0 })?;
+    let host = Rc::new_cyclic(|me| WorldHost {
+        engine: engine.clone(),
+        contracts: world.contracts.clone(),
+        cluster: world.cluster,
+        secret: world.secret.clone(),
+        nested: RefCell::new(Nested::default()),
+        me: me.clone(),
+    });
+    let dyn_host: Rc<dyn Host> = host.clone();
+    let outcome = engine.invoke(&code, invocation, &dyn_host);
+    drop(dyn_host);
+    let nested = host.nested.take();
+    outcome.map(|o| (o, nested))
 }
 
 /// What running one command produced: the report's fields.
@@ -185,24 +298,58 @@ pub(crate) struct OrderedCommand<'a> {
     pub(crate) time_ms: u64,
 }
 
-/// Runs a command on `contract` (its state updated on success) with cluster key `cluster` of the command's
-/// key epoch. Deterministic: every member gets the same report.
+/// Runs `invocation` in a world made of `contracts` (taken for the run and put back), applying the outcome
+/// and its nested calls' writes on success. Returns the outcome (with the nested calls' events appended).
+fn run_in(
+    engine: &EngineThread,
+    contracts: &mut BTreeMap<ContractId, ContractState>,
+    cluster: ClusterId,
+    cluster_secret: &[u8; 32],
+    invocation: Invocation,
+) -> Result<Outcome, Failure> {
+    let id = invocation.contract;
+    let world =
+        World { contracts: Arc::new(std::mem::take(contracts)), cluster, secret: Zeroizing::new(*cluster_secret) };
+    let (world, result) = engine.run(world, invocation);
+    *contracts = Arc::try_unwrap(world.contracts).unwrap_or_else(|shared| (*shared).clone());
+    let (mut outcome, nested) = result?;
+    for (callee, writes) in nested.writes {
+        if let Some(c) = contracts.get_mut(&callee) {
+            apply_writes(c, &writes);
+        }
+    }
+    if let Some(c) = contracts.get_mut(&id) {
+        apply_writes(c, &outcome.writes);
+    }
+    outcome.events.extend(nested.events);
+    Ok(outcome)
+}
+
+/// Runs command `cmd` on its contract in `contracts` (the cluster's, so it may call the others; every state
+/// updated only on success) with cluster key `cluster_secret` of the command's key epoch. Deterministic:
+/// every member gets the same report. The events and the return value come back apart, for the sender.
 pub(crate) fn run_command(
     engine: &EngineThread,
     chain_id: &str,
-    contract: &mut ContractState,
+    contracts: &mut BTreeMap<ContractId, ContractState>,
     cluster_secret: &[u8; 32],
     cmd: &OrderedCommand<'_>,
-) -> CommandReport {
+) -> (CommandReport, Vec<Event>, Vec<u8>) {
     let key = contract_key(cluster_secret, &cmd.contract);
-    let failed = |reason: String, gas_used: u64, root: Hash| CommandReport {
-        status: CommandStatus::Failed { reason },
-        gas_used,
-        state_root: root,
-        events_hash: events_hash(&[]),
-        transfers: Vec::new(),
+    let failed = |reason: String, gas_used: u64, root: Hash| {
+        let report = CommandReport {
+            status: CommandStatus::Failed { reason },
+            gas_used,
+            state_root: root,
+            events_hash: events_hash(&[]),
+            transfers: Vec::new(),
+        };
+        (report, Vec::new(), Vec::new())
     };
-    let root = contract.root();
+    let Some(contract) = contracts.get(&cmd.contract) else {
+        return failed("the contract is not known to this worker".into(), 0, state_root(std::iter::empty()));
+    };
+    let (root, cluster) = (contract.root(), contract.cluster);
     let secret = zeroize::Zeroizing::new(umbra_crypto::kdf(&key, "x25519", b""));
     let aad = command_aad(chain_id, &cmd.contract, cmd.key_epoch, &cmd.sender);
     let plain = match open_envelope(&secret, LABEL_COMMAND, &aad, cmd.sealed) {
@@ -236,30 +383,33 @@ pub(crate) fn run_command(
         budget: cmd.gas_limit,
         depth: 0,
     };
-    match engine.run(contract.engine_code(), invocation, contract.storage.clone(), key) {
+    match run_in(engine, contracts, cluster, cluster_secret, invocation) {
         Ok(outcome) => {
-            apply_writes(contract, &outcome);
-            CommandReport {
+            let root = contracts.get(&cmd.contract).map(ContractState::root).unwrap_or(root);
+            let report = CommandReport {
                 status: CommandStatus::Ok,
                 gas_used: outcome.gas_used,
-                state_root: contract.root(),
+                state_root: root,
                 events_hash: events_hash(&outcome.events),
                 transfers: outcome
                     .transfers
                     .iter()
                     .map(|t| ContractTransfer { to: Address(t.to), amount: t.amount })
                     .collect(),
-            }
+            };
+            (report, outcome.events, outcome.output)
         }
         Err(f) => failed(f.error.to_string(), f.gas_used, root),
     }
 }
 
-/// Runs `init(args)` at instantiation (deployer as caller, seed from the contract key and "init").
+/// Runs `init(args)` of contract `id` (already in `contracts`) at instantiation (deployer as caller, seed from
+/// the contract key and "init").
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_init(
     engine: &EngineThread,
-    contract: &mut ContractState,
+    contracts: &mut BTreeMap<ContractId, ContractState>,
+    cluster: ClusterId,
     cluster_secret: &[u8; 32],
     id: &ContractId,
     deployer: &Address,
@@ -281,17 +431,15 @@ pub(crate) fn run_init(
         budget: gas,
         depth: 0,
     };
-    let outcome =
-        engine.run(contract.engine_code(), invocation, contract.storage.clone(), key).map_err(|f| f.to_string())?;
-    apply_writes(contract, &outcome);
-    Ok(())
+    run_in(engine, contracts, cluster, cluster_secret, invocation).map(|_| ()).map_err(|f| f.to_string())
 }
 
-/// Runs a query on a snapshot of `contract` (never changes it).
+/// Runs a query on a snapshot of the cluster's `contracts` (never changes them; nested calls see the snapshot).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_query(
     engine: &EngineThread,
-    contract: &ContractState,
+    contracts: &Arc<BTreeMap<ContractId, ContractState>>,
+    cluster: ClusterId,
     cluster_secret: &[u8; 32],
     id: &ContractId,
     method: &str,
@@ -300,7 +448,6 @@ pub(crate) fn run_query(
     height: u64,
     budget: u64,
 ) -> Result<Outcome, Failure> {
-    let key = contract_key(cluster_secret, id);
     let invocation = Invocation {
         contract: *id,
         mode: Mode::Query,
@@ -317,15 +464,35 @@ pub(crate) fn run_query(
         budget,
         depth: 0,
     };
-    engine.run(contract.engine_code(), invocation, contract.storage.clone(), key)
+    let world = World { contracts: contracts.clone(), cluster, secret: Zeroizing::new(*cluster_secret) };
+    engine.run(world, invocation).1.map(|(o, _)| o)
 }
 
-fn apply_writes(contract: &mut ContractState, outcome: &Outcome) {
-    for (k, v) in &outcome.writes {
+fn apply_writes(contract: &mut ContractState, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+    for (k, v) in writes {
         match v {
             Some(v) => contract.storage.insert(k.clone(), v.clone()),
             None => contract.storage.remove(k),
         };
+    }
+}
+
+/// Records what command `seq` from `sender` returned and emitted (commands with neither leave no entry),
+/// keeping the latest [`EVENTS_KEPT`] entries.
+pub(crate) fn remember_output(
+    contract: &mut ContractState,
+    seq: u64,
+    sender: Address,
+    events: Vec<Event>,
+    output: Vec<u8>,
+) {
+    let output = if output.len() > OUTPUT_KEPT { Vec::new() } else { output };
+    if events.is_empty() && output.is_empty() {
+        return;
+    }
+    contract.events.insert(seq, CommandOutput { sender, events, output });
+    while contract.events.len() > EVENTS_KEPT {
+        contract.events.pop_first();
     }
 }
 

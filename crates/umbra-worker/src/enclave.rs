@@ -8,7 +8,8 @@
 //! returned, so a crash never loses an answer ([`Enclave::outbox`] keeps it until the chain consumed it).
 
 use crate::contracts::{
-    ContractState, EngineThread, OrderedCommand, public_of, remember_root, run_command, run_init, stall,
+    ContractState, EngineThread, OrderedCommand, public_of, remember_output, remember_root, run_command, run_init,
+    stall,
 };
 use crate::keys::{
     LABEL_CLUSTER_SHARE, LABEL_MASTER_SHARE, cluster_key, cluster_public, cluster_signer, contract_key,
@@ -532,7 +533,7 @@ impl Enclave {
             x25519: Zeroizing::new(*self.x25519.expose()),
             height: s.height,
             key_epoch: s.key_epoch,
-            contracts: s.contracts.contracts.clone(),
+            contracts: std::sync::Arc::new(s.contracts.contracts.clone()),
             clusters: s.clusters.clone(),
         }
     }
@@ -762,6 +763,27 @@ impl Enclave {
             self.probe = (self.light.clone(), self.file.state.height, self.file.state.last_hash);
         }
         Ok(out)
+    }
+
+    /// After a key epoch is activated: publishes the public keys of the new epoch of every contract this
+    /// member runs (as `Origin::Cluster`, numbered like those published at instantiation, in id order so
+    /// every member signs the same messages), so new commands can be sealed to the new epoch.
+    fn publish_contract_keys(&self, st: &mut WorkerState, out: &mut Vec<SignedEgress>) {
+        let Some(c) = st.cluster else { return };
+        let Some(ck) = st.clusters.get(&(st.key_epoch, c)).map(|k| Zeroizing::new(k.0)) else { return };
+        let ids: Vec<_> = st.contracts.contracts.iter().filter(|(_, s)| s.cluster == c).map(|(id, _)| *id).collect();
+        for id in ids {
+            let seq = st.contracts.cluster_seq.get(&c).copied().unwrap_or(0);
+            st.contracts.cluster_seq.insert(c, seq.saturating_add(1));
+            let payload =
+                EgressPayload::ContractKeys { contract: id, key_epoch: st.key_epoch, public: public_of(&ck, &id) };
+            out.push(sign_egress(
+                &cluster_signer(&ck),
+                &st.chain_id,
+                Egress { origin: Origin::Cluster(c), seq, payload },
+            ));
+            info!(target: "worker.contracts", contract = %Hash(id), key_epoch = st.key_epoch, "published the contract's keys of the new epoch");
+        }
     }
 
     fn save(&self, file: &StateFile) -> Result<(), EnclaveError> {
@@ -996,6 +1018,7 @@ impl Enclave {
                     .collect();
                 st.masters.retain(|e, _| e >= key_epoch);
                 st.clusters.retain(|(e, _), _| e >= key_epoch);
+                self.publish_contract_keys(st, out);
                 if old.is_empty() {
                     info!(target: "worker.enclave", height, key_epoch, ?retired, "key epoch activated");
                 } else {
@@ -1021,27 +1044,29 @@ impl Enclave {
                     next_seq: 0,
                     roots: BTreeMap::new(),
                     stalled: None,
+                    events: BTreeMap::new(),
                 };
-                match st.clusters.get(&(st.key_epoch, c)).map(|k| Zeroizing::new(k.0)) {
-                    Some(ck) => {
-                        let public = public_of(&ck, contract);
-                        let payload =
-                            EgressPayload::ContractKeys { contract: *contract, key_epoch: st.key_epoch, public };
-                        let egress = Egress { origin: Origin::Cluster(c), seq, payload };
-                        out.push(sign_egress(&cluster_signer(&ck), &st.chain_id, egress));
-                        if !args.is_empty() {
-                            let gas = umbra_types::contracts::ContractParams::default().init_gas;
-                            if let Err(e) =
-                                run_init(&self.engine, &mut state, &ck, contract, deployer, args, height, *time_ms, gas)
-                            {
-                                warn!(target: "worker.contracts", contract = %Hash(*contract), "init failed: {e}");
-                            }
-                        }
-                    }
-                    None => stall(&mut state, contract, format!("no key of cluster {c} in epoch {}", st.key_epoch)),
+                let key = st.clusters.get(&(st.key_epoch, c)).map(|k| Zeroizing::new(k.0));
+                if key.is_none() {
+                    stall(&mut state, contract, format!("no key of cluster {c} in epoch {}", st.key_epoch));
                 }
                 info!(target: "worker.contracts", height, cluster = c, contract = %Hash(*contract), "contract instantiated");
                 st.contracts.contracts.insert(*contract, state);
+                if let Some(ck) = key {
+                    let public = public_of(&ck, contract);
+                    let payload = EgressPayload::ContractKeys { contract: *contract, key_epoch: st.key_epoch, public };
+                    let egress = Egress { origin: Origin::Cluster(c), seq, payload };
+                    out.push(sign_egress(&cluster_signer(&ck), &st.chain_id, egress));
+                    if !args.is_empty() {
+                        let gas = umbra_types::contracts::ContractParams::default().init_gas;
+                        let contracts = &mut st.contracts.contracts;
+                        if let Err(e) =
+                            run_init(&self.engine, contracts, c, &ck, contract, deployer, args, height, *time_ms, gas)
+                        {
+                            warn!(target: "worker.contracts", contract = %Hash(*contract), "init failed: {e}");
+                        }
+                    }
+                }
             }
             MessageBody::ContractCommand { contract, seq, sender, key_epoch, gas_limit, sealed, time_ms } => {
                 let Topic::Cluster(c) = message.topic else { return };
@@ -1049,7 +1074,6 @@ impl Enclave {
                     return;
                 }
                 let open_key = st.clusters.get(&(*key_epoch, c)).map(|k| Zeroizing::new(k.0));
-                let sign_key = st.clusters.get(&(st.key_epoch, c)).map(|k| Zeroizing::new(k.0));
                 let chain_id = st.chain_id.clone();
                 let Some(cs) = st.contracts.contracts.get_mut(contract) else {
                     warn!(target: "worker.contracts", contract = %Hash(*contract), "a command to a contract this worker does not know");
@@ -1077,11 +1101,15 @@ impl Enclave {
                     height,
                     time_ms: *time_ms,
                 };
-                let report = run_command(&self.engine, &chain_id, cs, &open_key, &cmd);
-                remember_root(cs, *seq, report.state_root);
+                let contracts = &mut st.contracts.contracts;
+                let (report, events, output) = run_command(&self.engine, &chain_id, contracts, &open_key, &cmd);
+                if let Some(cs) = contracts.get_mut(contract) {
+                    remember_root(cs, *seq, report.state_root);
+                    remember_output(cs, *seq, *sender, events, output);
+                }
                 debug!(target: "worker.contracts", contract = %Hash(*contract), seq, gas_used = report.gas_used, root = %report.state_root, "command run");
-                let signer =
-                    umbra_engine::contract_signer(&contract_key(sign_key.as_deref().unwrap_or(&open_key), contract));
+                // Signed with the contract key of the command's epoch: the chain checks it with that epoch's key.
+                let signer = umbra_engine::contract_signer(&contract_key(&open_key, contract));
                 let payload = EgressPayload::ContractReport {
                     status: report.status,
                     gas_used: report.gas_used,

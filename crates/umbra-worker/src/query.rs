@@ -23,6 +23,11 @@ use zeroize::Zeroizing;
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 /// Gas of one query.
 pub const QUERY_GAS: u64 = 1_000_000_000;
+/// The reserved query method that returns the events and return values of the signed caller's own commands
+/// (the chain has only the events' hash): a JSON array of `{"seq", "events": [{"name", "data"}], "output"}`
+/// with `data` and `output` in hex, oldest first, from the command number given as `{"from": N}` (default 0).
+/// The caller checks each event list against the `events_hash` the chain recorded for the command.
+pub const EVENTS_METHOD: &str = "umbra.events";
 
 /// Why a query was refused (the HTTP layer answers 400 with this text).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +53,9 @@ pub enum QueryError {
     /// The worker is not ready yet.
     #[error("the worker has not caught up with the chain yet")]
     NotReady,
+    /// Events are read only by their command's sender, so the query must be signed.
+    #[error("events are read by the sender of their command: sign the query")]
+    EventsNeedCaller,
 }
 
 /// What queries run against: a copy of the enclave's contracts, cluster keys and identity.
@@ -57,7 +65,7 @@ pub struct QueryView {
     pub(crate) x25519: Zeroizing<[u8; 32]>,
     pub(crate) height: u64,
     pub(crate) key_epoch: KeyEpoch,
-    pub(crate) contracts: BTreeMap<ContractId, ContractState>,
+    pub(crate) contracts: Arc<BTreeMap<ContractId, ContractState>>,
     pub(crate) clusters: BTreeMap<(KeyEpoch, ClusterId), HeldKey>,
 }
 
@@ -121,9 +129,14 @@ impl QueryService {
             .clusters
             .get(&(view.key_epoch, contract.cluster))
             .ok_or_else(|| QueryError::Unavailable(id, "no key of its cluster is held".into()))?;
-        let result = {
+        let result = if q.method == EVENTS_METHOD {
+            let caller = caller.ok_or(QueryError::EventsNeedCaller)?;
+            Ok(umbra_engine::Outcome { output: events_of(contract, &caller, &q.args), ..Default::default() })
+        } else {
             let engine = self.engine.lock().map_err(|_| QueryError::NotReady)?;
-            run_query(&engine, contract, &key.0, &q.contract, &q.method, &q.args, caller, view.height, QUERY_GAS)
+            let (cluster, args) = (contract.cluster, &q.args);
+            let contracts = &view.contracts;
+            run_query(&engine, contracts, cluster, &key.0, &q.contract, &q.method, args, caller, view.height, QUERY_GAS)
         };
         let answer = match result {
             Ok(o) => QueryAnswer {
@@ -147,4 +160,24 @@ impl QueryService {
         tracing::debug!(target: "worker.query", contract = %id, height = view.height, "query answered");
         Ok(encode(&QueryReply { worker: view.identity.address().0, sealed, signature }))
     }
+}
+
+/// The JSON answer of [`EVENTS_METHOD`]: the events of `caller`'s commands from `{"from": N}` on.
+fn events_of(contract: &ContractState, caller: &umbra_types::Address, args: &[u8]) -> Vec<u8> {
+    let from = serde_json::from_slice::<serde_json::Value>(args)
+        .ok()
+        .and_then(|v| v.get("from").and_then(serde_json::Value::as_u64))
+        .unwrap_or(0);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let list: Vec<serde_json::Value> = contract
+        .events
+        .range(from..)
+        .filter(|(_, c)| c.sender == *caller)
+        .map(|(seq, c)| {
+            let events: Vec<_> =
+                c.events.iter().map(|e| serde_json::json!({ "name": e.name, "data": hex(&e.data) })).collect();
+            serde_json::json!({ "seq": seq, "events": events, "output": hex(&c.output) })
+        })
+        .collect();
+    serde_json::to_vec(&list).unwrap_or_default()
 }

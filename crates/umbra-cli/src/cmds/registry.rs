@@ -81,6 +81,18 @@ enum ClusterCmd {
         #[arg(long)]
         resume: bool,
     },
+    /// Set a cluster's own contract gas price and code size limit (dev chain administrator; governance
+    /// elsewhere). An omitted value falls back to the chain's `params.contracts`.
+    Contracts {
+        /// The cluster id.
+        id: u32,
+        /// Price of one unit of gas, in the smallest token unit.
+        #[arg(long)]
+        gas_price: Option<u64>,
+        /// Largest code an instance on this cluster may run, in bytes.
+        #[arg(long)]
+        max_code_bytes: Option<u32>,
+    },
 }
 
 /// `umbra registry ...`
@@ -299,6 +311,9 @@ pub(crate) fn cluster(ctx: &Ctx, args: ClusterArgs) -> Result<()> {
             }
             ClusterCmd::Create { id } => AdminCall::CreateCluster { cluster: id },
             ClusterCmd::Pause { id, resume } => AdminCall::PauseCluster { cluster: id, paused: !resume },
+            ClusterCmd::Contracts { id, gas_price, max_code_bytes } => {
+                AdminCall::SetClusterContracts { cluster: id, gas_price, max_code_bytes }
+            }
             ClusterCmd::Assign { worker, cluster } => {
                 AdminCall::AssignWorker { worker: parse_worker_id(&worker)?, cluster }
             }

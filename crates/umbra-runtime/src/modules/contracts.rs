@@ -15,17 +15,18 @@
 //!   treasury, refunds the rest, makes the contract's transfers from its account (all or none) and emits
 //!   `ContractResult` to the cluster so a member with another root can report a `ContractIncident`.
 //!
-//! # Known limits
-//! After a key rotation the contract keys of the new epoch are not re-published yet, so commands can only be
-//! sealed to the epoch the contract was instantiated in. The gas price is one chain parameter for every
-//! cluster. Calls between contracts are not supported by the workers yet.
+//! - Gas price and code size limit are the cluster's own when governance set them
+//!   (`AdminCall::SetClusterContracts`, [`ClusterContractParams`]), else `params.contracts`'.
+//! - Key rotation: when a key epoch is activated the cluster's members publish every contract's keys of the
+//!   new epoch (`ContractKeys`); commands sealed to a retired (erased) epoch are refused, and reports are
+//!   checked with the contract key of the epoch their command was sealed to.
 
 use crate::modules::balances::{Balances, treasury};
 use crate::modules::mq;
 use crate::{Overlay, RuntimeError, StateRead};
 use umbra_types::contracts::{
-    CodeKind, CodeRecord, CommandRecord, CommandResult, CommandStatus, ContractId, ContractPublic, ContractRecord,
-    ContractTransfer, Incident, code_hash, contract_account, contract_id, gas_escrow,
+    ClusterContractParams, CodeKind, CodeRecord, CommandRecord, CommandResult, CommandStatus, ContractId,
+    ContractPublic, ContractRecord, ContractTransfer, Incident, code_hash, contract_account, contract_id, gas_escrow,
 };
 use umbra_types::registry::{ClusterRecord, KeyEpoch, KeysRecord};
 use umbra_types::state_keys::StateKey;
@@ -92,6 +93,15 @@ impl Contracts {
         s.get(&StateKey::Cluster(id), "registry cluster").await
     }
 
+    /// A cluster's own contract settings (defaults: the chain's).
+    pub(crate) async fn cluster_params<S: StateRead>(
+        &self,
+        s: &Overlay<'_, S>,
+        id: u32,
+    ) -> Result<ClusterContractParams, RuntimeError> {
+        Ok(s.get(&StateKey::ClusterContracts(id), "contracts cluster params").await?.unwrap_or_default())
+    }
+
     // ---- calls ----
 
     /// `Call::UploadCode`.
@@ -145,6 +155,10 @@ impl Contracts {
         }
         if c.members.is_empty() {
             return Ok(Err(pre(format!("cluster {cluster} has no members to run a contract"))));
+        }
+        let max = self.cluster_params(s, cluster).await?.max_code_bytes(&cx.params.contracts);
+        if code.size > max {
+            return Ok(Err(TxError::CodeTooLarge { size: u64::from(code.size), max: u64::from(max) }));
         }
         if salt.len() > 64 || args.len() > cx.params.contracts.max_command_bytes as usize {
             return Ok(Err(pre("salt (at most 64 bytes) or init arguments too large")));
@@ -218,6 +232,13 @@ impl Contracts {
         if gas_limit == 0 || gas_limit > p.max_gas_per_command {
             return Ok(Err(pre(format!("gas limit must be between 1 and {}", p.max_gas_per_command))));
         }
+        let current: KeysRecord = s.get(&StateKey::Keys, "registry keys").await?.unwrap_or_default();
+        if key_epoch < current.key_epoch {
+            return Ok(Err(pre(format!(
+                "key epoch {key_epoch} was retired by a key rotation and its keys are erased: seal to epoch {}",
+                current.key_epoch
+            ))));
+        }
         if rec.public(key_epoch).is_none() {
             let known: Vec<KeyEpoch> = rec.keys.iter().map(|(e, _)| *e).collect();
             return Ok(Err(pre(if known.is_empty() {
@@ -226,7 +247,8 @@ impl Contracts {
                 format!("the contract has no key of epoch {key_epoch} (it has epochs {known:?}): seal to a current key")
             })));
         }
-        let deposit = Amount::from(gas_limit).saturating_mul(p.gas_price);
+        let price = self.cluster_params(s, rec.cluster).await?.gas_price(p);
+        let deposit = Amount::from(gas_limit).saturating_mul(price);
         if deposit > 0
             && let Err(e) = bal.transfer(s, signer, &gas_escrow(), deposit).await?
         {
@@ -345,7 +367,9 @@ impl Contracts {
             return Ok(Err(pre(format!("command {seq} is already reported"))));
         }
         let gas_used = r.gas_used.min(cmd.gas_limit);
-        let cost = Amount::from(gas_used).saturating_mul(cx.params.contracts.gas_price).min(cmd.deposit);
+        // The price the deposit was taken at (the cluster's price may have changed since).
+        let price = cmd.deposit / Amount::from(cmd.gas_limit.max(1));
+        let cost = Amount::from(gas_used).saturating_mul(price).min(cmd.deposit);
         let refund = cmd.deposit - cost;
         if cost > 0 {
             bal.transfer(s, &gas_escrow(), &treasury(), cost)
@@ -451,11 +475,13 @@ struct Report<'a> {
     transfers: &'a [ContractTransfer],
 }
 
-/// The ed25519 key an origin of this module signs with: a cluster's key of the current key epoch, or a
-/// contract's key of the current key epoch.
+/// The ed25519 key an origin of this module signs with: a cluster's key of the current key epoch, or for a
+/// contract's report `seq`, the contract's key of the epoch that command was sealed to (its workers sign
+/// with it, so a report of a command ordered before a rotation still verifies after it).
 pub(crate) async fn origin_key<S: StateRead>(
     s: &Overlay<'_, S>,
     origin: &Origin,
+    seq: u64,
 ) -> Result<Option<[u8; 32]>, RuntimeError> {
     let keys: KeysRecord = s.get(&StateKey::Keys, "registry keys").await?.unwrap_or_default();
     Ok(match origin {
@@ -465,7 +491,10 @@ pub(crate) async fn origin_key<S: StateRead>(
         }
         Origin::Contract(id) => {
             let rec: Option<ContractRecord> = s.get(&StateKey::Contract(*id), "contracts contract").await?;
-            rec.and_then(|r| r.public(keys.key_epoch).or_else(|| r.keys.last().map(|(_, p)| *p))).map(|p| p.ed25519)
+            let cmd: Option<CommandRecord> =
+                s.get(&StateKey::ContractCommand { contract: *id, seq }, "contracts command").await?;
+            let epoch = cmd.map(|c| c.key_epoch).unwrap_or(keys.key_epoch);
+            rec.and_then(|r| r.public(epoch).or_else(|| r.keys.last().map(|(_, p)| *p))).map(|p| p.ed25519)
         }
         Origin::Worker(_) | Origin::Gatekeeper => None,
     })

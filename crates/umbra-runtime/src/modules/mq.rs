@@ -49,8 +49,12 @@ pub(crate) async fn emit<S: StateRead>(
 /// The ed25519 key an origin signs with, if it has one on chain: a registered worker's identity,
 /// the current epoch's gatekeeper key (during a rotation too: the new master key is signed with the
 /// old one, and the new key takes over only at activation), or a cluster's or contract's published
-/// key of the current key epoch.
-async fn origin_key<S: StateRead>(s: &Overlay<'_, S>, origin: &Origin) -> Result<Option<[u8; 32]>, RuntimeError> {
+/// key (a contract's report: of the key epoch its command was sealed to).
+async fn origin_key<S: StateRead>(
+    s: &Overlay<'_, S>,
+    origin: &Origin,
+    seq: u64,
+) -> Result<Option<[u8; 32]>, RuntimeError> {
     Ok(match origin {
         Origin::Worker(id) => {
             let known = s.get_raw(&StateKey::Worker(*id).hash()).await?.is_some();
@@ -60,7 +64,7 @@ async fn origin_key<S: StateRead>(s: &Overlay<'_, S>, origin: &Origin) -> Result
             let keys: KeysRecord = s.get(&StateKey::Keys, "registry keys").await?.unwrap_or_default();
             keys.gatekeeper_key.map(|k| k.0)
         }
-        Origin::Cluster(_) | Origin::Contract(_) => crate::modules::contracts::origin_key(s, origin).await?,
+        Origin::Cluster(_) | Origin::Contract(_) => crate::modules::contracts::origin_key(s, origin, seq).await?,
     })
 }
 
@@ -74,7 +78,7 @@ pub(crate) async fn check_egress<S: StateRead>(
     in_flight: u64,
 ) -> Result<(), AdmissionError> {
     let e = &message.egress;
-    let key = origin_key(s, &e.origin).await?.ok_or(AdmissionError::EgressUnknownOrigin { origin: e.origin })?;
+    let key = origin_key(s, &e.origin, e.seq).await?.ok_or(AdmissionError::EgressUnknownOrigin { origin: e.origin })?;
     umbra_crypto::verify(&Address(key), &e.signing_bytes(chain_id), &message.signature)
         .map_err(|_| AdmissionError::BadEgressSignature { origin: e.origin })?;
     let expected = egress_next(s, &e.origin).await?;

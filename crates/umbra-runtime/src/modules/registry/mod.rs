@@ -422,6 +422,21 @@ impl Registry {
                 s.put(&StateKey::Cluster(*cluster), &rec);
                 Ok(())
             }
+            AdminCall::SetClusterContracts { cluster, gas_price, max_code_bytes } => {
+                if self.cluster(s, *cluster).await?.is_none() {
+                    return Err(precondition(format!("cluster {cluster} does not exist")));
+                }
+                let chain_max = cx.params.contracts.max_code_bytes;
+                if max_code_bytes.is_some_and(|m| m == 0 || m > chain_max) {
+                    return Err(precondition(format!("a cluster's code limit must be between 1 and {chain_max}")));
+                }
+                let settings = umbra_types::contracts::ClusterContractParams {
+                    gas_price: *gas_price,
+                    max_code_bytes: *max_code_bytes,
+                };
+                s.put(&StateKey::ClusterContracts(*cluster), &settings);
+                Ok(())
+            }
         }
     }
 
