@@ -311,6 +311,18 @@ pub enum TxError {
         /// What does not hold.
         reason: String,
     },
+    /// State-root evidence that does not prove a worker disagreeing with its cluster's majority.
+    #[error("bad state-root evidence: {reason}")]
+    BadStateRootEvidence {
+        /// Why.
+        reason: String,
+    },
+    /// A heartbeat the chain refuses (wrong worker, no such or an expired challenge, forged score).
+    #[error("heartbeat refused: {reason}")]
+    BadHeartbeat {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The outcome of one included transaction.

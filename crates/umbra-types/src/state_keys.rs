@@ -144,6 +144,12 @@ pub enum StateKey {
     },
     /// `contracts`: state-root incidents of a contract (a `Vec<Incident>`, the latest 64).
     ContractIncidents(crate::contracts::ContractId),
+    /// `economics`: compute stake on one contract ([`crate::economics::ComputeStakeRecord`]).
+    EconComputeStake(crate::contracts::ContractId),
+    /// `economics`: contracts with compute stake on one cluster (a `Vec<ContractId>`), ascending.
+    EconClusterStakes(u32),
+    /// `economics`: compute stake being paid back (a `Vec<ComputeUnstake>`), by release height.
+    EconUnstakes,
 }
 
 impl StateKey {
