@@ -39,6 +39,8 @@ enum BenchCmd {
     Attest(crate::attest::AttestBenchArgs),
     /// Worker catch-up: a fresh worker verifies and applies a long chain from genesis (blocks/s).
     Sync(SyncBench),
+    /// A deterministic multi-year simulation of compute economics on the real state machine.
+    Economics(crate::sim::EconSimArgs),
 }
 
 #[derive(Args, Debug)]
@@ -106,12 +108,15 @@ pub(crate) fn run(ctx: &crate::Ctx, args: BenchArgs) -> Result<()> {
     if let BenchCmd::Attest(a) = args.what {
         return crate::attest::run_bench(ctx, a);
     }
+    if let BenchCmd::Economics(a) = args.what {
+        return crate::sim::run(ctx, a);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match args.what {
         BenchCmd::Transfers(t) => rt.block_on(transfers(t, ctx.json, ctx.home.clone())),
         BenchCmd::Finality(f) => rt.block_on(finality(f, ctx.json, ctx.home.clone())),
         BenchCmd::Sync(s) => rt.block_on(sync(s, ctx.json)),
-        BenchCmd::Attest(_) => Ok(()),
+        BenchCmd::Attest(_) | BenchCmd::Economics(_) => Ok(()),
     }
 }
 

@@ -12,6 +12,7 @@ mod dev;
 mod genesis;
 mod keys;
 mod node;
+mod sim;
 
 use clap::{ColorChoice, Parser, Subcommand};
 use std::path::PathBuf;
@@ -84,6 +85,10 @@ enum Command {
     Econ(cmds::econ::EconArgs),
     /// Confidential contracts: upload, instantiate, call (sealed), query (through a worker), info.
     Contract(cmds::contract::ContractArgs),
+    /// Computing workers: V, P, responsive, rewards so far (`compute status [WORKER]`).
+    Compute(cmds::econ::ComputeArgs),
+    /// Stake tokens to a contract's cluster on behalf of the contract (weighted query scheduling).
+    StakeCompute(cmds::econ::StakeComputeArgs),
 }
 
 /// The global options every client command sees.
@@ -127,6 +132,8 @@ fn main() -> ExitCode {
         Command::Vault(args) => cmds::econ::vault(&ctx, args),
         Command::Econ(args) => cmds::econ::econ(&ctx, args),
         Command::Contract(args) => cmds::contract::run(&ctx, args),
+        Command::Compute(args) => cmds::econ::compute(&ctx, args),
+        Command::StakeCompute(args) => cmds::econ::stake_compute(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
