@@ -322,7 +322,8 @@ fn the_economics_simulation_runs_in_reduced_form_and_reports_its_invariants() {
     assert_eq!(r["blocks"], 730, "{r}");
     assert_eq!(r["checks_passed"], 5 * 730, "an invariant check of each kind after every block: {r}");
     assert!(r["max_block_deviation"].as_str().and_then(|s| s.parse::<u128>().ok()) <= Some(2), "{r}");
-    assert!(r["max_computing"].as_u64() >= Some(50), "{r}");
+    assert!(r["max_computing"].as_u64() >= Some(20), "{r}");
+    assert!(r["forced_stops"].as_u64() > Some(0) && r["blocks_with_queued_withdrawals"].as_u64() > Some(0), "{r}");
     assert!(amount(&r["compute_paid"]) > 0 && amount(&r["treasury"]) > 0, "{r}");
     assert!(amount(&r["budget_end"]) < amount(&r["budget_start"]), "{r}");
 }

@@ -443,7 +443,7 @@ impl Host {
     /// At the head: prune the outbox with the chain's counters and submit what is still pending.
     /// Stake-to-compute: weighs the query queue by the cluster's compute stakes (see
     /// [`crate::schedule`]). Untrusted input is fine here: it only orders read-only queries.
-    async fn refresh_query_weights(&self, cluster: Option<ClusterId>) {
+    async fn refresh_query_weights(&self, cluster: Option<umbra_types::registry::ClusterId>) {
         let (Some(q), Some(cluster)) = (&self.queries, cluster) else { return };
         match self.rpc.call::<umbra_rpc::EconClusterStakesInfo>(methods::ECON_CLUSTER_STAKES, rpc_params![cluster]).await {
             Ok(info) => {

@@ -711,7 +711,7 @@ fn the_benchmark_is_measured_once_sealed_and_reported_on_registration_only() {
 }
 
 #[test]
-fn a_heartbeat_challenge_is_answered_with_the_sealed_score_and_others_are_ignored() {
+fn a_heartbeat_challenge_is_answered_with_the_instant_score_and_others_are_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut chain = Chain::new();
     let mut e = worker(&chain, dir.path(), 0);
