@@ -34,9 +34,8 @@ use umbra_runtime::{BlockEnv, ChangeSet, Runtime, RuntimeError, StateRead};
 use umbra_tee::{Attester, DevPlatform, Measurement, Policy, TeeKind};
 use umbra_types::economics::{SessionState, compute_stake_account, mul_div, worker_share};
 use umbra_types::{
-    Address, Allocation, Amount, Call, Egress, EgressPayload, Genesis, GenesisValidator, Hash, MAX_SUPPLY,
-    Origin, Params, RegistryGenesis, SignedEgress, SignedTransaction, TokenInfo, Transaction, UNIT,
-    sha256,
+    Address, Allocation, Amount, Call, Egress, EgressPayload, Genesis, GenesisValidator, Hash, MAX_SUPPLY, Origin,
+    Params, RegistryGenesis, SignedEgress, SignedTransaction, TokenInfo, Transaction, UNIT, sha256,
 };
 
 /// `umbra bench economics`
@@ -322,8 +321,8 @@ impl Sim {
             governance: Default::default(),
         };
         let dir = tempfile::tempdir().context("temporary directory")?;
-        let platform = DevPlatform::open(&dir.path().join("machine-secret"), dev_seed(), measurement)
-            .context("dev platform")?;
+        let platform =
+            DevPlatform::open(&dir.path().join("machine-secret"), dev_seed(), measurement).context("dev platform")?;
         let rt = Runtime::new();
         let mut state = MemState::default();
         let changes = rt.genesis(&genesis, &state).await.context("genesis")?;
@@ -766,7 +765,8 @@ pub(crate) async fn simulate(cfg: &SimConfig) -> Result<SimReport> {
     for (i, exp) in &sim.cum_expected {
         if *exp >= UNIT {
             let act = sim.cum_actual.get(i).copied().unwrap_or(0);
-            r.max_cumulative_deviation_ppm = r.max_cumulative_deviation_ppm.max(mul_div(act.abs_diff(*exp), 1_000_000, *exp));
+            r.max_cumulative_deviation_ppm =
+                r.max_cumulative_deviation_ppm.max(mul_div(act.abs_diff(*exp), 1_000_000, *exp));
         }
     }
     Ok(r)
@@ -786,21 +786,49 @@ pub(crate) fn run(ctx: &crate::Ctx, args: EconSimArgs) -> Result<()> {
     }
     let f = umbra_types::format_amount;
     println!("economics simulation (seed {}, {})", cfg.seed, if args.full { "full" } else { "reduced" });
-    println!("  time            {} years, {} blocks of {} simulated hours ({secs:.1} s wall)", cfg.years, r.blocks, cfg.hours_per_block);
-    println!("  workers         {} joined, at most {} computing, {} at the end", r.workers_joined, r.max_computing, r.computing_at_end);
+    println!(
+        "  time            {} years, {} blocks of {} simulated hours ({secs:.1} s wall)",
+        cfg.years, r.blocks, cfg.hours_per_block
+    );
+    println!(
+        "  workers         {} joined, at most {} computing, {} at the end",
+        r.workers_joined, r.max_computing, r.computing_at_end
+    );
     println!("  delegators      {} in {} pools and 2 vaults", cfg.delegators, cfg.operators);
     println!("  budget/block    {} -> {} UMB", f(r.budget_start), f(r.budget_end));
     println!("  reserve         {} -> {} UMB", f(r.reserve_start), f(r.reserve_end));
-    println!("  paid            {} UMB to compute (gross), {} UMB to validators", f(r.compute_paid), f(r.validator_paid));
+    println!(
+        "  paid            {} UMB to compute (gross), {} UMB to validators",
+        f(r.compute_paid),
+        f(r.validator_paid)
+    );
     println!("  treasury        {} UMB", f(r.treasury));
     println!("  share prices    {}", r.share_prices.join(", "));
-    println!("  rewards vs share: max {} base units in a block, max {} ppm cumulative", r.max_block_deviation, r.max_cumulative_deviation_ppm);
-    println!("  heartbeats      {} answered, {} missed, {} outages", r.heartbeats_answered, r.heartbeats_missed, r.outages);
+    println!(
+        "  rewards vs share: max {} base units in a block, max {} ppm cumulative",
+        r.max_block_deviation, r.max_cumulative_deviation_ppm
+    );
+    println!(
+        "  heartbeats      {} answered, {} missed, {} outages",
+        r.heartbeats_answered, r.heartbeats_missed, r.outages
+    );
     println!("  transactions    {} ({} calls refused as expected)", r.transactions, r.failed_calls);
-    println!("  withdrawals     waiting in {} blocks; {} workers stopped by the chain to pay them", r.blocks_with_queued_withdrawals, r.forced_stops);
-    println!("  invariants      {} checks passed (supply, conservation, custody, holdings, rewards vs share every block)", r.checks_passed);
+    println!(
+        "  withdrawals     waiting in {} blocks; {} workers stopped by the chain to pay them",
+        r.blocks_with_queued_withdrawals, r.forced_stops
+    );
+    println!(
+        "  invariants      {} checks passed (supply, conservation, custody, holdings, rewards vs share every block)",
+        r.checks_passed
+    );
     for p in &r.series {
-        println!("    day {:>5}  budget {:>12}  avg V {:>6}  avg share price {}", p.day, f(p.budget), p.avg_v, f(p.avg_share_price));
+        println!(
+            "    day {:>5}  budget {:>12}  avg V {:>6}  avg share price {}",
+            p.day,
+            f(p.budget),
+            p.avg_v,
+            f(p.avg_share_price)
+        );
     }
     Ok(())
 }

@@ -10,10 +10,10 @@ mod types;
 
 pub use errors::{ErrorCode, RpcError};
 pub use types::{
-    AccountResponse, BlockId, BlockResponse, ChainInfo, EconAllocation, EconBudgetInfo, EconPoolInfo, EconPositionInfo,
-    EconClusterStakesInfo, EconComputeStakeInfo, EconContractStake, EconTarget, EconVaultInfo, EconWorkerInfo, GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS,
-    MAX_SYNC_BLOCKS, ProvenMessage, RegistryStatus, StateValueResponse, SyncBlock, SyncRequest, SyncResponse,
-    TreasuryInfo, TxResponse, TxStatus, ValidatorInfo,
+    AccountResponse, BlockId, BlockResponse, ChainInfo, EconAllocation, EconBudgetInfo, EconClusterStakesInfo,
+    EconComputeStakeInfo, EconContractStake, EconPoolInfo, EconPositionInfo, EconTarget, EconVaultInfo, EconWorkerInfo,
+    GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS, MAX_SYNC_BLOCKS, ProvenMessage, RegistryStatus,
+    StateValueResponse, SyncBlock, SyncRequest, SyncResponse, TreasuryInfo, TxResponse, TxStatus, ValidatorInfo,
 };
 
 /// Method names, `module_verb`.

@@ -10,17 +10,18 @@ use std::collections::BTreeMap;
 use umbra_crypto::{Keypair, sign_transaction};
 use umbra_runtime::{AdmissionError, BlockEnv, ChangeSet, Runtime, RuntimeError, StateRead};
 use umbra_tee::{Attester, DevPlatform, Measurement, Policy, TeeKind};
-use umbra_types::contracts::{CodeKind, CommandStatus, ContractPublic, code_hash, contract_account, contract_id, gas_escrow};
+use umbra_types::contracts::{
+    CodeKind, CommandStatus, ContractPublic, code_hash, contract_account, contract_id, gas_escrow,
+};
 use umbra_types::economics::{
     EconomicsParams, PoolRecord, SessionState, compute_stake_account, heartbeat_challenge, min_stake, vault_address,
     worker_share, worker_value,
 };
 use umbra_types::registry::{ClusterKeys, ClusterPublic, KeyShare};
 use umbra_types::{
-    AdminCall, Topic,
-    Address, Allocation, Amount, Call, Egress, EgressPayload, Genesis, GenesisValidator, Hash, MAX_SUPPLY, Message,
-    MessageBody, Origin, Params, Receipt, RegistryGenesis, SignedEgress, SignedTransaction, TokenInfo, Transaction,
-    TxError, UNIT, sha256,
+    Address, AdminCall, Allocation, Amount, Call, Egress, EgressPayload, Genesis, GenesisValidator, Hash, MAX_SUPPLY,
+    Message, MessageBody, Origin, Params, Receipt, RegistryGenesis, SignedEgress, SignedTransaction, TokenInfo, Topic,
+    Transaction, TxError, UNIT, sha256,
 };
 
 #[derive(Default, Clone)]
@@ -658,7 +659,8 @@ impl Chain {
     /// The signer's balance and every pool, vault and the escrow balance: what a refused call must not move
     /// (apart from the signer's fee).
     fn snapshot(&self) -> (Vec<PoolRecord>, Vec<umbra_types::economics::VaultRecord>, Amount, Amount) {
-        let pools = block_on(self.rt.econ_pool_ids(&self.state)).expect("readable").iter().map(|i| self.pool(*i)).collect();
+        let pools =
+            block_on(self.rt.econ_pool_ids(&self.state)).expect("readable").iter().map(|i| self.pool(*i)).collect();
         let vaults = block_on(self.rt.econ_vault_ids(&self.state))
             .expect("readable")
             .iter()
@@ -994,7 +996,11 @@ fn a_state_root_against_the_cluster_majority_slashes_the_worker_and_wrong_eviden
     forged.signature[0] ^= 1;
     bad(c, forged, "signature");
     bad(c, s.members[0].egress(99, incident(5)), "agrees");
-    bad(c, s.members[0].egress(99, EgressPayload::ContractIncident { contract: id, seq: 4, state_root: Hash([6; 32]) }), "no recorded result");
+    bad(
+        c,
+        s.members[0].egress(99, EgressPayload::ContractIncident { contract: id, seq: 4, state_root: Hash([6; 32]) }),
+        "no recorded result",
+    );
     let outsider = Worker::new(30);
     bad(c, outsider.egress(0, incident(6)), "not a member");
     bad(c, s.members[0].egress(99, EgressPayload::Benchmark { score: 1 }), "not a contract incident");

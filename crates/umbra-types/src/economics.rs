@@ -429,7 +429,18 @@ pub struct ComputeStakeRecord {
 
 /// An amount written as a decimal string in JSON.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub struct AmountStr(#[serde(with = "crate::genesis::amount_str")] pub Amount);
 

@@ -445,7 +445,11 @@ impl Host {
     /// [`crate::schedule`]). Untrusted input is fine here: it only orders read-only queries.
     async fn refresh_query_weights(&self, cluster: Option<umbra_types::registry::ClusterId>) {
         let (Some(q), Some(cluster)) = (&self.queries, cluster) else { return };
-        match self.rpc.call::<umbra_rpc::EconClusterStakesInfo>(methods::ECON_CLUSTER_STAKES, rpc_params![cluster]).await {
+        match self
+            .rpc
+            .call::<umbra_rpc::EconClusterStakesInfo>(methods::ECON_CLUSTER_STAKES, rpc_params![cluster])
+            .await
+        {
             Ok(info) => {
                 let stakes = info.contracts.iter().filter_map(|c| {
                     let id: [u8; 32] = hex::decode(&c.contract).ok()?.try_into().ok()?;

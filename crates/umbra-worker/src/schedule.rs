@@ -197,7 +197,12 @@ mod tests {
 
     /// A simulated clock: each tick, every contract in `arrivals` submits its queries, and the server
     /// answers `rate` queries. Returns how many each contract got answered.
-    fn simulate(weights: Weights, arrivals: &[(ContractKey, u64)], rate: u64, ticks: u64) -> BTreeMap<ContractKey, u64> {
+    fn simulate(
+        weights: Weights,
+        arrivals: &[(ContractKey, u64)],
+        rate: u64,
+        ticks: u64,
+    ) -> BTreeMap<ContractKey, u64> {
         let mut q = FairQueue::new(weights);
         let mut served = BTreeMap::new();
         for _ in 0..ticks {

@@ -734,7 +734,8 @@ fn a_heartbeat_challenge_is_answered_with_the_instant_score_and_others_are_ignor
     assert!((1..=score).contains(&instant), "instant {instant}, benchmark {score}");
     assert_eq!(e.instant_score(), instant);
     let next = Hash([10; 32]);
-    chain.push(vec![(Topic::Worker(id), MessageBody::HeartbeatChallenge { worker: id, challenge: next, deadline: 20 })]);
+    chain
+        .push(vec![(Topic::Worker(id), MessageBody::HeartbeatChallenge { worker: id, challenge: next, deadline: 20 })]);
     let later = apply(&chain, &mut e, chain.height());
     assert_eq!(later[0].egress.payload, EgressPayload::Heartbeat { challenge: next, score: instant });
     // Handling is deterministic: a second worker state replaying the same batch signs the same bytes.

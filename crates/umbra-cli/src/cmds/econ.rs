@@ -461,7 +461,12 @@ async fn show_stakes(ctx: &Ctx, contract: Option<String>, cluster: Option<u32>) 
         if ctx.json {
             return ctx.print_json(&info);
         }
-        println!("cluster {} (height {}): free quota weight {}", info.cluster, info.height, show_amount(info.free_quota_stake));
+        println!(
+            "cluster {} (height {}): free quota weight {}",
+            info.cluster,
+            info.height,
+            show_amount(info.free_quota_stake)
+        );
         for s in &info.contracts {
             println!("  {}  {}", s.contract, show_amount(s.stake));
         }
@@ -477,7 +482,14 @@ async fn show_stakes(ctx: &Ctx, contract: Option<String>, cluster: Option<u32>) 
         ("cluster", info.cluster.map(|c| c.to_string()).unwrap_or_else(|| "-".into())),
         ("staked", show_amount(info.total)),
         ("stakers", info.stakers.len().to_string()),
-        ("unstaking", info.unstaking.iter().map(|u| format!("{} at {}", show_amount(u.amount), u.release_at)).collect::<Vec<_>>().join(", ")),
+        (
+            "unstaking",
+            info.unstaking
+                .iter()
+                .map(|u| format!("{} at {}", show_amount(u.amount), u.release_at))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
     ]);
     Ok(())
 }

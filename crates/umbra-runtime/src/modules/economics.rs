@@ -55,9 +55,10 @@ use crate::modules::balances::{Balances, treasury};
 use crate::modules::registry::{self, Registry};
 use crate::{BlockEnv, Overlay, RuntimeError, StateRead};
 use umbra_types::economics::{
-    AmountStr, BudgetRecord, ComputeStakeRecord, ComputeUnstake, Holding, PendingHeartbeat, PoolRecord, Session, SessionState, VaultRecord, WithdrawalRequest,
-    WorkerEconRecord, WorkerIdHex32, heartbeat_challenge, heartbeat_selected, heartbeat_threshold, min_stake, mul_div, vault_address,
-    worker_share, worker_value, compute_stake_account,
+    AmountStr, BudgetRecord, ComputeStakeRecord, ComputeUnstake, Holding, PendingHeartbeat, PoolRecord, Session,
+    SessionState, VaultRecord, WithdrawalRequest, WorkerEconRecord, WorkerIdHex32, compute_stake_account,
+    heartbeat_challenge, heartbeat_selected, heartbeat_threshold, min_stake, mul_div, vault_address, worker_share,
+    worker_value,
 };
 use umbra_types::state_keys::StateKey;
 use umbra_types::{
@@ -740,8 +741,9 @@ impl Economics {
             sess.stake -= slashed;
             sess.pending = None;
             if sess.state == SessionState::Computing {
-                sess.state =
-                    SessionState::CoolingDown { until: cx.env.height.saturating_add(cx.params.economics.cooldown_blocks) };
+                sess.state = SessionState::CoolingDown {
+                    until: cx.env.height.saturating_add(cx.params.economics.cooldown_blocks),
+                };
             }
             let mut p = self.get_pool(s, pool).await?;
             p.locked = p.locked.checked_sub(slashed).ok_or(RuntimeError::Corrupt("econ pool locked"))?;
@@ -786,8 +788,10 @@ impl Economics {
                 if self.worker(s, &id).await?.slashed {
                     return Err(bad("the worker was already slashed"));
                 }
-                let rec: ContractRecord =
-                    s.get(&StateKey::Contract(*contract), "contracts contract").await?.ok_or(bad("no such contract"))?;
+                let rec: ContractRecord = s
+                    .get(&StateKey::Contract(*contract), "contracts contract")
+                    .await?
+                    .ok_or(bad("no such contract"))?;
                 let cmd: Option<CommandRecord> =
                     s.get(&StateKey::ContractCommand { contract: *contract, seq: *seq }, "contracts command").await?;
                 let Some(result) = cmd.and_then(|c| c.result) else {
