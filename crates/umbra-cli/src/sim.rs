@@ -266,8 +266,7 @@ impl Sim {
     async fn new(cfg: &SimConfig) -> Result<Sim> {
         let hpb = cfg.hours_per_block.max(1);
         let blocks = |hours: u64| (hours / hpb).max(1);
-        let mut params = Params::default();
-        params.max_block_txs = 100_000;
+        let mut params = Params { max_block_txs: 100_000, ..Params::default() };
         params.registry.attestation_validity_blocks = u64::MAX / 4;
         params.registry.max_block_messages = 100_000;
         params.rewards.reserve = 20_000_000 * UNIT;
@@ -553,7 +552,7 @@ impl Sim {
         self.report.computing_at_end = computing;
         self.report.checks_passed += 5;
         let day_blocks = (24 / self.report.config.hours_per_block).max(1);
-        if h % (91 * day_blocks) == 0 {
+        if h.is_multiple_of(91 * day_blocks) {
             let (mut price_sum, mut n) = (0u128, 0u128);
             for id in self.rt.econ_pool_ids(&self.state).await? {
                 let p = self.rt.econ_pool(&self.state, id).await?.context("pool")?;
@@ -698,7 +697,7 @@ impl Sim {
             }
         }
         // The manual vault's owner allocates its free tokens weekly to a random pool.
-        if h % (7 * day_blocks) == 0 {
+        if h.is_multiple_of(7 * day_blocks) {
             let v = self.rt.econ_vault(&self.state, 0).await?.context("vault")?;
             if v.free > 0 && v.queue.is_empty() {
                 let sudo = Keypair::from_seed(self.sudo.seed());
@@ -708,7 +707,7 @@ impl Sim {
         }
         // Operators put idle pool stake to work: a pool with more than 30,000 UMB free adds a worker (at
         // most one a day, up to three times the initial workers), and workers without a session (not ones that left) are restarted.
-        if h % day_blocks == 0 {
+        if h.is_multiple_of(day_blocks) {
             for op in 0..self.ops.len() {
                 let p = self.rt.econ_pool(&self.state, op as u64).await?.context("pool")?;
                 let cap = 3 * self.report.config.workers;

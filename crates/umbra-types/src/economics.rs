@@ -192,8 +192,8 @@ pub fn heartbeat_challenge(parent: &Hash, height: u64) -> Hash {
 ///   defaults, 6 an hour with 1-second blocks: once every 600 blocks; with 6-second blocks, once every
 ///   100 blocks).
 pub fn heartbeat_threshold(params: &EconomicsParams) -> u64 {
-    if params.heartbeat_interval_blocks > 0 {
-        return u64::MAX / params.heartbeat_interval_blocks;
+    if let Some(t) = u64::MAX.checked_div(params.heartbeat_interval_blocks) {
+        return t;
     }
     let num = u128::from(params.heartbeats_per_hour).saturating_mul(u128::from(params.target_block_ms));
     let t = mul_div(1u128 << 64, num, 3_600_000);
