@@ -45,6 +45,8 @@ enum BenchCmd {
     Commands(CommandsBench),
     /// Encrypted contract query round trip p50/p99 against a worker on loopback, and JS cold start.
     Query(QueryBench),
+    /// A deterministic multi-year simulation of compute economics on the real state machine.
+    Economics(crate::sim::EconSimArgs),
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +143,9 @@ pub(crate) fn run(ctx: &crate::Ctx, args: BenchArgs) -> Result<()> {
     if let BenchCmd::Agents(a) = args.what {
         return crate::bench_agents::run(a);
     }
+    if let BenchCmd::Economics(a) = args.what {
+        return crate::sim::run(ctx, a);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match args.what {
         BenchCmd::Transfers(t) => rt.block_on(transfers(t, ctx.json, ctx.home.clone())),
@@ -150,7 +155,7 @@ pub(crate) fn run(ctx: &crate::Ctx, args: BenchArgs) -> Result<()> {
             rt.block_on(crate::bench_contracts::commands(c.wasm, c.commands, c.senders, c.workers, ctx.json))
         }
         BenchCmd::Query(q) => rt.block_on(crate::bench_contracts::query(q.queries, q.cold, ctx.json)),
-        BenchCmd::Attest(_) | BenchCmd::Agents(_) => Ok(()),
+        BenchCmd::Attest(_) | BenchCmd::Agents(_) | BenchCmd::Economics(_) => Ok(()),
     }
 }
 

@@ -85,9 +85,19 @@ struct NewArgs {
     /// A technical committee member (address), who may fast-track security proposals (repeatable).
     #[arg(long = "technical-committee")]
     technical_committee: Vec<String>,
-    /// Economics: expected blocks between two heartbeat challenges of a computing worker [default: 50].
+    /// Economics: expected blocks between two heartbeat challenges of a computing worker [default: 0,
+    /// derived from --heartbeats-per-hour and --target-block-ms].
     #[arg(long)]
     heartbeat_interval: Option<u64>,
+    /// Economics: heartbeats expected of each computing worker per hour [default: 6].
+    #[arg(long)]
+    heartbeats_per_hour: Option<u32>,
+    /// Economics: the target block time in milliseconds the heartbeat rate is scaled by [default: 1000].
+    #[arg(long)]
+    target_block_ms: Option<u64>,
+    /// Economics: blocks before unstaked compute stake is paid back [default: 1000].
+    #[arg(long)]
+    compute_unstake_blocks: Option<u64>,
     /// Economics: blocks a worker has to answer a heartbeat challenge [default: 10].
     #[arg(long)]
     heartbeat_window: Option<u64>,
@@ -178,6 +188,15 @@ pub(crate) fn run(args: GenesisArgs) -> Result<()> {
     }
     if let Some(n) = a.heartbeat_window {
         e.heartbeat_window_blocks = n;
+    }
+    if let Some(n) = a.heartbeats_per_hour {
+        e.heartbeats_per_hour = n;
+    }
+    if let Some(n) = a.target_block_ms {
+        e.target_block_ms = n;
+    }
+    if let Some(n) = a.compute_unstake_blocks {
+        e.compute_unstake_blocks = n;
     }
     if let Some(n) = a.cooldown_blocks {
         e.cooldown_blocks = n;

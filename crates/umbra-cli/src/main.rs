@@ -15,6 +15,7 @@ mod genesis;
 mod keys;
 mod node;
 mod typescript;
+mod sim;
 
 use clap::{ColorChoice, Parser, Subcommand};
 use std::path::PathBuf;
@@ -89,6 +90,10 @@ enum Command {
     Contract(cmds::contract::ContractArgs),
     /// AI agents: deploy, call (sealed or plain), secrets, logs, pause, resume, upgrade, policy, transfer, fund, info.
     Agent(cmds::agent::AgentArgs),
+    /// Computing workers: V, P, responsive, rewards so far (`compute status [WORKER]`).
+    Compute(cmds::econ::ComputeArgs),
+    /// Stake tokens to a contract's cluster on behalf of the contract (weighted query scheduling).
+    StakeCompute(cmds::econ::StakeComputeArgs),
 }
 
 /// The global options every client command sees.
@@ -133,6 +138,8 @@ fn main() -> ExitCode {
         Command::Econ(args) => cmds::econ::econ(&ctx, args),
         Command::Contract(args) => cmds::contract::run(&ctx, args),
         Command::Agent(args) => cmds::agent::run(&ctx, args),
+        Command::Compute(args) => cmds::econ::compute(&ctx, args),
+        Command::StakeCompute(args) => cmds::econ::stake_compute(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,11 @@ struct Net {
 
 impl Net {
     fn start(dir: &Path) -> Net {
+        Net::start_with(dir, &["--heartbeat-interval", "3", "--heartbeat-window", "8"])
+    }
+
+    /// A validator whose genesis takes `econ` flags for its economics parameters.
+    fn start_with(dir: &Path, econ: &[&str]) -> Net {
         let (p2p, rpc) = (free_port(), free_port());
         let home = dir.join("v0");
         ok(
@@ -45,7 +50,7 @@ impl Net {
                 .arg(&home)
                 .args(["--dev-tee", "--sudo", &admin])
                 .args(["--rewards-reserve", "1000000", "--block-budget", "10"])
-                .args(["--heartbeat-interval", "3", "--heartbeat-window", "8"])
+                .args(econ)
                 .args(["--alloc", &format!("{admin}=1000000")])
                 .args(["--alloc", &format!("{op}=10000")])
                 .args(["--alloc", &format!("{alice}=10000")])
@@ -90,6 +95,14 @@ impl Net {
     fn new_key(&self, name: &str) -> String {
         self.cli_ok(&["keys", "new", name]);
         self.json(&["keys", "show", name])["address"].as_str().expect("address").to_string()
+    }
+
+    /// Kills the worker process (the last child started).
+    fn kill_worker(&mut self) {
+        if let Some(mut c) = self.children.pop() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn start_worker(&mut self) -> String {
@@ -227,4 +240,90 @@ fn a_pool_worker_benchmarks_computes_answers_heartbeats_and_the_pool_and_treasur
     assert_eq!(p["sessions"][0]["record"]["session"]["state"]["state"], "cooling_down", "{p}");
     let list = net.cli_ok(&["pool", "list"]);
     assert!(list.contains("pool 0"), "{list}");
+}
+
+#[test]
+fn a_delegators_position_grows_then_the_killed_worker_turns_unresponsive_and_a_queued_withdrawal_pays_after_the_cool_down()
+ {
+    let dir = scratch();
+    let mut net = Net::start_with(
+        dir.path(),
+        &["--heartbeat-interval", "3", "--heartbeat-window", "4", "--cooldown-blocks", "15"],
+    );
+    let id = net.start_worker();
+    wait_until("the worker to register", Duration::from_secs(60), || {
+        net.cli(&["worker-info", &id, "--json"]).status.success().then_some(())
+    });
+    net.cli_ok(&["pool", "create", "--commission-bps", "500", "--from", "op0"]);
+    net.cli_ok(&["pool", "add-worker", "0", &id, "--from", "op0"]);
+    net.cli_ok(&["pool", "contribute", "0", "1000", "--from", "alice"]);
+    wait_until("the benchmark to be recorded", Duration::from_secs(60), || {
+        (net.json(&["compute", "status", &id])["benchmark"].as_u64()? > 0).then_some(())
+    });
+    // All the pool's tokens go into the session: rewards are the only free tokens.
+    net.cli_ok(&["pool", "start", &id, "--stake", "1000", "--from", "op0"]);
+    let first = amount(&net.json(&["pool", "info", "0", "--holder", "alice"])["position"]["value"]);
+    let status = wait_until("heartbeats answered and rewards earned", Duration::from_secs(120), || {
+        let s = net.json(&["compute", "status", &id]);
+        (s["answered"].as_u64()? >= 2 && amount(&s["rewards"]) > 0).then_some(s)
+    });
+    assert_eq!(status["responsive"], true, "{status}");
+    assert_eq!(status["state"], "computing", "{status}");
+    assert!(status["v"].as_str().is_some_and(|v| v.parse::<u128>().is_ok_and(|v| v > 0)), "V shown: {status}");
+    assert!(status["p"].as_u64() > Some(0), "P shown: {status}");
+    let listed = net.json(&["compute", "status"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "every worker with a session: {listed}");
+    let grown = amount(&net.json(&["pool", "info", "0", "--holder", "alice"])["position"]["value"]);
+    assert!(grown > first && first >= 1_000 * UNIT, "the delegator's position grew: {first} -> {grown}");
+
+    // Alice withdraws everything: more than the free rewards, so it waits in the queue.
+    let alice = net.json(&["keys", "show", "alice"])["address"].as_str().expect("address").to_string();
+    let before = amount(&net.json(&["account", &alice])["balance"]);
+    net.cli_ok(&["pool", "withdraw", "0", "--all", "--from", "alice"]);
+    let p = net.json(&["pool", "info", "0", "--holder", "alice"]);
+    assert_eq!(p["pool"]["queue"].as_array().map(Vec::len), Some(1), "the withdrawal waits: {p}");
+    assert_eq!(p["position"]["queued"], p["position"]["shares"], "{p}");
+
+    // The worker process dies: its heartbeats stop and the chain marks it unresponsive.
+    net.kill_worker();
+    let s = wait_until("the worker to be marked unresponsive", Duration::from_secs(60), || {
+        let s = net.json(&["compute", "status", &id]);
+        (s["responsive"] == false).then_some(s)
+    });
+    assert!(s["missed"].as_u64() >= Some(1), "{s}");
+    let human = net.cli_ok(&["compute", "status", &id]);
+    assert!(human.contains("UNRESPONSIVE"), "{human}");
+
+    // The owner stops it; after the cool-down its stake returns to the pool and pays the withdrawal.
+    net.cli_ok(&["pool", "stop", &id, "--from", "op0"]);
+    let s = net.json(&["compute", "status", &id]);
+    assert!(s["state"].as_str().is_some_and(|st| st.starts_with("cooling_down")), "{s}");
+    let p = wait_until("the queued withdrawal to be paid", Duration::from_secs(60), || {
+        let p = net.json(&["pool", "info", "0", "--holder", "alice"]);
+        p["pool"]["queue"].as_array()?.is_empty().then_some(p)
+    });
+    assert_eq!(amount(&p["position"]["shares"]), 0, "{p}");
+    let after = amount(&net.json(&["account", &alice])["balance"]);
+    assert!(after > before + 1_000 * UNIT, "alice got her stake and the rewards back: {before} -> {after}");
+    // The idle worker can be reclaimed from the pool.
+    net.cli_ok(&["pool", "reclaim", "0", &id, "--from", "op0"]);
+    let p = net.json(&["pool", "info", "0"]);
+    assert!(p["pool"]["workers"].as_array().is_some_and(Vec::is_empty), "{p}");
+    let stakes = net.json(&["econ", "stakes", "--cluster", "0"]);
+    assert!(stakes["contracts"].as_array().is_some_and(Vec::is_empty), "{stakes}");
+}
+
+#[test]
+fn the_economics_simulation_runs_in_reduced_form_and_reports_its_invariants() {
+    let out = umbra().args(["bench", "economics", "--json", "--seed", "3"]).output().expect("runs");
+    let text = ok(out, "umbra bench economics");
+    let r: serde_json::Value = serde_json::from_str(&text).expect("json report");
+    assert_eq!(r["config"]["years"], 2, "{r}");
+    assert_eq!(r["blocks"], 730, "{r}");
+    assert_eq!(r["checks_passed"], 5 * 730, "an invariant check of each kind after every block: {r}");
+    assert!(r["max_block_deviation"].as_str().and_then(|s| s.parse::<u128>().ok()) <= Some(2), "{r}");
+    assert!(r["max_computing"].as_u64() >= Some(20), "{r}");
+    assert!(r["forced_stops"].as_u64() > Some(0) && r["blocks_with_queued_withdrawals"].as_u64() > Some(0), "{r}");
+    assert!(amount(&r["compute_paid"]) > 0 && amount(&r["treasury"]) > 0, "{r}");
+    assert!(amount(&r["budget_end"]) < amount(&r["budget_start"]), "{r}");
 }

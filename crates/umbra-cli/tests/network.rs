@@ -10,7 +10,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use umbra_types::{Address, Genesis, UNIT, parse_amount};
 
-
 /// A dev network running as a child process; killed when dropped.
 struct DevNet {
     child: Option<Child>,

@@ -832,6 +832,49 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         })
     }
 
+    /// Compute stake on one contract at the latest finalized block.
+    pub async fn econ_compute_stake(&self, contract: &[u8; 32]) -> Result<umbra_rpc::EconComputeStakeInfo, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        let rec = rt.econ_compute_stake(&s, contract).await.map_err(unavailable)?;
+        let unstaking =
+            rt.econ_unstakes(&s).await.map_err(unavailable)?.into_iter().filter(|u| u.contract == *contract).collect();
+        Ok(umbra_rpc::EconComputeStakeInfo {
+            height: header.height,
+            contract: hex::encode(contract),
+            cluster: rec.as_ref().map(|r| r.cluster),
+            total: rec.as_ref().map_or(0, |r| r.total),
+            stakers: rec.map(|r| r.stakers).unwrap_or_default(),
+            unstaking,
+        })
+    }
+
+    /// Every contract with compute stake on a cluster at the latest finalized block.
+    pub async fn econ_cluster_stakes(&self, cluster: u32) -> Result<umbra_rpc::EconClusterStakesInfo, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        let (_, params) = rt.chain_params(&s).await.map_err(unavailable)?;
+        let contracts = rt
+            .econ_cluster_stakes(&s, cluster)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|(c, stake)| umbra_rpc::EconContractStake { contract: hex::encode(c), stake })
+            .collect();
+        Ok(umbra_rpc::EconClusterStakesInfo {
+            height: header.height,
+            cluster,
+            contracts,
+            free_quota_stake: params.economics.free_quota_stake,
+        })
+    }
+
     /// The current committee, the next one once chosen, and every candidate, as JSON.
     pub async fn staking(&self) -> Result<serde_json::Value, RpcError> {
         let state = self.inner.state.read().await;

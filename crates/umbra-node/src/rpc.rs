@@ -147,6 +147,17 @@ where
     reg(m.register_async_method(methods::ECON_BUDGET, |_, node, _| async move {
         node.econ_budget().await.map_err(to_rpc)
     }))?;
+    reg(m.register_async_method(methods::ECON_COMPUTE_STAKE, |p, node, _| async move {
+        let id_hex: String = one(&p, "a contract id (64 hex digits)")?;
+        let bytes = hex::decode(id_hex.trim().trim_start_matches("0x"))
+            .map_err(|e| bad_params(format!("contract id is not hex: {e}")))?;
+        let id: [u8; 32] = bytes.try_into().map_err(|_| bad_params("a contract id is 32 bytes (64 hex digits)"))?;
+        node.econ_compute_stake(&id).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::ECON_CLUSTER_STAKES, |p, node, _| async move {
+        let cluster: u32 = one(&p, "a cluster number")?;
+        node.econ_cluster_stakes(cluster).await.map_err(to_rpc)
+    }))?;
     reg(m.register_method(methods::SYSTEM_HEALTH, |_, node, _| {
         let since = node.since_last_block_ms();
         Ok::<_, ErrorObjectOwned>(umbra_rpc::Health {

@@ -10,10 +10,10 @@ mod types;
 
 pub use errors::{ErrorCode, RpcError};
 pub use types::{
-    AccountResponse, BlockId, BlockResponse, ChainInfo, EconAllocation, EconBudgetInfo, EconPoolInfo, EconPositionInfo,
-    EconTarget, EconVaultInfo, EconWorkerInfo, GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS,
-    MAX_SYNC_BLOCKS, ProvenMessage, RegistryStatus, StateValueResponse, SyncBlock, SyncRequest, SyncResponse,
-    TreasuryInfo, TxResponse, TxStatus, ValidatorInfo,
+    AccountResponse, BlockId, BlockResponse, ChainInfo, EconAllocation, EconBudgetInfo, EconClusterStakesInfo,
+    EconComputeStakeInfo, EconContractStake, EconPoolInfo, EconPositionInfo, EconTarget, EconVaultInfo, EconWorkerInfo,
+    GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS, MAX_SYNC_BLOCKS, ProvenMessage, RegistryStatus,
+    StateValueResponse, SyncBlock, SyncRequest, SyncResponse, TreasuryInfo, TxResponse, TxStatus, ValidatorInfo,
 };
 
 /// Method names, `module_verb`.
@@ -68,6 +68,12 @@ pub mod methods {
     pub const ECON_POSITION: &str = "econ_position";
     /// `econ_budget() -> EconBudgetInfo`: the current per-block rewards budget and what is left of the reserve.
     pub const ECON_BUDGET: &str = "econ_budget";
+    /// `econ_compute_stake(contract_hex: String) -> EconComputeStakeInfo`: compute stake on one contract
+    /// (stake-to-compute), its stakers, and stake of it being paid back.
+    pub const ECON_COMPUTE_STAKE: &str = "econ_compute_stake";
+    /// `econ_cluster_stakes(cluster: u32) -> EconClusterStakesInfo`: every contract with compute stake on a
+    /// cluster and its stake, with the free quota's weight (what a worker's fair queue weighs queries by).
+    pub const ECON_CLUSTER_STAKES: &str = "econ_cluster_stakes";
     /// `system_health() -> Health`.
     pub const SYSTEM_HEALTH: &str = "system_health";
     /// Subscription: `chain_subscribeFinalizedHeads` yields a `Header` per finalized block;

@@ -357,3 +357,45 @@ pub struct EconBudgetInfo {
     /// Workers with a session (computing or cooling down), hex.
     pub sessions: Vec<String>,
 }
+
+/// `econ_compute_stake` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EconComputeStakeInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The contract, hex.
+    pub contract: String,
+    /// Its cluster (`None` if nothing was ever staked on it).
+    pub cluster: Option<u32>,
+    /// Tokens staked on it now.
+    #[serde(with = "amount_str")]
+    pub total: Amount,
+    /// Each staker's tokens.
+    pub stakers: Vec<(Address, umbra_types::economics::AmountStr)>,
+    /// Its stake on the way back to stakers.
+    pub unstaking: Vec<umbra_types::economics::ComputeUnstake>,
+}
+
+/// One contract's compute stake in `econ_cluster_stakes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EconContractStake {
+    /// The contract, hex.
+    pub contract: String,
+    /// Its stake.
+    #[serde(with = "amount_str")]
+    pub stake: Amount,
+}
+
+/// `econ_cluster_stakes` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EconClusterStakesInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The cluster.
+    pub cluster: u32,
+    /// Contracts with stake, by id ascending.
+    pub contracts: Vec<EconContractStake>,
+    /// The weight a contract without stake gets (`params.economics.free_quota_stake`).
+    #[serde(with = "amount_str")]
+    pub free_quota_stake: Amount,
+}

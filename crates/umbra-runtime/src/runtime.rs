@@ -443,6 +443,38 @@ impl Runtime {
     pub fn econ_escrow(&self) -> Address {
         self.economics.escrow_address()
     }
+
+    /// Compute stake on one contract (stake-to-compute), if any was ever staked.
+    pub async fn econ_compute_stake<S: StateRead>(
+        &self,
+        state: &S,
+        contract: &[u8; 32],
+    ) -> Result<Option<umbra_types::economics::ComputeStakeRecord>, RuntimeError> {
+        self.economics.compute_stake(&Overlay::new(state), contract).await
+    }
+
+    /// Contracts with compute stake on a cluster and their stake, by contract id ascending.
+    pub async fn econ_cluster_stakes<S: StateRead>(
+        &self,
+        state: &S,
+        cluster: u32,
+    ) -> Result<Vec<([u8; 32], Amount)>, RuntimeError> {
+        let s = Overlay::new(state);
+        let mut out = Vec::new();
+        for c in self.economics.cluster_stakes(&s, cluster).await? {
+            let total = self.economics.compute_stake(&s, &c).await?.map_or(0, |r| r.total);
+            out.push((c, total));
+        }
+        Ok(out)
+    }
+
+    /// Compute stake on its way back to its stakers.
+    pub async fn econ_unstakes<S: StateRead>(
+        &self,
+        state: &S,
+    ) -> Result<Vec<umbra_types::economics::ComputeUnstake>, RuntimeError> {
+        self.economics.unstakes(&Overlay::new(state)).await
+    }
     /// Uploaded code's record, if stored.
     pub async fn contract_code<S: StateRead>(
         &self,
@@ -711,6 +743,18 @@ impl Runtime {
             }
             Call::TransferAgentOwnership { agent, new_owner } => {
                 self.agent_change(&ccx, s, signer, agent, Change::Owner(new_owner)).await?
+            }
+            Call::StakeCompute { contract, amount } => {
+                econ.stake_compute(s, bal, params, signer, contract, *amount).await?
+            }
+            Call::UnstakeCompute { contract, amount } => {
+                econ.unstake_compute(env, s, params, signer, contract, *amount).await?
+            }
+            Call::PoolReclaim { pool, worker } => econ.reclaim(env, s, reg, signer, *pool, worker).await?,
+            Call::VaultSetMode { vault, auto } => econ.vault_set_mode(s, signer, *vault, *auto).await?,
+            Call::ReportStateRootDisagreement { message } => {
+                let deps = economics::Deps { bal, reg };
+                econ.report_state_root(&cx, s, &deps, message).await?
             }
         };
         match result {

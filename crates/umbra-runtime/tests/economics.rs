@@ -10,14 +10,18 @@ use std::collections::BTreeMap;
 use umbra_crypto::{Keypair, sign_transaction};
 use umbra_runtime::{AdmissionError, BlockEnv, ChangeSet, Runtime, RuntimeError, StateRead};
 use umbra_tee::{Attester, DevPlatform, Measurement, Policy, TeeKind};
-use umbra_types::economics::{
-    EconomicsParams, PoolRecord, SessionState, heartbeat_challenge, min_stake, vault_address, worker_share,
-    worker_value,
+use umbra_types::contracts::{
+    CodeKind, CommandStatus, ContractPublic, code_hash, contract_account, contract_id, gas_escrow,
 };
+use umbra_types::economics::{
+    EconomicsParams, PoolRecord, SessionState, compute_stake_account, heartbeat_challenge, min_stake, vault_address,
+    worker_share, worker_value,
+};
+use umbra_types::registry::{ClusterKeys, ClusterPublic, KeyShare};
 use umbra_types::{
-    Address, Allocation, Amount, Call, Egress, EgressPayload, Genesis, GenesisValidator, Hash, MAX_SUPPLY, Message,
-    MessageBody, Origin, Params, Receipt, RegistryGenesis, SignedEgress, SignedTransaction, TokenInfo, Transaction,
-    TxError, UNIT, sha256,
+    Address, AdminCall, Allocation, Amount, Call, Egress, EgressPayload, Genesis, GenesisValidator, Hash, MAX_SUPPLY,
+    Message, MessageBody, Origin, Params, Receipt, RegistryGenesis, SignedEgress, SignedTransaction, TokenInfo, Topic,
+    Transaction, TxError, UNIT, sha256,
 };
 
 #[derive(Default, Clone)]
@@ -125,6 +129,8 @@ struct Chain {
     proposer: Address,
     messages: Vec<(u64, Message)>,
     params: Params,
+    /// More accounts the supply check sums (contract accounts).
+    extra_holders: Vec<Address>,
 }
 
 /// Test parameters: a 1,000 UMB budget all for compute, no heartbeats unless a test asks.
@@ -170,6 +176,7 @@ impl Chain {
             proposer: Address([200; 32]),
             messages: Vec::new(),
             params,
+            extra_holders: Vec::new(),
         };
         c.run(vec![]);
         c
@@ -263,7 +270,8 @@ impl Chain {
     fn check_invariants(&self) {
         let escrow = self.rt.econ_escrow();
         let mut holders: Vec<Address> = self.keys.iter().map(|k| k.address()).collect();
-        holders.extend([self.proposer, Address::module("treasury"), escrow]);
+        holders.extend([self.proposer, Address::module("treasury"), escrow, compute_stake_account(), gas_escrow()]);
+        holders.extend(self.extra_holders.iter().copied());
         let sum: Amount = holders.iter().map(|a| self.balance(a)).sum();
         let issued = block_on(self.rt.total_issued(&self.state)).expect("readable");
         assert_eq!(sum, issued, "tokens were created or lost at height {}", self.height);
@@ -508,12 +516,19 @@ fn a_missed_heartbeat_makes_a_worker_unresponsive_until_it_answers() {
     let sess = block_on(c.rt.econ_worker(&c.state, &w.id())).expect("readable").session.expect("session");
     assert_eq!(c.pool(pool).free, free, "no rewards while unresponsive");
     assert_eq!(sess.value, v * 9_500 / 10_000, "its value decays each block");
-    // A wrong challenge is refused; the pending one (late) recovers it, with its score capped.
+    // The expired challenge is refused by name; the unresponsive worker was challenged again at once,
+    // and answering that one recovers it, with an instant score within the cap.
+    let e = c.egress(&w, EgressPayload::Heartbeat { challenge, score: 500 }).expect("refused");
+    assert!(matches!(&e, TxError::BadHeartbeat { reason } if reason.contains("expired")), "{e:?}");
     assert!(c.egress(&w, EgressPayload::Heartbeat { challenge: Hash([1; 32]), score: 1 }).is_some());
-    assert_eq!(c.egress(&w, EgressPayload::Heartbeat { challenge, score: 10_000 }), None);
+    let (_, next, _) = *c.challenges(&w).last().expect("a new challenge");
+    assert_ne!(next, challenge);
+    let e = c.egress(&w, EgressPayload::Heartbeat { challenge: next, score: 10_000 }).expect("refused");
+    assert!(matches!(&e, TxError::BadHeartbeat { reason } if reason.contains("outside 1..=600")), "{e:?}");
+    assert_eq!(c.egress(&w, EgressPayload::Heartbeat { challenge: next, score: 600 }), None);
     let rec = block_on(c.rt.econ_worker(&c.state, &w.id())).expect("readable");
     assert!(rec.session.as_ref().expect("session").responsive);
-    assert_eq!((rec.score, rec.answered), (600, 1), "instant score capped at 120% of the benchmark");
+    assert_eq!((rec.score, rec.answered), (600, 1), "instant score recorded, at most 120% of the benchmark");
     let free = c.pool(pool).free;
     c.run(vec![]);
     assert!(c.pool(pool).free > free, "rewards resume");
@@ -636,4 +651,443 @@ proptest! {
         }
         c.blocks(12);
     }
+}
+
+// ---- more scenarios: heartbeat rate, bad input, state roots, stake-to-compute, reclaim, vault mode ----
+
+impl Chain {
+    /// The signer's balance and every pool, vault and the escrow balance: what a refused call must not move
+    /// (apart from the signer's fee).
+    fn snapshot(&self) -> (Vec<PoolRecord>, Vec<umbra_types::economics::VaultRecord>, Amount, Amount) {
+        let pools =
+            block_on(self.rt.econ_pool_ids(&self.state)).expect("readable").iter().map(|i| self.pool(*i)).collect();
+        let vaults = block_on(self.rt.econ_vault_ids(&self.state))
+            .expect("readable")
+            .iter()
+            .map(|i| block_on(self.rt.econ_vault(&self.state, *i)).expect("readable").expect("vault"))
+            .collect();
+        (pools, vaults, self.balance(&self.rt.econ_escrow()), self.balance(&compute_stake_account()))
+    }
+
+    /// Runs a call that must fail in a block where nothing else moves tokens; asserts that it cost its
+    /// signer exactly the fee and changed no pool, vault or escrow.
+    fn refused(&mut self, from: usize, call: Call) -> TxError {
+        let before = (self.balance(&self.addr(from)), self.snapshot());
+        let tx = self.tx(from, call);
+        let fee = tx.tx.fee;
+        let (receipts, rejected) = self.run(vec![tx]);
+        assert!(rejected.is_empty(), "rejected: {rejected:?}");
+        let e = receipts[0].error.clone().expect("the call fails");
+        assert_eq!(self.balance(&self.addr(from)), before.0 - fee, "only the fee is paid: {e}");
+        assert_eq!(self.snapshot(), before.1, "nothing moved: {e}");
+        e
+    }
+
+    /// Answers every pending challenge of `ws` in one block (one egress each).
+    fn answer_all(&mut self, ws: &[&Worker]) -> usize {
+        let mut txs = Vec::new();
+        for w in ws {
+            let rec = block_on(self.rt.econ_worker(&self.state, &w.id())).expect("readable");
+            if let Some(p) = rec.session.and_then(|s| s.pending) {
+                let m = self.sign(w, EgressPayload::Heartbeat { challenge: p.challenge, score: rec.initial_score });
+                txs.push(self.tx(RELAYER, Call::Egress { message: m }));
+            }
+        }
+        let n = txs.len();
+        let (receipts, rejected) = self.run(txs);
+        assert!(rejected.is_empty() && receipts.iter().all(Receipt::is_success), "{receipts:?} {rejected:?}");
+        n
+    }
+}
+
+/// Counts the challenges three always-answering workers get over `blocks` blocks at `block_ms`.
+fn challenges_over(block_ms: u64, blocks: u64) -> usize {
+    let mut p = params();
+    p.economics.heartbeat_interval_blocks = 0;
+    p.economics.heartbeats_per_hour = 60;
+    p.economics.target_block_ms = block_ms;
+    p.economics.heartbeat_window_blocks = 5;
+    let mut c = Chain::new(p);
+    let pool = funded_pool(&mut c);
+    let ws: Vec<Worker> = (1..=3).map(|i| c.worker_in_pool(i, pool, 100)).collect();
+    for w in &ws {
+        c.ok(OP, Call::StartComputing { worker: w.id(), stake: 1_000 * UNIT });
+    }
+    let start = c.messages.len();
+    let refs: Vec<&Worker> = ws.iter().collect();
+    for _ in 0..blocks {
+        c.answer_all(&refs);
+    }
+    for w in &ws {
+        let rec = block_on(c.rt.econ_worker(&c.state, &w.id())).expect("readable");
+        assert_eq!(rec.missed, 0, "answered every challenge in time");
+    }
+    c.messages[start..].iter().filter(|(_, m)| matches!(m.body, MessageBody::HeartbeatChallenge { .. })).count()
+}
+
+#[test]
+fn heartbeats_per_hour_scale_with_the_target_block_time() {
+    // 60 an hour: with 6-second blocks a worker is asked once every 10 blocks, with 3-second blocks once
+    // every 20. Three workers over 600 blocks: about 180 and 90 challenges.
+    let fast = challenges_over(6_000, 600);
+    let slow = challenges_over(3_000, 600);
+    assert!((135..=225).contains(&fast), "about 180 challenges at 6 s blocks: {fast}");
+    assert!((60..=120).contains(&slow), "about 90 challenges at 3 s blocks: {slow}");
+    assert!(fast > slow * 3 / 2, "twice as many per block when blocks last twice as long: {fast} vs {slow}");
+}
+
+#[test]
+fn contributing_nothing_too_little_or_beyond_the_cap_is_refused_and_loses_nothing() {
+    let mut c = Chain::new(params());
+    c.ok(OP, Call::CreatePool { commission_bps: 0, cap: Some(1_000 * UNIT), allow: Some(vec![c.addr(ALICE)]) });
+    assert_eq!(c.refused(ALICE, Call::PoolContribute { pool: 0, amount: 0 }), TxError::ZeroAmount);
+    let e = c.refused(ALICE, Call::PoolContribute { pool: 0, amount: 1_000 * UNIT + 1 });
+    assert!(matches!(&e, TxError::EconomicsPrecondition { reason } if reason.contains("cap")), "{e:?}");
+    let e = c.refused(BOB, Call::PoolContribute { pool: 0, amount: UNIT });
+    assert!(matches!(e, TxError::NotAuthorized { .. }), "not on the allow-list: {e:?}");
+    assert_eq!(c.refused(ALICE, Call::PoolContribute { pool: 9, amount: UNIT }), TxError::UnknownPool { id: 9 });
+    c.ok(ALICE, Call::PoolContribute { pool: 0, amount: 1_000 * UNIT });
+    // The pool is full: even one more base unit is beyond the cap.
+    let e = c.refused(ALICE, Call::PoolContribute { pool: 0, amount: 1 });
+    assert!(matches!(e, TxError::EconomicsPrecondition { .. }), "{e:?}");
+    // A contribution worth less than one share (after the price rose) buys nothing and is refused.
+    let mut c = Chain::new(params());
+    let pool = funded_pool(&mut c);
+    let w = c.worker_in_pool(1, pool, 100);
+    c.ok(OP, Call::StartComputing { worker: w.id(), stake: 1_000 * UNIT });
+    c.ok(OP, Call::StopComputing { worker: w.id() });
+    c.blocks(4);
+    assert!(c.pool(pool).value() > c.pool(pool).shares, "a share is worth more than one base unit");
+    let e = c.refused(ALICE, Call::PoolContribute { pool, amount: 1 });
+    assert!(matches!(&e, TxError::EconomicsPrecondition { reason } if reason.contains("no share")), "{e:?}");
+}
+
+#[test]
+fn withdrawing_more_shares_than_held_or_zero_shares_is_refused_and_loses_nothing() {
+    let mut c = Chain::new(params());
+    let pool = funded_pool(&mut c);
+    let held = c.shares(pool, &c.addr(ALICE));
+    let e = c.refused(ALICE, Call::PoolWithdraw { pool, shares: held + 1 });
+    assert_eq!(e, TxError::InsufficientShares { available: held, requested: held + 1 });
+    assert_eq!(c.refused(ALICE, Call::PoolWithdraw { pool, shares: 0 }), TxError::ZeroAmount);
+    let e = c.refused(SUDO, Call::PoolWithdraw { pool, shares: 1 });
+    assert_eq!(e, TxError::InsufficientShares { available: 0, requested: 1 });
+    c.ok(SUDO, Call::CreateVault { auto: false });
+    c.ok(ALICE, Call::VaultContribute { vault: 0, amount: 10 * UNIT });
+    let e = c.refused(BOB, Call::VaultWithdraw { vault: 0, shares: 1 });
+    assert_eq!(e, TxError::InsufficientShares { available: 0, requested: 1 });
+    assert_eq!(c.refused(ALICE, Call::VaultWithdraw { vault: 0, shares: 0 }), TxError::ZeroAmount);
+}
+
+#[test]
+fn adding_a_worker_the_owner_does_not_operate_or_an_unregistered_one_is_refused() {
+    let mut c = Chain::new(params());
+    let pool = funded_pool(&mut c);
+    let stranger = Worker::new(7);
+    assert_eq!(c.refused(OP, Call::PoolAddWorker { pool, worker: stranger.id() }), TxError::UnknownWorker);
+    let call = stranger.register(&c.addr(BOB));
+    c.ok(BOB, call);
+    let e = c.refused(OP, Call::PoolAddWorker { pool, worker: stranger.id() });
+    assert!(matches!(e, TxError::NotAuthorized { .. }), "{e:?}");
+    // Bob operates it but does not own the pool.
+    let e = c.refused(BOB, Call::PoolAddWorker { pool, worker: stranger.id() });
+    assert!(matches!(e, TxError::NotAuthorized { .. }), "{e:?}");
+}
+
+#[test]
+fn arithmetic_at_the_limits_is_refused_without_creating_or_losing_tokens() {
+    let mut c = Chain::new(params());
+    let pool = funded_pool(&mut c);
+    let w = c.worker_in_pool(1, pool, 100);
+    let e = c.refused(ALICE, Call::PoolContribute { pool, amount: u128::MAX });
+    assert!(matches!(e, TxError::Overflow | TxError::InsufficientBalance { .. }), "{e:?}");
+    let e = c.refused(ALICE, Call::PoolWithdraw { pool, shares: u128::MAX });
+    assert!(matches!(e, TxError::InsufficientShares { .. }), "{e:?}");
+    let e = c.refused(OP, Call::StartComputing { worker: w.id(), stake: u128::MAX });
+    assert!(matches!(e, TxError::InsufficientBalance { .. }), "{e:?}");
+    // Too little stake for the benchmark score.
+    let e = c.refused(OP, Call::StartComputing { worker: w.id(), stake: 100 * UNIT });
+    assert_eq!(e, TxError::StakeBelowMinimum { stake: 100 * UNIT, min: 101 * UNIT });
+    c.ok(SUDO, Call::CreateVault { auto: false });
+    let e = c.refused(ALICE, Call::VaultContribute { vault: 0, amount: u128::MAX });
+    assert!(matches!(e, TxError::InsufficientBalance { .. }), "{e:?}");
+    c.ok(ALICE, Call::VaultContribute { vault: 0, amount: UNIT });
+    let e = c.refused(SUDO, Call::VaultAllocate { vault: 0, pool, amount: u128::MAX });
+    assert!(matches!(e, TxError::InsufficientBalance { .. }), "{e:?}");
+    let e = c.refused(ALICE, Call::StakeCompute { contract: [9; 32], amount: u128::MAX });
+    assert_eq!(e, TxError::UnknownContract);
+    // A pool everyone left has zero shares and takes a new first contribution at one share per unit.
+    let alice_shares = c.shares(pool, &c.addr(ALICE));
+    let bob_shares = c.shares(pool, &c.addr(BOB));
+    c.ok(ALICE, Call::PoolWithdraw { pool, shares: alice_shares });
+    c.ok(BOB, Call::PoolWithdraw { pool, shares: bob_shares });
+    let p = c.pool(pool);
+    assert_eq!((p.shares, p.value()), (0, 0), "emptied: {p:?}");
+    c.ok(BOB, Call::PoolContribute { pool, amount: 7 });
+    assert_eq!(c.shares(pool, &c.addr(BOB)), 7);
+}
+
+#[test]
+fn heartbeats_from_the_wrong_worker_replayed_or_with_a_forged_score_are_refused() {
+    let mut p = params();
+    p.economics.heartbeat_interval_blocks = 1;
+    p.economics.heartbeat_window_blocks = 3;
+    let mut c = Chain::new(p);
+    let pool = funded_pool(&mut c);
+    let w = c.worker_in_pool(1, pool, 500);
+    let other = c.worker_in_pool(2, pool, 500);
+    c.ok(OP, Call::StartComputing { worker: w.id(), stake: 1_000 * UNIT });
+    let (_, challenge, _) = c.challenges(&w)[0];
+    let relayer = c.addr(RELAYER);
+    let check = |c: &mut Chain, e: Option<TxError>, what: &str| {
+        let e = e.unwrap_or_else(|| panic!("{what} is refused"));
+        assert!(matches!(e, TxError::BadHeartbeat { .. }), "{what}: {e:?}");
+        let rec = block_on(c.rt.econ_worker(&c.state, &w.id())).expect("readable");
+        assert_eq!((rec.answered, rec.score), (0, 500), "{what} changed nothing");
+    };
+    // Another worker answering this worker's challenge (signed with its own key).
+    let before = c.balance(&relayer);
+    let e = c.egress(&other, EgressPayload::Heartbeat { challenge, score: 500 });
+    check(&mut c, e, "a heartbeat from the wrong worker");
+    assert!(c.balance(&relayer) < before, "its relayer paid the fee");
+    // A forged score: above the cap, or zero.
+    let e = c.egress(&w, EgressPayload::Heartbeat { challenge, score: 601 });
+    check(&mut c, e, "a score above 120% of the benchmark");
+    let e = c.egress(&w, EgressPayload::Heartbeat { challenge, score: 0 });
+    check(&mut c, e, "a zero score");
+    // The real answer, then the same message replayed (not admitted), then a re-signed copy.
+    let m = c.sign(&w, EgressPayload::Heartbeat { challenge, score: 550 });
+    let tx = c.tx(RELAYER, Call::Egress { message: m.clone() });
+    let (r, _) = c.run(vec![tx]);
+    assert_eq!(r[0].error, None);
+    let replay = c.tx(RELAYER, Call::Egress { message: m });
+    let (r, rejected) = c.run(vec![replay]);
+    assert!(r.is_empty() && rejected.len() == 1, "a replayed message is not admitted: {rejected:?}");
+    c.nonces.entry(RELAYER).and_modify(|n| *n -= 1);
+    let e = c.egress(&w, EgressPayload::Heartbeat { challenge, score: 550 }).expect("refused");
+    assert!(matches!(e, TxError::BadHeartbeat { .. }), "an answered challenge cannot be answered twice: {e:?}");
+    assert_eq!(block_on(c.rt.econ_worker(&c.state, &w.id())).expect("readable").answered, 1);
+}
+
+#[test]
+fn stake_to_compute_locks_tokens_for_a_contract_and_pays_them_back_after_the_delay() {
+    let mut s = state_root_setup();
+    let c = &mut s.c;
+    let id = s.contract;
+    assert!(matches!(c.refused(ALICE, Call::StakeCompute { contract: id, amount: 0 }), TxError::ZeroAmount));
+    let alice = c.addr(ALICE);
+    let before = c.balance(&alice);
+    let tx = c.tx(ALICE, Call::StakeCompute { contract: id, amount: 300 * UNIT });
+    let fee = tx.tx.fee;
+    assert_eq!(c.run(vec![tx]).0[0].error, None);
+    c.ok(BOB, Call::StakeCompute { contract: id, amount: 100 * UNIT });
+    assert_eq!(c.balance(&alice), before - fee - 300 * UNIT);
+    let rec = block_on(c.rt.econ_compute_stake(&c.state, &id)).expect("readable").expect("staked");
+    assert_eq!((rec.cluster, rec.total, rec.stakers.len()), (CLUSTER, 400 * UNIT, 2));
+    assert_eq!(block_on(c.rt.econ_cluster_stakes(&c.state, CLUSTER)).expect("readable"), vec![(id, 400 * UNIT)]);
+    let e = c.refused(ALICE, Call::UnstakeCompute { contract: id, amount: 301 * UNIT });
+    assert!(matches!(e, TxError::InsufficientBalance { .. }), "{e:?}");
+    let before = c.balance(&alice) + fee + 300 * UNIT;
+    let tx = c.tx(ALICE, Call::UnstakeCompute { contract: id, amount: 300 * UNIT });
+    let fee2 = tx.tx.fee;
+    assert_eq!(c.run(vec![tx]).0[0].error, None);
+    let release = block_on(c.rt.econ_unstakes(&c.state)).expect("readable")[0].release_at;
+    assert_eq!(release, c.height + 5);
+    while c.height < release - 1 {
+        c.run(vec![]);
+    }
+    assert_eq!(c.balance(&alice), before - fee - fee2 - 300 * UNIT, "still locked before the delay ends");
+    c.run(vec![]);
+    assert_eq!(c.balance(&alice), before - fee - fee2, "paid back");
+    assert_eq!(block_on(c.rt.econ_cluster_stakes(&c.state, CLUSTER)).expect("readable"), vec![(id, 100 * UNIT)]);
+}
+
+const CLUSTER: u32 = 7;
+
+/// A chain with a keyed cluster of three workers (all operated by `OP`), one of them in a funded pool and
+/// computing, and a deployed contract with one command reported with root 5.
+struct RootSetup {
+    c: Chain,
+    members: Vec<Worker>,
+    contract: [u8; 32],
+    pool: u64,
+}
+
+fn state_root_setup() -> RootSetup {
+    let mut p = params();
+    // No budget: pools only move by what a test does.
+    p.rewards.block_budget = 0;
+    p.economics.compute_unstake_blocks = 5;
+    p.economics.heartbeat_window_blocks = 3;
+    let mut c = Chain::new(p);
+    let pool = funded_pool(&mut c);
+    let gk_worker = Worker::new(9);
+    let call = gk_worker.register(&c.addr(OP));
+    c.ok(OP, call);
+    c.ok(SUDO, Call::Admin { call: AdminCall::AppointGatekeeper { worker: gk_worker.id() } });
+    let gk = Keypair::from_seed([41; 32]);
+    let first = EgressPayload::MasterKey {
+        key_epoch: 1,
+        master_public: [51; 32],
+        gatekeeper_key: gk.address().0,
+        shares: vec![],
+        clusters: vec![],
+    };
+    assert_eq!(c.egress(&gk_worker, first), None);
+    c.ok(SUDO, Call::Admin { call: AdminCall::CreateCluster { cluster: CLUSTER } });
+    let cluster_key = Keypair::from_seed([63; 32]);
+    let public = ClusterPublic { x25519: [61; 32], ed25519: cluster_key.address().0 };
+    let mut members = Vec::new();
+    for n in 1..=3 {
+        let w = c.worker_in_pool(n, pool, 100);
+        c.ok(SUDO, Call::Admin { call: AdminCall::AssignWorker { worker: w.id(), cluster: CLUSTER } });
+        let seq = c.messages.iter().rev().find(|(_, m)| m.topic == Topic::Gatekeepers).expect("request").1.topic_seq;
+        let shares = vec![KeyShare { to: w.id(), sealed: vec![7; 48] }];
+        let answer =
+            EgressPayload::ClusterKeys { key_epoch: 1, keys: ClusterKeys { cluster: CLUSTER, public, shares } };
+        let tx = c.tx(RELAYER, Call::Egress { message: sign_egress(&gk, Origin::Gatekeeper, seq, answer) });
+        assert_eq!(c.run(vec![tx]).0[0].error, None);
+        members.push(w);
+    }
+    c.ok(OP, Call::StartComputing { worker: members[0].id(), stake: 2_000 * UNIT });
+    let code = b"export function f() {}".to_vec();
+    c.ok(ALICE, Call::UploadCode { kind: CodeKind::JavaScript, code: code.clone() });
+    let hash = code_hash(CodeKind::JavaScript, &code);
+    c.ok(ALICE, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: vec![], args: vec![] });
+    let contract = contract_id(&c.addr(ALICE), &hash, &[], CLUSTER);
+    c.extra_holders.push(contract_account(&contract));
+    let key = Keypair::from_seed(sha256(&[b"contract key", &contract]).0);
+    let public = ContractPublic { x25519: [71; 32], ed25519: key.address().0 };
+    let payload = EgressPayload::ContractKeys { contract, key_epoch: 1, public };
+    let tx = c.tx(RELAYER, Call::Egress { message: sign_egress(&cluster_key, Origin::Cluster(CLUSTER), 0, payload) });
+    assert_eq!(c.run(vec![tx]).0[0].error, None);
+    c.ok(BOB, Call::ContractCommand { contract, key_epoch: 1, gas_limit: 1_000, sealed: vec![0x5e; 80] });
+    let report = EgressPayload::ContractReport {
+        status: CommandStatus::Ok,
+        gas_used: 10,
+        state_root: Hash([5; 32]),
+        events_hash: Hash([0; 32]),
+        transfers: vec![],
+    };
+    let tx = c.tx(RELAYER, Call::Egress { message: sign_egress(&key, Origin::Contract(contract), 0, report) });
+    assert_eq!(c.run(vec![tx]).0[0].error, None);
+    RootSetup { c, members, contract, pool }
+}
+
+#[test]
+fn a_state_root_against_the_cluster_majority_slashes_the_worker_and_wrong_evidence_costs_the_fee() {
+    let mut s = state_root_setup();
+    let (c, id) = (&mut s.c, s.contract);
+    let bad_worker = &s.members[0];
+    let incident = |root: u8| EgressPayload::ContractIncident { contract: id, seq: 0, state_root: Hash([root; 32]) };
+    // The worker reports its differing root (recorded as an incident); its signed message is the evidence.
+    let evidence = c.sign(bad_worker, incident(6));
+    let tx = c.tx(RELAYER, Call::Egress { message: evidence.clone() });
+    assert_eq!(c.run(vec![tx]).0[0].error, None);
+    let bad = |c: &mut Chain, message: SignedEgress, why: &str| {
+        let e = c.refused(RELAYER, Call::ReportStateRootDisagreement { message });
+        assert!(matches!(&e, TxError::BadStateRootEvidence { reason } if reason.contains(why)), "{why}: {e:?}");
+    };
+    // Too early: the members still have their dispute window.
+    bad(c, evidence.clone(), "dispute window");
+    c.blocks(3);
+    // Wrong evidence: a forged signature, a root that agrees, an unknown command, a non-member.
+    let mut forged = evidence.clone();
+    forged.signature[0] ^= 1;
+    bad(c, forged, "signature");
+    bad(c, s.members[0].egress(99, incident(5)), "agrees");
+    bad(
+        c,
+        s.members[0].egress(99, EgressPayload::ContractIncident { contract: id, seq: 4, state_root: Hash([6; 32]) }),
+        "no recorded result",
+    );
+    let outsider = Worker::new(30);
+    bad(c, outsider.egress(0, incident(6)), "not a member");
+    bad(c, s.members[0].egress(99, EgressPayload::Benchmark { score: 1 }), "not a contract incident");
+    // Real evidence: one of three members disputes, so the recorded root is the majority's.
+    let treasury = c.balance(&Address::module("treasury"));
+    let value = c.pool(s.pool).value();
+    let tx = c.tx(RELAYER, Call::ReportStateRootDisagreement { message: evidence.clone() });
+    let (r, _) = c.run(vec![tx]);
+    assert_eq!(r[0].error, None);
+    let rec = block_on(c.rt.econ_worker(&c.state, &bad_worker.id())).expect("readable");
+    assert!(rec.slashed && rec.slash_reason.as_deref().is_some_and(|r| r.contains("state root")), "{rec:?}");
+    let sess = rec.session.expect("session");
+    assert_eq!(sess.stake, 1_800 * UNIT, "10% slashed");
+    assert!(matches!(sess.state, SessionState::CoolingDown { .. }), "stopped");
+    assert_eq!(c.pool(s.pool).value(), value - 200 * UNIT, "the pool's holders carry the loss");
+    assert!(c.balance(&Address::module("treasury")) >= treasury + 200 * UNIT);
+    let reg = block_on(c.rt.worker(&c.state, &bad_worker.id())).expect("readable").expect("record");
+    assert!(reg.revoked.is_some(), "registration revoked");
+    // Duplicate evidence is refused.
+    bad(c, evidence, "already slashed");
+}
+
+#[test]
+fn a_root_disputed_by_half_the_cluster_is_not_evidence_against_a_member() {
+    let mut s = state_root_setup();
+    let (c, id) = (&mut s.c, s.contract);
+    let incident = EgressPayload::ContractIncident { contract: id, seq: 0, state_root: Hash([6; 32]) };
+    let evidence = c.sign(&s.members[0], incident.clone());
+    let tx = c.tx(RELAYER, Call::Egress { message: evidence.clone() });
+    assert_eq!(c.run(vec![tx]).0[0].error, None);
+    let second = c.sign(&s.members[1], incident);
+    let tx = c.tx(RELAYER, Call::Egress { message: second });
+    assert_eq!(c.run(vec![tx]).0[0].error, None);
+    c.blocks(3);
+    let e = c.refused(RELAYER, Call::ReportStateRootDisagreement { message: evidence });
+    assert!(matches!(&e, TxError::BadStateRootEvidence { reason } if reason.contains("not the majority")), "{e:?}");
+    assert!(!block_on(c.rt.econ_worker(&c.state, &s.members[0].id())).expect("readable").slashed);
+}
+
+#[test]
+fn reclaim_removes_an_idle_worker_from_its_pool_and_refuses_a_busy_one() {
+    let mut c = Chain::new(params());
+    let pool = funded_pool(&mut c);
+    let w = c.worker_in_pool(1, pool, 100);
+    c.ok(OP, Call::StartComputing { worker: w.id(), stake: 1_000 * UNIT });
+    let e = c.fails(OP, Call::PoolReclaim { pool, worker: w.id() });
+    assert!(matches!(&e, TxError::EconomicsPrecondition { reason } if reason.contains("computing")), "{e:?}");
+    c.ok(OP, Call::StopComputing { worker: w.id() });
+    let e = c.fails(OP, Call::PoolReclaim { pool, worker: w.id() });
+    assert!(matches!(&e, TxError::EconomicsPrecondition { reason } if reason.contains("cools down")), "{e:?}");
+    c.blocks(3);
+    let e = c.fails(ALICE, Call::PoolReclaim { pool, worker: w.id() });
+    assert!(matches!(e, TxError::NotAuthorized { .. }), "only the owner reclaims an active worker: {e:?}");
+    c.ok(OP, Call::PoolReclaim { pool, worker: w.id() });
+    assert!(c.pool(pool).workers.is_empty());
+    assert_eq!(block_on(c.rt.econ_worker(&c.state, &w.id())).expect("readable").pool, None);
+    // Free to join another pool now.
+    c.ok(OP, Call::CreatePool { commission_bps: 0, cap: None, allow: None });
+    c.ok(OP, Call::PoolAddWorker { pool: 1, worker: w.id() });
+}
+
+#[test]
+fn a_vault_switches_between_manual_and_automatic_allocation_by_its_owner_only() {
+    let mut c = Chain::new(params());
+    c.ok(BOB, Call::CreateVault { auto: false });
+    let e = c.fails(ALICE, Call::VaultSetMode { vault: 0, auto: true });
+    assert!(matches!(e, TxError::NotAuthorized { .. }), "{e:?}");
+    c.ok(BOB, Call::VaultSetMode { vault: 0, auto: true });
+    assert!(block_on(c.rt.econ_vault(&c.state, 0)).expect("readable").expect("vault").auto);
+    assert!(matches!(c.fails(BOB, Call::VaultSetMode { vault: 0, auto: true }), TxError::EconomicsPrecondition { .. }));
+    c.ok(BOB, Call::VaultSetMode { vault: 0, auto: false });
+    assert_eq!(c.fails(BOB, Call::VaultSetMode { vault: 3, auto: false }), TxError::UnknownVault { id: 3 });
+}
+
+#[test]
+fn a_workers_cumulative_rewards_follow_its_share_across_sessions() {
+    let mut c = Chain::new(params());
+    let pool = funded_pool(&mut c);
+    let w = c.worker_in_pool(1, pool, 100);
+    c.ok(OP, Call::StartComputing { worker: w.id(), stake: 1_000 * UNIT });
+    c.blocks(2);
+    let rec = block_on(c.rt.econ_worker(&c.state, &w.id())).expect("readable");
+    assert_eq!(rec.rewards, 3 * 1_000 * UNIT, "the only computing worker gets the whole budget, gross");
+    c.ok(OP, Call::StopComputing { worker: w.id() });
+    c.blocks(4);
+    c.ok(OP, Call::StartComputing { worker: w.id(), stake: 1_000 * UNIT });
+    let rec = block_on(c.rt.econ_worker(&c.state, &w.id())).expect("readable");
+    // Three blocks of the first session (the stop's block pays nothing), one of the second.
+    assert_eq!(rec.rewards, 4 * 1_000 * UNIT, "kept over sessions: {rec:?}");
 }

@@ -245,6 +245,16 @@ impl Client {
         self.call(methods::ECON_BUDGET, rpc_params![]).await
     }
 
+    /// `econ_compute_stake`: compute stake on one contract.
+    pub async fn econ_compute_stake(&self, contract: &[u8; 32]) -> Result<umbra_rpc::EconComputeStakeInfo, SdkError> {
+        self.call(methods::ECON_COMPUTE_STAKE, rpc_params![hex::encode(contract)]).await
+    }
+
+    /// `econ_cluster_stakes`: every contract with compute stake on a cluster.
+    pub async fn econ_cluster_stakes(&self, cluster: u32) -> Result<umbra_rpc::EconClusterStakesInfo, SdkError> {
+        self.call(methods::ECON_CLUSTER_STAKES, rpc_params![cluster]).await
+    }
+
     /// `state_getValue`, verified: the raw value of `key` (or `None`) proven against a finalized header
     /// of the trusted chain, with that header.
     pub async fn state_value(

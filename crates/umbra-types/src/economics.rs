@@ -23,9 +23,10 @@ pub type VaultId = u64;
 /// Defaults: the budget decays 1% every 100,000 blocks; 20% of every compute payout goes to the
 /// treasury; withdrawals wait at most 1,000 blocks before workers are stopped to pay them; stopped
 /// stake cools down 1,000 blocks; the minimum stake is 100 UMB plus 0.01 UMB per benchmark point;
-/// a heartbeat is asked of each computing worker once per 50 blocks on average and must come within
-/// 10 blocks; an unresponsive worker's value loses 5% a block; an equivocating worker loses 10% of
-/// its stake.
+/// a heartbeat is asked of each computing worker 6 times an hour on average at the target block time
+/// of 1 second (see [`heartbeat_threshold`]) and must come within 10 blocks; an unresponsive worker's
+/// value loses 5% a block; an equivocating (or state-root-disagreeing) worker loses 10% of its stake;
+/// compute stake for contracts unlocks 1,000 blocks after it is unstaked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EconomicsParams {
@@ -51,7 +52,8 @@ pub struct EconomicsParams {
     pub max_score: u64,
     /// A heartbeat's instant score counts at most this share of the initial benchmark (basis points).
     pub heartbeat_cap_bps: u32,
-    /// Expected blocks between two heartbeat challenges of one worker (at least 1).
+    /// Expected blocks between two heartbeat challenges of one worker; 0 (the default): derived from
+    /// `heartbeats_per_hour` and `target_block_ms` (see [`heartbeat_threshold`]).
     pub heartbeat_interval_blocks: u64,
     /// Blocks after the challenge within which the heartbeat must land.
     pub heartbeat_window_blocks: u64,
@@ -67,6 +69,20 @@ pub struct EconomicsParams {
     pub max_pool_workers: u32,
     /// Most holders of one pool or vault, and most queued withdrawals of one pool or vault.
     pub max_holders: u32,
+    /// Heartbeats expected of each computing worker per hour (used when `heartbeat_interval_blocks`
+    /// is 0).
+    pub heartbeats_per_hour: u32,
+    /// The chain's target block time in milliseconds, which turns `heartbeats_per_hour` into a
+    /// per-block probability.
+    pub target_block_ms: u64,
+    /// Blocks between `UnstakeCompute` and the return of the tokens.
+    pub compute_unstake_blocks: u64,
+    /// Weight of a contract without compute stake in a worker's fair queue, as if it had staked this
+    /// much (the free quota).
+    #[serde(with = "crate::genesis::amount_str")]
+    pub free_quota_stake: Amount,
+    /// Most contracts with compute stake on one cluster, and most stakers of one contract.
+    pub max_compute_stakers: u32,
 }
 
 impl Default for EconomicsParams {
@@ -82,7 +98,7 @@ impl Default for EconomicsParams {
             performance_weight: 2,
             max_score: 1_000_000,
             heartbeat_cap_bps: 12_000,
-            heartbeat_interval_blocks: 50,
+            heartbeat_interval_blocks: 0,
             heartbeat_window_blocks: 10,
             unresponsive_decay_bps: 500,
             slash_bps: 1_000,
@@ -90,6 +106,11 @@ impl Default for EconomicsParams {
             confidence_bps: [10_000, 8_000, 5_000],
             max_pool_workers: 64,
             max_holders: 1_024,
+            heartbeats_per_hour: 6,
+            target_block_ms: 1_000,
+            compute_unstake_blocks: 1_000,
+            free_quota_stake: UNIT,
+            max_compute_stakers: 256,
         }
     }
 }
@@ -101,8 +122,14 @@ impl EconomicsParams {
         if bps.iter().chain(self.confidence_bps.iter()).any(|b| *b > 10_000) {
             return Err("params.economics basis points must be at most 10000".into());
         }
-        if self.decay_period_blocks == 0 || self.heartbeat_interval_blocks == 0 || self.vault_period_blocks == 0 {
-            return Err("params.economics periods must be positive".into());
+        if self.decay_period_blocks == 0 || self.vault_period_blocks == 0 || self.target_block_ms == 0 {
+            return Err("params.economics periods and the target block time must be positive".into());
+        }
+        if self.heartbeat_interval_blocks == 0 && self.heartbeats_per_hour == 0 {
+            return Err("params.economics needs heartbeat_interval_blocks or heartbeats_per_hour".into());
+        }
+        if self.max_compute_stakers == 0 {
+            return Err("params.economics.max_compute_stakers must be positive".into());
         }
         if self.heartbeat_window_blocks == 0 || self.max_score == 0 || self.heartbeat_cap_bps < 10_000 {
             return Err("params.economics heartbeat window and max score must be positive, cap at least 10000".into());
@@ -155,14 +182,37 @@ pub fn heartbeat_challenge(parent: &Hash, height: u64) -> Hash {
     sha256(&[b"umbra/heartbeat/v1", &parent.0, &height.to_le_bytes()])
 }
 
+/// The selection threshold `t` of [`heartbeat_selected`]: a worker is challenged when a 64-bit draw is
+/// below `t`, so with probability `t / 2^64` per block.
+///
+/// - With `heartbeat_interval_blocks = n > 0`: `t = floor((2^64 - 1) / n)` (about once every `n` blocks).
+/// - With `n = 0`: `t = floor(2^64 * heartbeats_per_hour * target_block_ms / 3_600_000)`, capped at
+///   `2^64 - 1`: a block lasts `target_block_ms`, an hour has `3_600_000 / target_block_ms` blocks, so a
+///   worker is asked `heartbeats_per_hour` times an hour on average whatever the block time (at the
+///   defaults, 6 an hour with 1-second blocks: once every 600 blocks; with 6-second blocks, once every
+///   100 blocks).
+pub fn heartbeat_threshold(params: &EconomicsParams) -> u64 {
+    if let Some(t) = u64::MAX.checked_div(params.heartbeat_interval_blocks) {
+        return t;
+    }
+    let num = u128::from(params.heartbeats_per_hour).saturating_mul(u128::from(params.target_block_ms));
+    let t = mul_div(1u128 << 64, num, 3_600_000);
+    u64::try_from(t).unwrap_or(u64::MAX)
+}
+
+/// The expected blocks between two challenges of one worker (rounded down, at least 1): what
+/// [`heartbeat_threshold`] amounts to.
+pub fn heartbeat_expected_interval(params: &EconomicsParams) -> u64 {
+    (u64::MAX / heartbeat_threshold(params).max(1)).max(1)
+}
+
 /// Whether `worker` must answer `challenge`: the first 8 bytes (little endian) of
-/// `SHA-256(challenge || worker)` are below `u64::MAX / interval`, so each computing worker is asked
-/// about once every `interval` blocks.
-pub fn heartbeat_selected(challenge: &Hash, worker: &WorkerId, interval: u64) -> bool {
+/// `SHA-256(challenge || worker)` are below `threshold` ([`heartbeat_threshold`]).
+pub fn heartbeat_selected(challenge: &Hash, worker: &WorkerId, threshold: u64) -> bool {
     let h = sha256(&[&challenge.0, worker]);
     let mut b = [0u8; 8];
     b.copy_from_slice(&h.0[..8]);
-    u64::from_le_bytes(b) < u64::MAX / interval.max(1)
+    u64::from_le_bytes(b) < threshold
 }
 
 /// `economics`: the per-block budget as it stands after decays.
@@ -335,6 +385,8 @@ pub struct Session {
     /// Rewards earned for the pool (before commission and treasury share are taken out: after).
     #[serde(with = "crate::genesis::amount_str")]
     pub earned: Amount,
+    /// The last challenge that expired unanswered (a late answer to it is refused by name).
+    pub expired: Option<PendingHeartbeat>,
 }
 
 /// `economics`: what the chain knows of one worker's compute.
@@ -354,6 +406,62 @@ pub struct WorkerEconRecord {
     pub answered: u64,
     /// Heartbeats missed.
     pub missed: u64,
+    /// Gross compute rewards paid for this worker over all its sessions (treasury share, commission
+    /// and the pool's part together): `sum(compute * share_i / sum(shares))` over the blocks it earned.
+    #[serde(default, with = "crate::genesis::amount_str")]
+    pub rewards: Amount,
+    /// Why it was slashed, if it was.
+    #[serde(default)]
+    pub slash_reason: Option<String>,
+}
+
+/// `economics`: tokens staked to a cluster on behalf of one contract (stake-to-compute).
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ComputeStakeRecord {
+    /// The contract's cluster when first staked.
+    pub cluster: u32,
+    /// Tokens staked (not unstaking).
+    #[serde(with = "crate::genesis::amount_str")]
+    pub total: Amount,
+    /// Each staker's tokens, by address ascending.
+    pub stakers: Vec<(Address, AmountStr)>,
+}
+
+/// An amount written as a decimal string in JSON.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+pub struct AmountStr(#[serde(with = "crate::genesis::amount_str")] pub Amount);
+
+/// `economics`: compute stake on its way back to a staker.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ComputeUnstake {
+    /// The staker.
+    pub staker: Address,
+    /// The contract it was staked for.
+    #[serde(with = "crate::block::hex32")]
+    pub contract: [u8; 32],
+    /// Tokens.
+    #[serde(with = "crate::genesis::amount_str")]
+    pub amount: Amount,
+    /// The height from which it is paid back (at the end of that block).
+    pub release_at: u64,
+}
+
+/// The account holding compute stake (apart from pools and vaults).
+pub fn compute_stake_account() -> Address {
+    Address::module("compute-stake")
 }
 
 /// Optional amounts as decimal strings.
@@ -389,13 +497,25 @@ mod tests {
     }
 
     #[test]
+    fn the_heartbeat_rate_per_hour_scales_with_the_block_time() {
+        let mut p = EconomicsParams::default();
+        assert_eq!(heartbeat_expected_interval(&p), 600, "6 an hour at 1 s blocks");
+        p.target_block_ms = 6_000;
+        assert_eq!(heartbeat_expected_interval(&p), 100, "6 an hour at 6 s blocks");
+        p.heartbeats_per_hour = 3_600_000;
+        assert_eq!(heartbeat_threshold(&p), u64::MAX, "more than one a block saturates");
+        p.heartbeat_interval_blocks = 10;
+        assert_eq!(heartbeat_expected_interval(&p), 10, "an explicit interval wins");
+    }
+
+    #[test]
     fn heartbeat_selection_follows_the_interval() {
         let c = heartbeat_challenge(&Hash([1; 32]), 7);
         let n = (0..2_000u32)
             .filter(|i| {
                 let mut w = [0u8; 32];
                 w[..4].copy_from_slice(&i.to_le_bytes());
-                heartbeat_selected(&c, &w, 10)
+                heartbeat_selected(&c, &w, u64::MAX / 10)
             })
             .count();
         assert!((120..280).contains(&n), "about one in ten: {n}");

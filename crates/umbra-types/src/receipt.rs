@@ -317,6 +317,18 @@ pub enum TxError {
         /// The owner.
         owner: crate::Address,
     },
+    /// State-root evidence that does not prove a worker disagreeing with its cluster's majority.
+    #[error("bad state-root evidence: {reason}")]
+    BadStateRootEvidence {
+        /// Why.
+        reason: String,
+    },
+    /// A heartbeat the chain refuses (wrong worker, no such or an expired challenge, forged score).
+    #[error("heartbeat refused: {reason}")]
+    BadHeartbeat {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The outcome of one included transaction.

@@ -148,6 +148,12 @@ pub enum StateKey {
     Agent(crate::contracts::ContractId),
     /// `contracts`: a cluster's own contract settings ([`crate::contracts::ClusterContractParams`]).
     ClusterContracts(crate::registry::ClusterId),
+    /// `economics`: compute stake on one contract ([`crate::economics::ComputeStakeRecord`]).
+    EconComputeStake(crate::contracts::ContractId),
+    /// `economics`: contracts with compute stake on one cluster (a `Vec<ContractId>`), ascending.
+    EconClusterStakes(u32),
+    /// `economics`: compute stake being paid back (a `Vec<ComputeUnstake>`), by release height.
+    EconUnstakes,
 }
 
 impl StateKey {

@@ -352,6 +352,48 @@ pub enum Call {
         /// The new owner.
         new_owner: Address,
     },
+    /// Stake tokens to a contract's cluster on behalf of the contract (stake-to-compute): the cluster's
+    /// workers weight the contract's queries by its stake. Held until unstaked.
+    StakeCompute {
+        /// The contract.
+        #[serde(with = "crate::block::hex32")]
+        contract: ContractId,
+        /// Tokens.
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+    },
+    /// Take back compute stake the signer put on a contract; paid back after
+    /// `params.economics.compute_unstake_blocks`.
+    UnstakeCompute {
+        /// The contract.
+        #[serde(with = "crate::block::hex32")]
+        contract: ContractId,
+        /// Tokens.
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+    },
+    /// Remove a worker without a session from its pool, freeing its slot (pool owner; anyone for a
+    /// worker that was slashed or whose registration was revoked or expired).
+    PoolReclaim {
+        /// The pool.
+        pool: PoolId,
+        /// The worker.
+        #[serde(with = "crate::block::hex32")]
+        worker: WorkerId,
+    },
+    /// Switch a vault between manual and automatic allocation (vault owner).
+    VaultSetMode {
+        /// The vault.
+        vault: VaultId,
+        /// Automatic allocation.
+        auto: bool,
+    },
+    /// Evidence that a worker's contract state root disagrees with the cluster majority: the worker's
+    /// own signed `ContractIncident` egress; anyone may submit it. Wrong evidence fails (fee paid).
+    ReportStateRootDisagreement {
+        /// The worker's signed incident.
+        message: SignedEgress,
+    },
 }
 
 impl Call {
@@ -397,6 +439,12 @@ impl Call {
             Call::SetAgentSecret { .. } => "set_agent_secret",
             Call::RemoveAgentSecret { .. } => "remove_agent_secret",
             Call::TransferAgentOwnership { .. } => "transfer_agent_ownership",
+    },
+            Call::StakeCompute { .. } => "stake_compute",
+            Call::UnstakeCompute { .. } => "unstake_compute",
+            Call::PoolReclaim { .. } => "pool_reclaim",
+            Call::VaultSetMode { .. } => "vault_set_mode",
+            Call::ReportStateRootDisagreement { .. } => "report_state_root_disagreement",
         }
     }
 }

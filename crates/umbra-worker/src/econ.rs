@@ -18,8 +18,19 @@
 //!   `EgressPayload::Benchmark { score }`. The chain records it while the worker has no session and
 //!   refuses it during one; no chain message asks for a new benchmark, so this is the only report.
 //! - On a `MessageBody::HeartbeatChallenge` addressed to it: `EgressPayload::Heartbeat { challenge,
-//!   score }`, with the sealed benchmark as the instant score (the chain caps it at
-//!   `heartbeat_cap_bps` of the recorded benchmark).
+//!   score }` with its latest **instant score**.
+//!
+//! # The instant score
+//! The host asks the enclave to re-run a short version of the same workload ([`INSTANT_ROUNDS`] rounds)
+//! whenever it is caught up with the chain, at most every 10 seconds ([`crate::Enclave::measure_instant`]);
+//! the instant score is `min(measured, benchmark)` (at least 1), so an honest worker never reports more
+//! than its recorded benchmark and the chain's cap (`heartbeat_cap_bps` of it, at least 100%) never
+//! refuses it, while a slowed-down machine reports less. Until the first measurement it is the benchmark.
+//!
+//! Handling chain messages stays deterministic for a given instant score, and a heartbeat's bytes are
+//! sealed in the outbox with the batch before they are sent: a restart re-sends the same signed bytes for
+//! the same sequence number instead of measuring again, so the worker never signs two different
+//! heartbeats with one sequence number (which would be slashable equivocation).
 
 use crate::enclave::{Enclave, EnclaveError, Platform};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -30,6 +41,8 @@ use umbra_types::{Hash, decode, encode, sha256};
 
 /// Rounds of the benchmark workload (1 MiB each).
 pub const BENCH_ROUNDS: u64 = 64;
+/// Rounds of the short workload behind the instant score.
+pub const INSTANT_ROUNDS: u64 = 8;
 /// Bytes of the benchmark buffer.
 pub const BENCH_BUFFER_BYTES: usize = 1 << 20;
 /// Sealing label of the benchmark file.
@@ -76,6 +89,15 @@ pub fn measure() -> u64 {
     score
 }
 
+/// Measures the short workload now: the instant score, `min(measured, benchmark)`, at least 1.
+pub fn measure_instant(benchmark: u64) -> u64 {
+    let start = std::time::Instant::now();
+    let digest = run_workload(INSTANT_ROUNDS);
+    let measured = score_of(INSTANT_ROUNDS, start.elapsed().as_micros());
+    tracing::debug!(target: "worker.econ", measured, benchmark, %digest, "instant score measured");
+    measured.min(benchmark).max(1)
+}
+
 /// The sealed score in `dir`, or a fresh measurement sealed there.
 pub(crate) fn load_or_measure(platform: &dyn Platform, dir: &Path) -> Result<u64, EnclaveError> {
     let path = dir.join(BENCH_FILE);
@@ -111,5 +133,16 @@ impl Enclave {
     /// The benchmark score this worker reports (measured on its first start, then sealed).
     pub fn benchmark_score(&self) -> u64 {
         self.benchmark
+    }
+
+    /// The instant score heartbeats carry (the benchmark until first measured).
+    pub fn instant_score(&self) -> u64 {
+        self.instant
+    }
+
+    /// Re-runs the short workload and keeps the result as the instant score (see the module notes).
+    pub fn measure_instant(&mut self) -> u64 {
+        self.instant = measure_instant(self.benchmark);
+        self.instant
     }
 }

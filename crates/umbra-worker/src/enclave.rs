@@ -220,6 +220,8 @@ pub struct Enclave {
     ready: bool,
     /// The benchmark score (see [`crate::econ`]).
     pub(crate) benchmark: u64,
+    /// The instant score heartbeats carry (see [`crate::econ`]).
+    pub(crate) instant: u64,
     engine: EngineThread,
 }
 
@@ -346,6 +348,7 @@ impl Enclave {
             interval: config.commitment_interval,
             ready: false,
             benchmark,
+            instant: benchmark,
             engine,
         };
         if !state_path.exists() {
@@ -1026,7 +1029,7 @@ impl Enclave {
                 }
             }
             MessageBody::HeartbeatChallenge { worker, challenge, deadline } if for_me(worker) => {
-                out.push(self.next_worker_egress(st, crate::econ::heartbeat(self.benchmark, *challenge)));
+                out.push(self.next_worker_egress(st, crate::econ::heartbeat(self.instant, *challenge)));
                 debug!(target: "worker.enclave", height, deadline, "answered a heartbeat challenge");
             }
             MessageBody::ContractInstantiated { contract, kind, code, deployer, args, time_ms } => {

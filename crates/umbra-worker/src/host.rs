@@ -455,12 +455,37 @@ impl Host {
     }
 
     /// At the head: prune the outbox with the chain's counters and submit what is still pending.
+    /// Stake-to-compute: weighs the query queue by the cluster's compute stakes (see
+    /// [`crate::schedule`]). Untrusted input is fine here: it only orders read-only queries.
+    async fn refresh_query_weights(&self, cluster: Option<umbra_types::registry::ClusterId>) {
+        let (Some(q), Some(cluster)) = (&self.queries, cluster) else { return };
+        match self
+            .rpc
+            .call::<umbra_rpc::EconClusterStakesInfo>(methods::ECON_CLUSTER_STAKES, rpc_params![cluster])
+            .await
+        {
+            Ok(info) => {
+                let stakes = info.contracts.iter().filter_map(|c| {
+                    let id: [u8; 32] = hex::decode(&c.contract).ok()?.try_into().ok()?;
+                    Some((id, c.stake))
+                });
+                q.set_weights(crate::schedule::Weights::new(stakes, info.free_quota_stake));
+            }
+            Err(e) => debug!(target: "worker.host", "cannot read the cluster's compute stakes: {e:?}"),
+        }
+    }
+
     async fn at_head(&mut self) {
         if self.last_resubmit.is_some_and(|t| t.elapsed() < RESUBMIT_EVERY) {
             return;
         }
         self.last_resubmit = Some(Instant::now());
         let status = self.enclave.status();
+        self.refresh_query_weights(status.cluster).await;
+        if status.registered {
+            let instant = self.enclave.measure_instant();
+            debug!(target: "worker.host", instant, "instant score measured");
+        }
         if status.registered
             && status.revoked.is_none()
             && self.head.saturating_add(RENEW_BEFORE_BLOCKS) >= status.expires_at

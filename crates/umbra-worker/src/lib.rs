@@ -24,6 +24,7 @@ pub mod http;
 mod keys;
 mod platform;
 pub mod query;
+pub mod schedule;
 mod state;
 mod verify;
 

@@ -80,13 +80,21 @@ impl std::fmt::Debug for QueryView {
 pub struct QueryService {
     view: Arc<RwLock<Option<Arc<QueryView>>>>,
     engine: Arc<std::sync::Mutex<EngineThread>>,
+    /// Stake-to-compute: queries take turns on the engine in weighted fair order ([`crate::schedule`]).
+    gate: Arc<crate::schedule::FairGate>,
 }
 
 impl QueryService {
     /// A service with its own engine thread and no view yet.
     pub fn start() -> std::io::Result<QueryService> {
         let engine = EngineThread::start("umbra-queries", umbra_engine::Limits::default())?;
-        Ok(QueryService { view: Arc::new(RwLock::new(None)), engine: Arc::new(std::sync::Mutex::new(engine)) })
+        let gate = Arc::new(crate::schedule::FairGate::new(crate::schedule::Weights::default()));
+        Ok(QueryService { view: Arc::new(RwLock::new(None)), engine: Arc::new(std::sync::Mutex::new(engine)), gate })
+    }
+
+    /// Sets the weights queries of each contract take turns by (their compute stakes).
+    pub fn set_weights(&self, weights: crate::schedule::Weights) {
+        self.gate.set_weights(weights);
     }
 
     /// Replaces the view queries run against.
@@ -133,6 +141,7 @@ impl QueryService {
             let caller = caller.ok_or(QueryError::EventsNeedCaller)?;
             Ok(umbra_engine::Outcome { output: events_of(contract, &caller, &q.args), ..Default::default() })
         } else {
+            let _turn = self.gate.enter(q.contract);
             let engine = self.engine.lock().map_err(|_| QueryError::NotReady)?;
             let (cluster, args) = (contract.cluster, &q.args);
             let contracts = &view.contracts;

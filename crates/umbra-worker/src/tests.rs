@@ -711,7 +711,7 @@ fn the_benchmark_is_measured_once_sealed_and_reported_on_registration_only() {
 }
 
 #[test]
-fn a_heartbeat_challenge_is_answered_with_the_sealed_score_and_others_are_ignored() {
+fn a_heartbeat_challenge_is_answered_with_the_instant_score_and_others_are_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut chain = Chain::new();
     let mut e = worker(&chain, dir.path(), 0);
@@ -729,12 +729,21 @@ fn a_heartbeat_challenge_is_answered_with_the_sealed_score_and_others_are_ignore
     assert_eq!(out[0].egress.seq, first[0].egress.seq + 1, "the worker's egress sequence continues");
     umbra_crypto::verify(&Address(id), &out[0].egress.signing_bytes(CHAIN), &out[0].signature)
         .expect("signed by the worker identity");
+    // The instant score: the short workload re-run, never above the benchmark; the next answer carries it.
+    let instant = e.measure_instant();
+    assert!((1..=score).contains(&instant), "instant {instant}, benchmark {score}");
+    assert_eq!(e.instant_score(), instant);
+    let next = Hash([10; 32]);
+    chain
+        .push(vec![(Topic::Worker(id), MessageBody::HeartbeatChallenge { worker: id, challenge: next, deadline: 20 })]);
+    let later = apply(&chain, &mut e, chain.height());
+    assert_eq!(later[0].egress.payload, EgressPayload::Heartbeat { challenge: next, score: instant });
     // Handling is deterministic: a second worker state replaying the same batch signs the same bytes.
     let copy = tempfile::tempdir().expect("tempdir");
     for f in ["machine-secret", "worker-keys.sealed", crate::econ::BENCH_FILE] {
         std::fs::copy(dir.path().join(f), copy.path().join(f)).expect("copies");
     }
     let mut twin = worker(&chain, copy.path(), 0);
-    let replay = apply(&chain, &mut twin, chain.height());
+    let replay = apply(&chain, &mut twin, chain.height() - 1);
     assert_eq!(encode(&replay[1..].to_vec()), encode(&out));
 }

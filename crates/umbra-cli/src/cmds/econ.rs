@@ -1,4 +1,5 @@
-//! `umbra pool ...`, `umbra vault ...` and `umbra econ budget`: compute economics from the command line.
+//! `umbra pool ...`, `umbra vault ...`, `umbra compute status`, `umbra stake-compute` and `umbra econ
+//! budget|stakes`: compute economics from the command line.
 //!
 //! Transactions (create, contribute, withdraw, start and stop computing, allocate) are signed with
 //! `--from` (default: the default key) and wait until final; queries print what the node reports
@@ -77,7 +78,16 @@ enum PoolCmd {
         /// The worker id.
         worker: String,
     },
+    /// Remove a worker without a session from the pool, freeing its slot: the owner for any idle worker,
+    /// anyone for a slashed, revoked or expired one. Its stake already returned when its cool-down ended.
+    Reclaim {
+        /// The pool.
+        pool: u64,
+        /// The worker id.
+        worker: String,
+    },
     /// One pool: value, shares, share price, workers with their sessions, the withdrawal queue.
+    #[command(visible_alias = "info")]
     Show {
         /// The pool.
         pool: u64,
@@ -136,7 +146,16 @@ enum VaultCmd {
         #[arg(long)]
         deallocate: bool,
     },
+    /// Switch the vault between allocation by hand (`manual`) and automatic allocation (`auto`) (owner).
+    Mode {
+        /// The vault.
+        vault: u64,
+        /// `manual` or `auto`.
+        #[arg(value_parser = ["manual", "auto"])]
+        mode: String,
+    },
     /// One vault: value, shares, free tokens and its pool allocations.
+    #[command(visible_alias = "info")]
     Show {
         /// The vault.
         vault: u64,
@@ -144,6 +163,38 @@ enum VaultCmd {
         #[arg(long)]
         holder: Option<String>,
     },
+}
+
+/// `umbra compute ...`
+#[derive(Args, Debug)]
+pub(crate) struct ComputeArgs {
+    #[command(subcommand)]
+    cmd: ComputeCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum ComputeCmd {
+    /// One worker's (or every worker with a session's) V, P, responsiveness and rewards so far.
+    Status {
+        /// The worker id [default: every worker with a session].
+        worker: Option<String>,
+    },
+}
+
+/// `umbra stake-compute CONTRACT AMOUNT`
+#[derive(Args, Debug)]
+pub(crate) struct StakeComputeArgs {
+    /// The contract id (64 hex digits).
+    contract: String,
+    /// Tokens, in whole tokens.
+    #[arg(value_parser = parse_amount_arg)]
+    amount: Amount,
+    /// Take back `amount` of the signer's compute stake instead (paid back after the unstake delay).
+    #[arg(long)]
+    unstake: bool,
+    /// The signing key's name in the keystore [default: the default key].
+    #[arg(long)]
+    from: Option<String>,
 }
 
 /// `umbra econ ...`
@@ -157,6 +208,15 @@ pub(crate) struct EconArgs {
 enum EconCmd {
     /// The current per-block rewards budget, its validator and compute parts, and the reserve left.
     Budget,
+    /// Compute stake on a contract (stake-to-compute), or with `--cluster` every staked contract of a cluster.
+    Stakes {
+        /// The contract id (64 hex digits).
+        #[arg(required_unless_present = "cluster")]
+        contract: Option<String>,
+        /// A cluster instead.
+        #[arg(long, conflicts_with = "contract")]
+        cluster: Option<u32>,
+    },
 }
 
 fn addresses(ctx: &Ctx, specs: &[String]) -> Result<Vec<Address>> {
@@ -198,6 +258,7 @@ pub(crate) fn pool(ctx: &Ctx, args: PoolArgs) -> Result<()> {
             }
             PoolCmd::Start { worker, stake } => Call::StartComputing { worker: parse_worker_id(&worker)?, stake },
             PoolCmd::Stop { worker } => Call::StopComputing { worker: parse_worker_id(&worker)? },
+            PoolCmd::Reclaim { pool, worker } => Call::PoolReclaim { pool, worker: parse_worker_id(&worker)? },
             PoolCmd::Show { pool, holder } => return show_pool(ctx, pool, holder).await,
             PoolCmd::List => return list_pools(ctx).await,
         };
@@ -218,6 +279,7 @@ pub(crate) fn vault(ctx: &Ctx, args: VaultArgs) -> Result<()> {
             VaultCmd::Allocate { vault, pool, amount, deallocate: true } => {
                 Call::VaultDeallocate { vault, pool, shares: amount }
             }
+            VaultCmd::Mode { vault, mode } => Call::VaultSetMode { vault, auto: mode == "auto" },
             VaultCmd::Show { vault, holder } => return show_vault(ctx, vault, holder).await,
         };
         send_call(ctx, args.from, call).await.map(|_| ())
@@ -227,7 +289,9 @@ pub(crate) fn vault(ctx: &Ctx, args: VaultArgs) -> Result<()> {
 /// `umbra econ ...`
 pub(crate) fn econ(ctx: &Ctx, args: EconArgs) -> Result<()> {
     block_on(async {
-        let EconCmd::Budget = args.cmd;
+        if let EconCmd::Stakes { contract, cluster } = args.cmd {
+            return show_stakes(ctx, contract, cluster).await;
+        }
         let b = ctx.client()?.econ_budget().await?;
         if ctx.json {
             return ctx.print_json(&b);
@@ -382,4 +446,131 @@ async fn show_vault(ctx: &Ctx, id: u64, holder: Option<String>) -> Result<()> {
         println!("position   {} shares worth {}", json_amount(&p["shares"]), json_amount(&p["value"]));
     }
     Ok(())
+}
+
+fn parse_contract_id(s: &str) -> Result<[u8; 32]> {
+    let bytes = hex::decode(s.trim().trim_start_matches("0x"))
+        .map_err(|e| anyhow::anyhow!("a contract id is 64 hex digits: {e}"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("a contract id is 32 bytes (64 hex digits)"))
+}
+
+async fn show_stakes(ctx: &Ctx, contract: Option<String>, cluster: Option<u32>) -> Result<()> {
+    let client = ctx.client()?;
+    if let Some(c) = cluster {
+        let info = client.econ_cluster_stakes(c).await?;
+        if ctx.json {
+            return ctx.print_json(&info);
+        }
+        println!(
+            "cluster {} (height {}): free quota weight {}",
+            info.cluster,
+            info.height,
+            show_amount(info.free_quota_stake)
+        );
+        for s in &info.contracts {
+            println!("  {}  {}", s.contract, show_amount(s.stake));
+        }
+        return Ok(());
+    }
+    let id = parse_contract_id(contract.as_deref().unwrap_or_default())?;
+    let info = client.econ_compute_stake(&id).await?;
+    if ctx.json {
+        return ctx.print_json(&info);
+    }
+    print_rows(&[
+        ("contract", info.contract.clone()),
+        ("cluster", info.cluster.map(|c| c.to_string()).unwrap_or_else(|| "-".into())),
+        ("staked", show_amount(info.total)),
+        ("stakers", info.stakers.len().to_string()),
+        (
+            "unstaking",
+            info.unstaking
+                .iter()
+                .map(|u| format!("{} at {}", show_amount(u.amount), u.release_at))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    ]);
+    Ok(())
+}
+
+/// `umbra stake-compute CONTRACT AMOUNT`
+pub(crate) fn stake_compute(ctx: &Ctx, args: StakeComputeArgs) -> Result<()> {
+    block_on(async {
+        let contract = parse_contract_id(&args.contract)?;
+        let call = if args.unstake {
+            Call::UnstakeCompute { contract, amount: args.amount }
+        } else {
+            Call::StakeCompute { contract, amount: args.amount }
+        };
+        send_call(ctx, args.from, call).await.map(|_| ())
+    })?
+}
+
+/// `umbra compute status [WORKER]`
+pub(crate) fn compute(ctx: &Ctx, args: ComputeArgs) -> Result<()> {
+    block_on(async {
+        let ComputeCmd::Status { worker } = args.cmd;
+        let client = ctx.client()?;
+        let single = worker.is_some();
+        let ids = match worker {
+            Some(w) => vec![parse_worker_id(&w)?],
+            None => {
+                let b = client.econ_budget().await?;
+                b.sessions.iter().map(|s| parse_worker_id(s)).collect::<Result<Vec<_>>>()?
+            }
+        };
+        let mut rows = Vec::new();
+        for id in &ids {
+            let w = client.econ_worker(id).await?;
+            let r = &w.record;
+            let s = r.session.as_ref();
+            rows.push(serde_json::json!({
+                "worker": w.worker,
+                "height": w.height,
+                "pool": r.pool,
+                "state": s.map(|s| match s.state {
+                    umbra_types::economics::SessionState::Computing => "computing".to_string(),
+                    umbra_types::economics::SessionState::CoolingDown { until } => format!("cooling_down until {until}"),
+                }).unwrap_or_else(|| "idle".into()),
+                "v": s.map(|s| s.value.to_string()),
+                "p": r.score,
+                "benchmark": r.initial_score,
+                "responsive": s.map(|s| s.responsive),
+                "stake": s.map(|s| s.stake.to_string()),
+                "share": w.share.to_string(),
+                "rewards": r.rewards.to_string(),
+                "answered": r.answered,
+                "missed": r.missed,
+                "slashed": r.slashed,
+            }));
+        }
+        if ctx.json {
+            return if single { ctx.print_json(&rows[0]) } else { ctx.print_json(&rows) };
+        }
+        if rows.is_empty() {
+            println!("no worker has a session");
+        }
+        for (id, v) in ids.iter().zip(&rows) {
+            let resp = match v["responsive"].as_bool() {
+                Some(true) => "responsive",
+                Some(false) => "UNRESPONSIVE",
+                None => "-",
+            };
+            println!(
+                "{}  {}  V {}  P {} (benchmark {})  {}  rewards {}  heartbeats {} answered {} missed{}",
+                hex::encode(id),
+                v["state"].as_str().unwrap_or_default(),
+                v["v"].as_str().unwrap_or("-"),
+                v["p"],
+                v["benchmark"],
+                resp,
+                json_amount(&v["rewards"]),
+                v["answered"],
+                v["missed"],
+                if v["slashed"] == true { ", SLASHED" } else { "" }
+            );
+        }
+        Ok(())
+    })?
 }

@@ -55,9 +55,10 @@ use crate::modules::balances::{Balances, treasury};
 use crate::modules::registry::{self, Registry};
 use crate::{BlockEnv, Overlay, RuntimeError, StateRead};
 use umbra_types::economics::{
-    BudgetRecord, Holding, PendingHeartbeat, PoolRecord, Session, SessionState, VaultRecord, WithdrawalRequest,
-    WorkerEconRecord, WorkerIdHex32, heartbeat_challenge, heartbeat_selected, min_stake, mul_div, vault_address,
-    worker_share, worker_value,
+    AmountStr, BudgetRecord, ComputeStakeRecord, ComputeUnstake, Holding, PendingHeartbeat, PoolRecord, Session,
+    SessionState, VaultRecord, WithdrawalRequest, WorkerEconRecord, WorkerIdHex32, compute_stake_account,
+    heartbeat_challenge, heartbeat_selected, heartbeat_threshold, min_stake, mul_div, vault_address, worker_share,
+    worker_value,
 };
 use umbra_types::state_keys::StateKey;
 use umbra_types::{
@@ -560,6 +561,7 @@ impl Economics {
                     responsive: true,
                     pending: None,
                     earned: 0,
+                    expired: None,
                 });
                 self.put_worker(s, worker, &w);
                 self.put_pool(s, &p);
@@ -640,18 +642,30 @@ impl Economics {
                         tracing::info!(target: "economics.benchmark", score, "benchmark recorded");
                     }
                     EgressPayload::Heartbeat { challenge, score } => {
+                        let refuse = |r: String| Fail::Tx(TxError::BadHeartbeat { reason: r });
                         let pool = w.pool;
                         let Some(sess) = w.session.as_mut() else {
-                            return Err(pre("the worker has no session"));
+                            return Err(refuse("the worker has no session".into()));
                         };
-                        match &sess.pending {
-                            Some(PendingHeartbeat { challenge: c, .. }) if c == challenge => {}
-                            _ => return Err(pre("no such challenge is pending for this worker")),
+                        match (&sess.pending, &sess.expired) {
+                            (Some(PendingHeartbeat { challenge: c, .. }), _) if c == challenge => {}
+                            (_, Some(PendingHeartbeat { challenge: c, deadline })) if c == challenge => {
+                                return Err(refuse(format!(
+                                    "the challenge expired at height {deadline}; answer the next one"
+                                )));
+                            }
+                            _ => return Err(refuse("no such challenge is pending for this worker".into())),
+                        }
+                        let cap = mul_div(u128::from(w.initial_score), u128::from(ep.heartbeat_cap_bps), 10_000);
+                        if *score == 0 || u128::from(*score) > cap {
+                            return Err(refuse(format!(
+                                "instant score {score} is outside 1..={cap} ({} bps of the benchmark {})",
+                                ep.heartbeat_cap_bps, w.initial_score
+                            )));
                         }
                         sess.pending = None;
                         sess.responsive = true;
-                        let cap = mul_div(u128::from(w.initial_score), u128::from(ep.heartbeat_cap_bps), 10_000);
-                        w.score = u64::try_from(u128::from(*score).min(cap)).unwrap_or(u64::MAX);
+                        w.score = *score;
                         w.answered = w.answered.saturating_add(1);
                         if let Some(pool) = pool
                             && let Some(mut p) = self.pool(s, pool).await?
@@ -697,38 +711,349 @@ impl Economics {
                     umbra_crypto::verify(&Address(id), &m.egress.signing_bytes(cx.chain_id), &m.signature)
                         .map_err(|_| bad("a signature does not verify under the worker's key"))?;
                 }
-                let rec = deps.reg.worker(s, &id).await?.ok_or(Fail::Tx(TxError::UnknownWorker))?;
-                let mut w = self.worker(s, &id).await?;
-                if w.slashed {
+                if self.worker(s, &id).await?.slashed {
                     return Err(bad("the worker was already slashed"));
                 }
-                w.slashed = true;
-                let mut slashed = 0;
-                if let (Some(pool), Some(sess)) = (w.pool, w.session.as_mut()) {
-                    slashed = bps(sess.stake, cx.params.economics.slash_bps);
-                    sess.stake -= slashed;
-                    sess.pending = None;
-                    if sess.state == SessionState::Computing {
-                        sess.state = SessionState::CoolingDown {
-                            until: cx.env.height.saturating_add(cx.params.economics.cooldown_blocks),
-                        };
-                    }
-                    let mut p = self.get_pool(s, pool).await?;
-                    p.locked = p.locked.checked_sub(slashed).ok_or(RuntimeError::Corrupt("econ pool locked"))?;
-                    self.put_pool(s, &p);
-                    if slashed > 0 {
-                        deps.bal.transfer(s, &escrow(), &treasury(), slashed).await??;
-                    }
-                }
-                self.put_worker(s, &id, &w);
-                if rec.revoked.is_none() {
-                    deps.reg.revoke_worker(cx, s, &id, "equivocation: two signed messages with one sequence").await??;
-                }
-                tracing::warn!(target: "economics.slash", height = cx.env.height, slashed, "worker slashed for equivocation");
+                self.slash(cx, s, deps, &id, "equivocation: two signed messages with one sequence").await?;
                 Ok(())
             }
             .await,
         )
+    }
+
+    /// Slashes `slash_bps` of a worker's session stake to the treasury (the pool's holders share the
+    /// loss through the share price), stops its session and revokes its registration.
+    async fn slash<S: StateRead>(
+        &self,
+        cx: &registry::Ctx<'_>,
+        s: &mut Overlay<'_, S>,
+        deps: &Deps<'_>,
+        id: &WorkerId,
+        reason: &str,
+    ) -> Res<Amount> {
+        let rec = deps.reg.worker(s, id).await?.ok_or(Fail::Tx(TxError::UnknownWorker))?;
+        let mut w = self.worker(s, id).await?;
+        w.slashed = true;
+        w.slash_reason = Some(reason.to_string());
+        let mut slashed = 0;
+        if let (Some(pool), Some(sess)) = (w.pool, w.session.as_mut()) {
+            slashed = bps(sess.stake, cx.params.economics.slash_bps);
+            sess.stake -= slashed;
+            sess.pending = None;
+            if sess.state == SessionState::Computing {
+                sess.state = SessionState::CoolingDown {
+                    until: cx.env.height.saturating_add(cx.params.economics.cooldown_blocks),
+                };
+            }
+            let mut p = self.get_pool(s, pool).await?;
+            p.locked = p.locked.checked_sub(slashed).ok_or(RuntimeError::Corrupt("econ pool locked"))?;
+            self.put_pool(s, &p);
+            if slashed > 0 {
+                deps.bal.transfer(s, &escrow(), &treasury(), slashed).await??;
+            }
+        }
+        self.put_worker(s, id, &w);
+        if rec.revoked.is_none() {
+            deps.reg.revoke_worker(cx, s, id, reason).await??;
+        }
+        tracing::warn!(target: "economics.slash", height = cx.env.height, slashed, reason, "worker slashed");
+        Ok(slashed)
+    }
+
+    /// `Call::ReportStateRootDisagreement`: `message` is a worker's signed `ContractIncident` saying its
+    /// root of command `seq` differs from the recorded one. It proves misbehaviour when the signature
+    /// verifies under the worker's key, the worker is a member of the contract's cluster, the recorded
+    /// result is older than `heartbeat_window_blocks` (the members had a window to dispute it), and the
+    /// workers disputing that result (recorded incidents of other workers plus this one) are fewer
+    /// than half the cluster's members: the recorded root is the majority's and this worker's is not.
+    pub(crate) async fn report_state_root<S: StateRead>(
+        &self,
+        cx: &registry::Ctx<'_>,
+        s: &mut Overlay<'_, S>,
+        deps: &Deps<'_>,
+        message: &SignedEgress,
+    ) -> Result<Result<(), TxError>, RuntimeError> {
+        use umbra_types::contracts::{CommandRecord, ContractRecord, Incident};
+        use umbra_types::registry::ClusterRecord;
+        settle(
+            async {
+                let bad = |r: &str| Fail::Tx(TxError::BadStateRootEvidence { reason: r.into() });
+                let e = &message.egress;
+                let Origin::Worker(id) = e.origin else { return Err(bad("the message is not a worker's")) };
+                let EgressPayload::ContractIncident { contract, seq, state_root } = &e.payload else {
+                    return Err(bad("the message is not a contract incident"));
+                };
+                umbra_crypto::verify(&Address(id), &e.signing_bytes(cx.chain_id), &message.signature)
+                    .map_err(|_| bad("the signature does not verify under the worker's key"))?;
+                if self.worker(s, &id).await?.slashed {
+                    return Err(bad("the worker was already slashed"));
+                }
+                let rec: ContractRecord = s
+                    .get(&StateKey::Contract(*contract), "contracts contract")
+                    .await?
+                    .ok_or(bad("no such contract"))?;
+                let cmd: Option<CommandRecord> =
+                    s.get(&StateKey::ContractCommand { contract: *contract, seq: *seq }, "contracts command").await?;
+                let Some(result) = cmd.and_then(|c| c.result) else {
+                    return Err(bad("the command has no recorded result"));
+                };
+                if result.state_root == *state_root {
+                    return Err(bad("the worker's root agrees with the recorded one"));
+                }
+                let window = cx.params.economics.heartbeat_window_blocks;
+                if cx.env.height <= result.reported_at.saturating_add(window) {
+                    return Err(bad(&format!(
+                        "the dispute window of the result ends at height {}",
+                        result.reported_at.saturating_add(window)
+                    )));
+                }
+                let cluster: ClusterRecord = s
+                    .get(&StateKey::Cluster(rec.cluster), "registry cluster")
+                    .await?
+                    .ok_or(bad("the contract's cluster is gone"))?;
+                if !cluster.members.iter().any(|m| m.0 == id) {
+                    return Err(bad("the worker is not a member of the contract's cluster"));
+                }
+                let incidents: Vec<Incident> =
+                    s.get(&StateKey::ContractIncidents(*contract), "contracts incidents").await?.unwrap_or_default();
+                let mut disputing: Vec<WorkerId> = incidents
+                    .iter()
+                    .filter(|i| i.seq == *seq && i.reported != result.state_root)
+                    .map(|i| i.worker)
+                    .collect();
+                disputing.push(id);
+                disputing.sort();
+                disputing.dedup();
+                if disputing.len() * 2 >= cluster.members.len() {
+                    return Err(bad(&format!(
+                        "{} of the cluster's {} members dispute the recorded root: it is not the majority's",
+                        disputing.len(),
+                        cluster.members.len()
+                    )));
+                }
+                self.slash(cx, s, deps, &id, "contract state root disagrees with the cluster majority").await?;
+                Ok(())
+            }
+            .await,
+        )
+    }
+
+    /// `Call::PoolReclaim`.
+    pub(crate) async fn reclaim<S: StateRead>(
+        &self,
+        env: &BlockEnv,
+        s: &mut Overlay<'_, S>,
+        reg: &Registry,
+        signer: &Address,
+        pool: PoolId,
+        worker: &WorkerId,
+    ) -> Result<Result<(), TxError>, RuntimeError> {
+        settle(
+            async {
+                let mut p = self.get_pool(s, pool).await?;
+                let mut w = self.worker(s, worker).await?;
+                if w.pool != Some(pool) {
+                    return Err(pre(format!("the worker is not in pool {pool}")));
+                }
+                let active = reg.worker(s, worker).await?.is_some_and(|r| r.is_active(env.height));
+                if p.owner != *signer && active && !w.slashed {
+                    return Err(Fail::Tx(TxError::NotAuthorized {
+                        reason: "only the pool's owner may reclaim an active worker".into(),
+                    }));
+                }
+                match &w.session {
+                    Some(Session { state: SessionState::Computing, .. }) => {
+                        return Err(pre("the worker is computing: stop it first"));
+                    }
+                    Some(Session { state: SessionState::CoolingDown { until }, .. }) => {
+                        return Err(pre(format!("the worker's stake cools down until height {until}")));
+                    }
+                    None => {}
+                }
+                p.workers.retain(|x| x.0 != *worker);
+                w.pool = None;
+                self.put_pool(s, &p);
+                self.put_worker(s, worker, &w);
+                tracing::info!(target: "economics.reclaim", pool, height = env.height, "worker reclaimed from its pool");
+                Ok(())
+            }
+            .await,
+        )
+    }
+
+    /// `Call::VaultSetMode`.
+    pub(crate) async fn vault_set_mode<S: StateRead>(
+        &self,
+        s: &mut Overlay<'_, S>,
+        signer: &Address,
+        vault: VaultId,
+        auto: bool,
+    ) -> Result<Result<(), TxError>, RuntimeError> {
+        settle(
+            async {
+                let mut v = self.get_vault(s, vault).await?;
+                if v.owner != *signer {
+                    return Err(not_owner("vault"));
+                }
+                if v.auto == auto {
+                    return Err(pre(format!("the vault is already {}", if auto { "automatic" } else { "manual" })));
+                }
+                v.auto = auto;
+                self.put_vault(s, &v);
+                Ok(())
+            }
+            .await,
+        )
+    }
+
+    // ---- stake-to-compute ----
+
+    /// Compute stake on one contract.
+    pub(crate) async fn compute_stake<S: StateRead>(
+        &self,
+        s: &Overlay<'_, S>,
+        contract: &[u8; 32],
+    ) -> Result<Option<ComputeStakeRecord>, RuntimeError> {
+        s.get(&StateKey::EconComputeStake(*contract), "econ compute stake").await
+    }
+
+    /// Contracts with compute stake on a cluster, ascending.
+    pub(crate) async fn cluster_stakes<S: StateRead>(
+        &self,
+        s: &Overlay<'_, S>,
+        cluster: u32,
+    ) -> Result<Vec<[u8; 32]>, RuntimeError> {
+        Ok(s.get(&StateKey::EconClusterStakes(cluster), "econ cluster stakes").await?.unwrap_or_default())
+    }
+
+    /// Compute stake on its way back, by release height.
+    pub(crate) async fn unstakes<S: StateRead>(&self, s: &Overlay<'_, S>) -> Result<Vec<ComputeUnstake>, RuntimeError> {
+        Ok(s.get(&StateKey::EconUnstakes, "econ unstakes").await?.unwrap_or_default())
+    }
+
+    /// `Call::StakeCompute`.
+    pub(crate) async fn stake_compute<S: StateRead>(
+        &self,
+        s: &mut Overlay<'_, S>,
+        bal: &Balances,
+        params: &Params,
+        signer: &Address,
+        contract: &[u8; 32],
+        amount: Amount,
+    ) -> Result<Result<(), TxError>, RuntimeError> {
+        use umbra_types::contracts::ContractRecord;
+        settle(
+            async {
+                if amount == 0 {
+                    return Err(TxError::ZeroAmount.into());
+                }
+                let c: ContractRecord = s
+                    .get(&StateKey::Contract(*contract), "contracts contract")
+                    .await?
+                    .ok_or(Fail::Tx(TxError::UnknownContract))?;
+                let max = params.economics.max_compute_stakers as usize;
+                let mut rec = self.compute_stake(s, contract).await?.unwrap_or_else(|| ComputeStakeRecord {
+                    cluster: c.cluster,
+                    total: 0,
+                    stakers: Vec::new(),
+                });
+                if rec.total == 0 {
+                    let mut list = self.cluster_stakes(s, rec.cluster).await?;
+                    if list.binary_search(contract).is_err() {
+                        if list.len() >= max {
+                            return Err(pre("the cluster has the most staked contracts allowed"));
+                        }
+                        insert_sorted(&mut list, *contract);
+                        s.put(&StateKey::EconClusterStakes(rec.cluster), &list);
+                    }
+                }
+                rec.total = rec.total.checked_add(amount).ok_or(Fail::Tx(TxError::Overflow))?;
+                match rec.stakers.binary_search_by(|(a, _)| a.cmp(signer)) {
+                    Ok(i) => rec.stakers[i].1.0 = rec.stakers[i].1.0.saturating_add(amount),
+                    Err(i) => {
+                        if rec.stakers.len() >= max {
+                            return Err(pre("the contract has the most stakers allowed"));
+                        }
+                        rec.stakers.insert(i, (*signer, AmountStr(amount)));
+                    }
+                }
+                bal.transfer(s, signer, &compute_stake_account(), amount).await??;
+                s.put(&StateKey::EconComputeStake(*contract), &rec);
+                Ok(())
+            }
+            .await,
+        )
+    }
+
+    /// `Call::UnstakeCompute`.
+    pub(crate) async fn unstake_compute<S: StateRead>(
+        &self,
+        env: &BlockEnv,
+        s: &mut Overlay<'_, S>,
+        params: &Params,
+        signer: &Address,
+        contract: &[u8; 32],
+        amount: Amount,
+    ) -> Result<Result<(), TxError>, RuntimeError> {
+        settle(
+            async {
+                if amount == 0 {
+                    return Err(TxError::ZeroAmount.into());
+                }
+                let mut rec =
+                    self.compute_stake(s, contract).await?.ok_or_else(|| pre("no compute stake on this contract"))?;
+                let i = rec
+                    .stakers
+                    .binary_search_by(|(a, _)| a.cmp(signer))
+                    .map_err(|_| pre("the signer has no compute stake on this contract"))?;
+                let held = rec.stakers[i].1.0;
+                if amount > held {
+                    return Err(TxError::InsufficientBalance { needed: amount, available: held }.into());
+                }
+                let mut unstakes = self.unstakes(s).await?;
+                if unstakes.len() >= params.economics.max_holders as usize {
+                    return Err(pre("too many unstakings are waiting; try again later"));
+                }
+                if held == amount {
+                    rec.stakers.remove(i);
+                } else {
+                    rec.stakers[i].1.0 = held - amount;
+                }
+                rec.total -= amount;
+                if rec.total == 0 {
+                    let mut list = self.cluster_stakes(s, rec.cluster).await?;
+                    remove_sorted(&mut list, contract);
+                    s.put(&StateKey::EconClusterStakes(rec.cluster), &list);
+                }
+                let release_at = env.height.saturating_add(params.economics.compute_unstake_blocks);
+                unstakes.push(ComputeUnstake { staker: *signer, contract: *contract, amount, release_at });
+                s.put(&StateKey::EconUnstakes, &unstakes);
+                s.put(&StateKey::EconComputeStake(*contract), &rec);
+                Ok(())
+            }
+            .await,
+        )
+    }
+
+    /// Pays back compute stake whose delay ended.
+    async fn release_unstakes<S: StateRead>(
+        &self,
+        env: &BlockEnv,
+        s: &mut Overlay<'_, S>,
+        bal: &Balances,
+    ) -> Result<(), RuntimeError> {
+        let unstakes = self.unstakes(s).await?;
+        if unstakes.first().is_none_or(|u| u.release_at > env.height) {
+            return Ok(());
+        }
+        let (due, keep): (Vec<_>, Vec<_>) = unstakes.into_iter().partition(|u| u.release_at <= env.height);
+        for u in due {
+            if bal.transfer(s, &compute_stake_account(), &u.staker, u.amount).await?.is_err() {
+                return Err(RuntimeError::Corrupt("compute stake account"));
+            }
+        }
+        s.put(&StateKey::EconUnstakes, &keep);
+        Ok(())
     }
 
     // ---- vaults ----
@@ -1010,6 +1335,7 @@ impl Economics {
                     && env.height > pend.deadline
                 {
                     sess.responsive = false;
+                    sess.expired = sess.pending.take();
                     w.missed = w.missed.saturating_add(1);
                     if let Some(mut p) = self.pool(s, pool).await? {
                         p.heartbeats_missed = p.heartbeats_missed.saturating_add(1);
@@ -1051,12 +1377,14 @@ impl Economics {
                 if let Some(sess) = w.session.as_mut() {
                     sess.earned = sess.earned.saturating_add(paid_p).saturating_add(paid_c);
                 }
+                w.rewards = w.rewards.saturating_add(paid_t).saturating_add(paid_c).saturating_add(paid_p);
                 self.put_pool(s, &p);
                 tracing::trace!(target: "economics.reward", pool, pay, paid_t, paid_c, paid_p, "compute reward");
             }
         }
         // 3. New challenges, and release of cooled stake.
         let challenge = heartbeat_challenge(&env.parent, env.height);
+        let threshold = heartbeat_threshold(ep);
         let mut remaining = Vec::with_capacity(records.len());
         for (id, mut w) in records {
             let mut keep = true;
@@ -1064,7 +1392,10 @@ impl Economics {
             if let Some(sess) = w.session.as_mut() {
                 match sess.state {
                     SessionState::Computing => {
-                        if sess.pending.is_none() && heartbeat_selected(&challenge, &id, ep.heartbeat_interval_blocks) {
+                        // An unresponsive worker is challenged at once, so it can recover by answering.
+                        if sess.pending.is_none()
+                            && (!sess.responsive || heartbeat_selected(&challenge, &id, threshold))
+                        {
                             let deadline = env.height.saturating_add(ep.heartbeat_window_blocks);
                             let body = MessageBody::HeartbeatChallenge { worker: id, challenge, deadline };
                             if crate::modules::mq::emit(s, params.registry.max_block_messages, Topic::Worker(id), body)
@@ -1129,7 +1460,9 @@ impl Economics {
                 self.put_vault(s, &v);
             }
         }
-        // 6. Budget decay.
+        // 6. Compute stake whose delay ended goes back to its stakers.
+        self.release_unstakes(env, s, bal).await?;
+        // 7. Budget decay.
         let mut budget = self.budget(s, params).await?;
         if env.height.is_multiple_of(ep.decay_period_blocks) {
             budget.budget = mul_div(budget.budget, u128::from(10_000 - ep.decay_bps.min(10_000)), 10_000);
