@@ -439,7 +439,6 @@ impl Call {
             Call::SetAgentSecret { .. } => "set_agent_secret",
             Call::RemoveAgentSecret { .. } => "remove_agent_secret",
             Call::TransferAgentOwnership { .. } => "transfer_agent_ownership",
-    },
             Call::StakeCompute { .. } => "stake_compute",
             Call::UnstakeCompute { .. } => "unstake_compute",
             Call::PoolReclaim { .. } => "pool_reclaim",

@@ -100,6 +100,7 @@ impl AgentView {
             next_seq: 0,
             roots: BTreeMap::new(),
             stalled: None,
+            events: BTreeMap::new(),
         };
         AgentView {
             chain_id: chain_id.to_string(),
