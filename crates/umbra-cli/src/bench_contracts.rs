@@ -296,11 +296,17 @@ pub(crate) async fn query(queries: usize, cold: usize, json: bool) -> Result<()>
     net.wait_reported(&id, 1, Duration::from_secs(60)).await?;
     // Worker 1 is the cluster member (worker 0 the gatekeeper). Check it on chain once, as the SDK does.
     let url = format!("http://127.0.0.1:{}", port + 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let first = loop {
-        match umbra_sdk::query(&net.client, &url, &id, "get", b"", None).await {
+        let last = match umbra_sdk::query(&net.client, &url, &id, "get", b"", None).await {
             Ok(q) if q.result == Ok(b"1".to_vec()) => break q,
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(q) => format!("it answered {:?}", q.result.map(|o| String::from_utf8_lossy(&o).into_owned())),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() > deadline {
+            bail!("the worker at {url} did not answer the benchmark contract's query within 60 s: {last}");
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let (worker, _) = net.client.worker(&first.worker).await?;
     let worker = worker.context("the worker's record")?;

@@ -30,10 +30,18 @@ pub type ContractKey = [u8; 32];
 const SCALE: u128 = 1 << 64;
 
 /// Weights of contracts: their compute stake, with a floor for the unstaked.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Weights {
     stakes: BTreeMap<ContractKey, u128>,
+    /// At least 1 (it divides virtual time).
     free_quota: u128,
+}
+
+impl Default for Weights {
+    /// No stakes yet: every contract has the same weight.
+    fn default() -> Self {
+        Weights::new([], 1)
+    }
 }
 
 impl Weights {
@@ -295,5 +303,12 @@ mod tests {
         assert_eq!(log.len(), 16);
         let a_first_eight = log[..8].iter().filter(|c| **c == A).count();
         assert!(a_first_eight >= 5, "A (3x the stake) goes about three times as often while both wait: {log:?}");
+    }
+
+    #[test]
+    fn the_default_weights_give_every_contract_weight_one_so_the_first_query_before_any_stake_is_read_is_served() {
+        let mut q = FairQueue::new(Weights::default());
+        q.push([1; 32], 1, ());
+        assert_eq!(q.pop().map(|(c, _)| c), Some([1; 32]));
     }
 }
