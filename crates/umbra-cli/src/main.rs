@@ -14,8 +14,8 @@ mod dev;
 mod genesis;
 mod keys;
 mod node;
-mod typescript;
 mod sim;
+mod typescript;
 
 use clap::{ColorChoice, Parser, Subcommand};
 use std::path::PathBuf;

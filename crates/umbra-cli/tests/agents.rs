@@ -469,17 +469,7 @@ fn agents_serve_sealed_and_plain_requests_keep_secrets_in_the_enclave_and_obey_t
     for (i, value) in [10, 20].iter().enumerate() {
         let args = format!(r#"{{"value":{value},"consent":true}}"#);
         // `contract command` exits non-zero unless the command ran (its summary goes to stderr).
-        net.cli_ok(&[
-            "contract",
-            "call",
-            &stats,
-            "submit",
-            "--args",
-            &args,
-            "--from",
-            &format!("user{i}"),
-            "--wait",
-        ]);
+        net.cli_ok(&["contract", "call", &stats, "submit", "--args", &args, "--from", &format!("user{i}"), "--wait"]);
     }
     assert_error(&net.wait_status(1, &stats, "/stats", 403, &[]), 403, "at least 3");
     net.cli_ok(&[
