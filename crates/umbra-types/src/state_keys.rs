@@ -146,6 +146,9 @@ pub enum StateKey {
     ContractIncidents(crate::contracts::ContractId),
     /// `agents`: an agent's owner, versions, policy and sealed secrets ([`crate::agents::AgentRecord`]).
     Agent(crate::contracts::ContractId),
+    /// `agents`: an agent's committed egress receipt batches (a `Vec<crate::agents::ReceiptCommit>`, the latest
+    /// [`crate::agents::MAX_RECEIPT_COMMITS`], oldest first).
+    AgentReceipts(crate::contracts::ContractId),
 }
 
 impl StateKey {
