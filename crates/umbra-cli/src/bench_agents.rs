@@ -137,7 +137,7 @@ pub(crate) fn run(args: AgentBench) -> Result<()> {
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let id = [7u8; 32];
-    let agents = AgentService::start()?;
+    let agents = AgentService::start(umbra_worker::agents::EgressSettings::default())?;
     agents.update(AgentView::for_benchmark("umbra-bench", id, TRIVIAL.as_bytes().to_vec()));
     let queries = umbra_worker::query::QueryService::start()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;

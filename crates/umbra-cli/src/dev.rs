@@ -448,6 +448,8 @@ fn start_workers(
             poll: Duration::from_millis(300),
             dev_measurement: umbra_worker::dev_measurement(),
             query_listen: query_port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p + i as u16))),
+            // The dev network's agents may reach local servers (127.0.0.1): a dev chain, never production.
+            egress: umbra_worker::agents::EgressSettings { allow_private: true, ..Default::default() },
         };
         let name = format!("worker-{i}");
         let log = log.to_path_buf();

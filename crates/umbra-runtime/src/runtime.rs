@@ -677,6 +677,10 @@ impl Runtime {
                 let e = &message.egress;
                 self.contracts.egress(&ccx, s, bal, &e.origin, e.seq, &e.payload).await?
             }
+            Call::Egress { message } if Agents::handles(&message.egress.payload) => {
+                let e = &message.egress;
+                self.agents.egress(&ccx, s, &self.contracts, &e.origin, &e.payload).await?
+            }
             Call::Egress { message } => reg.egress(&cx, s, &message.egress).await?,
             Call::Admin { call } => reg.admin(&cx, s, signer, call).await?,
             Call::Propose { calls, deposit, description } => {

@@ -8,9 +8,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use umbra_crypto::{Keypair, open_envelope, seal_envelope, x25519_public};
 use umbra_types::agents::{
-    AgentCaller, AgentHttpRequest, AgentHttpResponse, AgentRecord, LABEL_LOGS, LABEL_REQUEST, LABEL_RESPONSE,
-    LABEL_SECRET, LogLine, LogsRequest, SealedReply, SealedRequestPlain, caller_signing_bytes, logs_signing_bytes,
-    plain_request_hash, request_aad, response_signing_bytes, secret_aad,
+    AgentCaller, AgentHttpRequest, AgentHttpResponse, AgentRecord, LABEL_LOGS, LABEL_RECEIPTS, LABEL_REQUEST,
+    LABEL_RESPONSE, LABEL_SECRET, LogLine, LogsRequest, ReceiptBatchReply, ReceiptCommit, SealedReply,
+    SealedRequestPlain, caller_signing_bytes, logs_signing_bytes, plain_request_hash, request_aad,
+    response_signing_bytes, secret_aad,
 };
 use umbra_types::contracts::{ContractId, ContractRecord};
 use umbra_types::registry::KeyEpoch;
@@ -191,6 +192,44 @@ pub async fn agent_logs(
     let plain = open_envelope(&reply_secret, LABEL_LOGS, &request_aad(&chain.chain_id, agent), &body)
         .map_err(|e| err(format!("the logs do not open with our key: {e}")))?;
     decode(&plain, plain.len()).map_err(|e| err(format!("the logs do not decode: {e}")))
+}
+
+/// An agent's committed egress receipt batches (worker, batch number, Merkle root, count, height), proven
+/// against a finalized header; oldest first.
+pub async fn agent_receipt_commits(client: &Client, agent: &ContractId) -> Result<Vec<ReceiptCommit>, SdkError> {
+    let (value, _) = client.state_value(&StateKey::AgentReceipts(*agent)).await?;
+    value
+        .map(|v| decode(&v, 1 << 24).map_err(|e| err(format!("the proven receipt commits do not decode: {e}"))))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+/// The owner's request for the egress receipts a worker kept for `agent` (the batches it committed, each
+/// receipt with its inclusion proof), sealed to a fresh key of ours. Check each proof against
+/// [`agent_receipt_commits`] before trusting a receipt.
+pub async fn agent_receipts(
+    client: &Client,
+    worker_url: &str,
+    agent: &ContractId,
+    owner: &Keypair,
+) -> Result<Vec<ReceiptBatchReply>, SdkError> {
+    let chain = client.chain_info().await?;
+    let reply_secret: [u8; 32] = rand::random();
+    let reply_to = x25519_public(&reply_secret);
+    let nonce: [u8; 16] = rand::random();
+    let signature = owner.sign(&logs_signing_bytes(&chain.chain_id, agent, &reply_to, &nonce));
+    let req = LogsRequest { reply_to, nonce, owner: owner.address(), signature };
+    let path = format!("/agents/{}/receipts", hex::encode(agent));
+    let (status, _, body) = http(worker_url, "POST", &path, &[], &encode(&req)).await?;
+    if status != 200 {
+        return Err(err(format!(
+            "the worker refused the receipts request ({status}): {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    let plain = open_envelope(&reply_secret, LABEL_RECEIPTS, &request_aad(&chain.chain_id, agent), &body)
+        .map_err(|e| err(format!("the receipts do not open with our key: {e}")))?;
+    decode(&plain, plain.len()).map_err(|e| err(format!("the receipts do not decode: {e}")))
 }
 
 /// One HTTP/1.1 exchange (`Connection: close`, no chunked answers): status, headers, body.

@@ -30,7 +30,9 @@ mod transfer;
 mod trust;
 
 pub use account::{VerifiedAccount, verify_account};
-pub use agents::{AgentAnswer, agent_logs, call_agent, call_agent_plain, seal_secret};
+pub use agents::{
+    AgentAnswer, agent_logs, agent_receipt_commits, agent_receipts, call_agent, call_agent_plain, seal_secret,
+};
 pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, HeadSubscription, VerifiedBlock};
 pub use contracts::{VerifiedQuery, WorkerInfo, query, seal_command, worker_info};
 pub use error::SdkError;

@@ -43,6 +43,12 @@ pub const MAX_SECRETS: usize = 32;
 pub const MAX_SECRET_BYTES: usize = 8 * 1024;
 /// Most entries in each policy allow-list.
 pub const MAX_ALLOW: usize = 64;
+/// Envelope label of an owner's egress receipts sealed to the owner's ephemeral key.
+pub const LABEL_RECEIPTS: &str = "agent-receipts";
+/// Receipt batch commitments the chain keeps per agent (the latest).
+pub const MAX_RECEIPT_COMMITS: usize = 256;
+/// Most receipts one committed batch may count.
+pub const MAX_RECEIPTS_PER_BATCH: u32 = 65_536;
 
 /// One deployed version of an agent's code.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -314,6 +320,38 @@ pub struct LogLine {
     pub level: String,
     /// The text (secret values replaced by `[secret]`).
     pub text: String,
+}
+
+/// `agents`: one batch of egress receipts a worker committed for an agent (`EgressPayload::AgentReceipts`).
+/// The receipts themselves stay on the worker, which hands them (with Merkle proofs) to the owner only.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ReceiptCommit {
+    /// The worker that made the calls.
+    #[serde(with = "crate::block::hex32")]
+    pub worker: WorkerId,
+    /// The worker's batch number for this agent (0 first; restarts when the worker process restarts).
+    pub batch_seq: u64,
+    /// Merkle root over the batch's receipt leaves (`umbra_egress::Receipt::leaf`).
+    pub root: Hash,
+    /// How many receipts the batch holds.
+    pub count: u32,
+    /// Height at which the chain recorded it.
+    pub height: u64,
+}
+
+/// The receipts of one committed batch as a worker hands them to the owner (sealed under
+/// [`LABEL_RECEIPTS`]): each receipt is the borsh encoding of an `umbra_egress::Receipt`, each proof of an
+/// `umbra_crypto::MerkleProof` against `root`.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ReceiptBatchReply {
+    /// The batch number.
+    pub batch_seq: u64,
+    /// Its root (as committed on chain).
+    pub root: Hash,
+    /// The encoded receipts.
+    pub receipts: Vec<Vec<u8>>,
+    /// The encoded inclusion proofs, one per receipt.
+    pub proofs: Vec<Vec<u8>>,
 }
 
 #[cfg(test)]

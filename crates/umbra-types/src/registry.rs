@@ -212,6 +212,19 @@ pub enum EgressPayload {
         /// The worker's root.
         state_root: Hash,
     },
+    /// A batch of an agent's egress receipts (origin: the worker that made the calls, a member of the agent's
+    /// cluster): their Merkle root, so the owner can audit what the agent sent where.
+    AgentReceipts {
+        /// The agent.
+        #[serde(with = "crate::block::hex32")]
+        agent: crate::contracts::ContractId,
+        /// The worker's batch number for this agent.
+        batch_seq: u64,
+        /// The Merkle root over the receipts' leaves.
+        root: Hash,
+        /// How many receipts.
+        count: u32,
+    },
 }
 
 impl EgressPayload {
@@ -228,6 +241,7 @@ impl EgressPayload {
             EgressPayload::ContractKeys { .. } => "contract_keys",
             EgressPayload::ContractReport { .. } => "contract_report",
             EgressPayload::ContractIncident { .. } => "contract_incident",
+            EgressPayload::AgentReceipts { .. } => "agent_receipts",
         }
     }
 }

@@ -154,6 +154,9 @@ pub enum StateKey {
     EconClusterStakes(u32),
     /// `economics`: compute stake being paid back (a `Vec<ComputeUnstake>`), by release height.
     EconUnstakes,
+    /// `agents`: an agent's committed egress receipt batches (a `Vec<crate::agents::ReceiptCommit>`, the latest
+    /// [`crate::agents::MAX_RECEIPT_COMMITS`], oldest first).
+    AgentReceipts(crate::contracts::ContractId),
 }
 
 impl StateKey {

@@ -32,9 +32,9 @@ use umbra_engine::{
     Engine, EngineError, Failure, FetchRequest, FetchResponse, Host, HostError, Invocation, Limits, Mode,
 };
 use umbra_types::agents::{
-    AgentHttpRequest, AgentHttpResponse, AgentRecord, LABEL_LOGS, LABEL_REQUEST, LABEL_RESPONSE, LABEL_SECRET, LogLine,
-    LogsRequest, SealedReply, SealedRequestPlain, caller_signing_bytes, logs_signing_bytes, plain_request_hash,
-    request_aad, response_signing_bytes, secret_aad,
+    AgentHttpRequest, AgentHttpResponse, AgentRecord, LABEL_LOGS, LABEL_RECEIPTS, LABEL_REQUEST, LABEL_RESPONSE,
+    LABEL_SECRET, LogLine, LogsRequest, ReceiptBatchReply, SealedReply, SealedRequestPlain, caller_signing_bytes,
+    logs_signing_bytes, plain_request_hash, request_aad, response_signing_bytes, secret_aad,
 };
 use umbra_types::contracts::ContractId;
 use umbra_types::registry::{ClusterId, KeyEpoch};
@@ -51,6 +51,69 @@ pub const MAX_REQUEST_MS: u64 = 10_000;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// `console` lines kept per agent for its owner.
 pub const LOG_LINES_KEPT: usize = 256;
+/// Largest response body an agent's `fetch` reads unless the operator sets another (`--egress-max-response-bytes`).
+pub const DEFAULT_EGRESS_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
+/// How often pending egress receipts are committed unless the operator sets another interval.
+pub const DEFAULT_RECEIPT_EVERY: Duration = Duration::from_secs(3);
+/// Committed receipt batches a worker keeps per agent for its owner (the latest).
+pub const RECEIPT_BATCHES_KEPT: usize = 64;
+/// Redirects one agent `fetch` follows (each hop is checked against the agent's allow-list).
+pub const EGRESS_MAX_REDIRECTS: u32 = 5;
+
+/// The worker operator's egress settings (flags of `umbra worker`); the agent's own policy comes from the chain.
+#[derive(Clone, Debug)]
+pub struct EgressSettings {
+    /// `--egress-allow-private`: agents may reach loopback, private and link-local addresses (when their
+    /// allow-list names them). Off by default: an agent runs inside the worker's network. Tests and `umbra dev`
+    /// turn it on to reach servers on 127.0.0.1.
+    pub allow_private: bool,
+    /// `--egress-extra-root FILE`: more trusted root certificates (DER), besides the bundled web roots.
+    pub extra_roots: Vec<Vec<u8>>,
+    /// `--egress-max-response-bytes`: the largest response body a `fetch` reads (a longer one is cut off and
+    /// the fetch fails).
+    pub max_response_bytes: u64,
+    /// `--egress-receipt-interval-ms`: how often the worker commits each agent's pending egress receipts on
+    /// chain (one `AgentReceipts` root per agent with receipts pending).
+    pub receipt_every: Duration,
+}
+
+impl Default for EgressSettings {
+    fn default() -> Self {
+        EgressSettings {
+            allow_private: false,
+            extra_roots: Vec::new(),
+            max_response_bytes: DEFAULT_EGRESS_RESPONSE_BYTES,
+            receipt_every: DEFAULT_RECEIPT_EVERY,
+        }
+    }
+}
+
+/// The worker's egress: one client for every agent, and the operator's settings.
+struct Egress {
+    client: umbra_egress::Client,
+    settings: EgressSettings,
+    /// Batches whose roots were handed to the enclave for the chain, per agent (the latest
+    /// [`RECEIPT_BATCHES_KEPT`]), for the owner's `receipts` request.
+    committed: Mutex<BTreeMap<ContractId, VecDeque<umbra_egress::ReceiptBatch>>>,
+}
+
+/// The `umbra_egress::Policy` of one `fetch`: the owner's allow-list and call cap from the chain, the operator's
+/// private-address switch and response limit, and what is left of the request's time budget.
+fn egress_policy(p: &umbra_types::agents::AgentPolicy, s: &EgressSettings, remaining_ms: u64) -> umbra_egress::Policy {
+    let max_requests = if p.egress_calls_per_hour == 0 { u32::MAX } else { p.egress_calls_per_hour };
+    umbra_egress::Policy {
+        allow_hosts: p.egress_allow.clone(),
+        allow_http: true,
+        allow_private: s.allow_private,
+        max_request_bytes: MAX_BODY_BYTES as u64,
+        max_response_bytes: s.max_response_bytes,
+        timeout_ms: remaining_ms.clamp(1, MAX_REQUEST_MS),
+        max_redirects: EGRESS_MAX_REDIRECTS,
+        rate: umbra_egress::RateCap { max_requests, window_ms: 3_600_000 },
+        // Egress bytes are not priced: the owner's spend cap is in tokens and bounds `env.wallet.transfer`.
+        spend: umbra_egress::SpendCap { budget: u64::MAX, window_ms: 86_400_000, cost_per_request: 0, cost_per_kib: 0 },
+    }
+}
 
 /// What the gateway runs against: agent records, agent contracts and the cluster keys.
 pub struct AgentView {
@@ -155,6 +218,7 @@ pub struct AgentService {
     view: Arc<RwLock<Option<Arc<AgentView>>>>,
     jobs: mpsc::Sender<Job>,
     usage: Arc<Mutex<BTreeMap<ContractId, Usage>>>,
+    egress: Arc<Egress>,
 }
 
 impl std::fmt::Debug for AgentService {
@@ -189,20 +253,24 @@ impl Drop for Slot<'_> {
 }
 
 impl AgentService {
-    /// A service with [`AGENT_THREADS`] engine threads and no view yet.
-    pub fn start() -> std::io::Result<AgentService> {
+    /// A service with [`AGENT_THREADS`] engine threads, the egress client under `egress`, and no view yet.
+    pub fn start(egress: EgressSettings) -> std::io::Result<AgentService> {
+        let client = umbra_egress::Client::with_extra_roots(&egress.extra_roots)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let egress = Arc::new(Egress { client, settings: egress, committed: Mutex::default() });
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let limits = Limits { query_deadline_ms: Some(MAX_REQUEST_MS), ..Limits::default() };
         for i in 0..AGENT_THREADS {
             let rx = rx.clone();
             let limits = limits.clone();
+            let egress = egress.clone();
             std::thread::Builder::new()
                 .name(format!("umbra-agents-{i}"))
                 .stack_size(limits.thread_stack_bytes())
-                .spawn(move || engine_loop(limits, &rx))?;
+                .spawn(move || engine_loop(limits, &rx, &egress))?;
         }
-        Ok(AgentService { view: Arc::new(RwLock::new(None)), jobs: tx, usage: Arc::default() })
+        Ok(AgentService { view: Arc::new(RwLock::new(None)), jobs: tx, usage: Arc::default(), egress })
     }
 
     /// Replaces the view requests run against.
@@ -316,6 +384,76 @@ impl AgentService {
             .unwrap_or_default();
         let mut rng = rand_chacha::ChaCha20Rng::from_seed(rand::random());
         seal_envelope(&req.reply_to, LABEL_LOGS, &request_aad(&view.chain_id, &agent), &encode(&lines), &mut rng)
+            .map_err(|e| refuse(400, format!("cannot seal to the reply key: {e}")))
+    }
+
+    /// Drains every agent's pending egress receipts into a batch and returns the `AgentReceipts` payloads to
+    /// commit; the batches stay here for the owner.
+    pub fn receipt_batches(&self) -> Vec<umbra_types::registry::EgressPayload> {
+        let batches: Vec<umbra_egress::ReceiptBatch> = {
+            let mut log = self.egress.client.receipts();
+            log.agents_with_pending().into_iter().filter_map(|a| log.batch(&a)).collect()
+        };
+        let mut out = Vec::new();
+        let Ok(mut committed) = self.egress.committed.lock() else { return out };
+        for b in batches {
+            out.push(umbra_types::registry::EgressPayload::AgentReceipts {
+                agent: b.agent,
+                batch_seq: b.seq,
+                root: b.root,
+                count: u32::try_from(b.receipts.len()).unwrap_or(u32::MAX),
+            });
+            let kept = committed.entry(b.agent).or_default();
+            kept.push_back(b);
+            while kept.len() > RECEIPT_BATCHES_KEPT {
+                kept.pop_front();
+            }
+        }
+        out
+    }
+
+    /// Serves an owner's receipts request (`POST /agents/{id}/receipts`, the body a [`LogsRequest`]): the
+    /// committed batches with each receipt's inclusion proof, sealed to the owner's key under
+    /// [`LABEL_RECEIPTS`]. Receipts name URLs, which may carry secrets: only the owner reads them.
+    pub fn receipts(&self, id_hex: &str, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
+        let view = self.view()?;
+        let agent = parse_id(id_hex).ok_or_else(|| refuse(404, "no agent has this id"))?;
+        let req: LogsRequest =
+            decode(body, body.len()).map_err(|e| refuse(400, format!("the receipts request does not decode: {e}")))?;
+        let record = view.agents.get(&agent).ok_or_else(|| refuse(404, "no agent has this id on this worker"))?;
+        if req.owner != record.owner {
+            return Err(refuse(403, "only the agent's owner may read its egress receipts"));
+        }
+        umbra_crypto::verify(
+            &req.owner,
+            &logs_signing_bytes(&view.chain_id, &agent, &req.reply_to, &req.nonce),
+            &req.signature,
+        )
+        .map_err(|_| refuse(401, "the owner's signature does not verify"))?;
+        let replies: Vec<ReceiptBatchReply> = self
+            .egress
+            .committed
+            .lock()
+            .map(|c| {
+                c.get(&agent)
+                    .map(|batches| {
+                        batches
+                            .iter()
+                            .map(|b| ReceiptBatchReply {
+                                batch_seq: b.seq,
+                                root: b.root,
+                                receipts: b.receipts.iter().map(encode).collect(),
+                                proofs: (0..b.receipts.len())
+                                    .map(|i| b.proof(i).map(|p| encode(&p)).unwrap_or_default())
+                                    .collect(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed(rand::random());
+        seal_envelope(&req.reply_to, LABEL_RECEIPTS, &request_aad(&view.chain_id, &agent), &encode(&replies), &mut rng)
             .map_err(|e| refuse(400, format!("cannot seal to the reply key: {e}")))
     }
 
@@ -478,7 +616,7 @@ fn sign_answer(view: &AgentView, agent: &ContractId, request_hash: &Hash, mut a:
 
 // ---- the engine threads ----
 
-fn engine_loop(limits: Limits, rx: &Mutex<mpsc::Receiver<Job>>) {
+fn engine_loop(limits: Limits, rx: &Mutex<mpsc::Receiver<Job>>, egress: &Arc<Egress>) {
     let engine = match Engine::new(limits) {
         Ok(e) => Rc::new(e),
         Err(e) => {
@@ -494,7 +632,7 @@ fn engine_loop(limits: Limits, rx: &Mutex<mpsc::Receiver<Job>>) {
             },
             Err(_) => return,
         };
-        let host = AgentHost::new(engine.clone(), job.view.clone(), job.deadline);
+        let host = AgentHost::new(engine.clone(), job.view.clone(), job.deadline, egress.clone());
         let inv = Invocation {
             contract: job.agent,
             mode: Mode::Query,
@@ -523,6 +661,7 @@ struct AgentHost {
     me: Weak<AgentHost>,
     view: Arc<AgentView>,
     deadline: Instant,
+    egress: Arc<Egress>,
     /// Every secret value opened for this request, to scrub from logs and errors.
     opened: std::cell::RefCell<Vec<Zeroizing<String>>>,
     /// The agents running, innermost last (whose policy `fetch` checks).
@@ -530,12 +669,13 @@ struct AgentHost {
 }
 
 impl AgentHost {
-    fn new(engine: Rc<Engine>, view: Arc<AgentView>, deadline: Instant) -> Rc<AgentHost> {
+    fn new(engine: Rc<Engine>, view: Arc<AgentView>, deadline: Instant, egress: Arc<Egress>) -> Rc<AgentHost> {
         Rc::new_cyclic(|me| AgentHost {
             engine,
             me: me.clone(),
             view,
             deadline,
+            egress,
             opened: Default::default(),
             running: Default::default(),
         })
@@ -599,7 +739,12 @@ impl AgentHost {
             Zeroizing::new(umbra_engine::env_json(&pairs))
         };
         drop(secrets);
-        let code = self.engine.load(&Code::JavaScript(contract.code.clone())).map_err(fail)?;
+        // The LLM helper (`llm.chat`, see `umbra_egress::LLM_JS`) is a global of every agent, on top of `fetch`.
+        let mut source = Vec::with_capacity(umbra_egress::LLM_JS.len() + 1 + contract.code.len());
+        source.extend_from_slice(umbra_egress::LLM_JS.as_bytes());
+        source.push(b'\n');
+        source.extend_from_slice(&contract.code);
+        let code = self.engine.load(&Code::JavaScript(source)).map_err(fail)?;
         let host: Rc<dyn Host> = match self.me.upgrade() {
             Some(h) => h,
             None => return Err(fail(EngineError::Host("host gone".into()))),
@@ -696,34 +841,28 @@ impl Host for AgentHost {
         Ok(CallOutput { output: serde_json::to_vec(&reply).unwrap_or_default(), gas_used: out.gas_used })
     }
 
-    /// The egress point: the `umbra-egress` client (allow-list, limits, redirects, timeouts, receipts with
-    /// the TLS certificate fingerprint) plugs in here. Until it does, the agent's allow-list is checked and
-    /// the request is refused with a clear error; a receipt would be recorded here for every call made.
+    /// The egress point: the worker's `umbra-egress` client under the running agent's policy (allow-list and
+    /// call cap from the chain; private addresses only with `--egress-allow-private`; the response limit; what is
+    /// left of the request's time budget). Every exchange leaves a receipt in the client's log.
     fn fetch(&self, request: &FetchRequest) -> Result<FetchResponse, HostError> {
-        let host = request
-            .url
-            .split_once("://")
-            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
-            .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h))
-            .unwrap_or("");
-        let agent = self.running.borrow().last().copied();
-        let allowed = agent
-            .and_then(|a| self.view.agents.get(&a))
-            .is_some_and(|a| a.policy.egress_allow.iter().any(|d| host_matches(d, host)));
-        if !allowed {
-            return Err(HostError(format!("fetch: {host} is not in the agent's egress allow-list")));
+        let agent =
+            self.running.borrow().last().copied().ok_or_else(|| HostError("fetch: no agent is running".into()))?;
+        let record =
+            self.view.agents.get(&agent).ok_or_else(|| HostError("fetch: the agent is unknown here".into()))?;
+        let remaining = self.deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
+        if remaining == 0 {
+            return Err(HostError("fetch: the request's time budget is spent".into()));
         }
-        Err(HostError("fetch: egress is not configured on this worker (the egress client plugs in here)".into()))
-    }
-}
-
-/// `example.com` matches itself; `*.example.com` matches its subdomains.
-fn host_matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix("*.") {
-        Some(base) => {
-            host.len() > base.len() + 1 && host.ends_with(base) && host[..host.len() - base.len()].ends_with('.')
-        }
-        None => pattern.eq_ignore_ascii_case(host),
+        let policy = egress_policy(&record.policy, &self.egress.settings, remaining);
+        let req = umbra_egress::Request {
+            method: request.method.clone(),
+            url: request.url.clone(),
+            headers: request.headers.clone(),
+            body: request.body.clone(),
+        };
+        let (response, _receipt) =
+            self.egress.client.fetch(agent, &policy, req).map_err(|e| HostError(format!("fetch: {e}")))?;
+        Ok(FetchResponse { status: response.status, body: response.body })
     }
 }
 
@@ -732,12 +871,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn allow_list_patterns_match_hosts_and_subdomains_only() {
-        assert!(host_matches("api.example.com", "api.example.com"));
-        assert!(host_matches("*.example.com", "a.example.com"));
-        assert!(!host_matches("*.example.com", "example.com"));
-        assert!(!host_matches("*.example.com", "badexample.com"));
-        assert!(!host_matches("example.com", "example.org"));
+    fn the_egress_policy_takes_the_owners_allow_list_and_cap_and_the_operators_switches() {
+        let owner = umbra_types::agents::AgentPolicy {
+            egress_allow: vec!["api.example.com".into()],
+            egress_calls_per_hour: 7,
+            ..Default::default()
+        };
+        let p = egress_policy(&owner, &EgressSettings::default(), 50_000);
+        assert!(p.host_allowed("api.example.com") && !p.host_allowed("other.example.com"));
+        assert_eq!((p.allow_private, p.rate.max_requests, p.timeout_ms), (false, 7, MAX_REQUEST_MS));
+        assert!(p.validate().is_ok());
+        let dev = EgressSettings { allow_private: true, max_response_bytes: 10, ..Default::default() };
+        let p = egress_policy(&umbra_types::agents::AgentPolicy::default(), &dev, 0);
+        assert_eq!((p.allow_private, p.max_response_bytes, p.timeout_ms), (true, 10, 1));
+        assert_eq!(p.rate.max_requests, u32::MAX, "0 means no cap");
+        assert!(p.allow_hosts.is_empty());
     }
 
     #[test]

@@ -789,6 +789,21 @@ impl Enclave {
         }
     }
 
+    /// Signs `payloads` as this worker's next egress messages (for reports made outside a batch, such as an
+    /// agent's egress receipt roots), keeps them in the outbox until the chain consumes them, and returns them.
+    pub fn emit(&mut self, payloads: Vec<EgressPayload>) -> Result<Vec<SignedEgress>, EnclaveError> {
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut file = self.file.clone();
+        let out: Vec<SignedEgress> =
+            payloads.into_iter().map(|p| self.next_worker_egress(&mut file.state, p)).collect();
+        file.outbox.extend(out.iter().cloned());
+        self.save(&file)?;
+        self.file = file;
+        Ok(out)
+    }
+
     fn save(&self, file: &StateFile) -> Result<(), EnclaveError> {
         let plain = Zeroizing::new(encode(file));
         let sealed = self.platform.seal(STATE_LABEL, &plain).map_err(|e| EnclaveError::Platform(e.to_string()))?;

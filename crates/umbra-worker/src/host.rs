@@ -54,6 +54,8 @@ pub struct HostConfig {
     pub dev_measurement: umbra_tee::Measurement,
     /// Where to serve confidential queries over HTTP (`None`: no query endpoint).
     pub query_listen: Option<std::net::SocketAddr>,
+    /// The operator's egress settings for agents' `fetch` (see [`crate::agents::EgressSettings`]).
+    pub egress: crate::agents::EgressSettings,
 }
 
 /// Why the host stopped (it retries everything else).
@@ -165,6 +167,7 @@ struct Host {
     last_register: Option<Instant>,
     queries: Option<QueryService>,
     agents: Option<crate::agents::AgentService>,
+    last_receipts: Instant,
 }
 
 /// Runs the worker until the process ends: opens the platform and the enclave, passes the rollback check,
@@ -206,7 +209,7 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
             let err = |source| HostError::Query { addr: addr.to_string(), source };
             let service = QueryService::start().map_err(err)?;
             service.update(enclave.query_view());
-            let agents = crate::agents::AgentService::start().map_err(err)?;
+            let agents = crate::agents::AgentService::start(config.egress.clone()).map_err(err)?;
             agents.update(enclave.agent_view());
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
             let bound = listener.local_addr().map_err(err)?;
@@ -237,6 +240,7 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
         last_rejection: None,
         queries,
         agents,
+        last_receipts: Instant::now(),
     };
     host.write_status()?;
     host.start().await?;
@@ -454,6 +458,28 @@ impl Host {
         Ok(Vec::new())
     }
 
+    /// Commits the agents' pending egress receipts (one `AgentReceipts` root per agent) at most every
+    /// `egress.receipt_every` (see [`crate::agents::EgressSettings`]).
+    async fn commit_receipts(&mut self) {
+        let Some(agents) = &self.agents else { return };
+        if !self.enclave.is_registered() || self.last_receipts.elapsed() < self.config.egress.receipt_every {
+            return;
+        }
+        self.last_receipts = Instant::now();
+        let payloads = agents.receipt_batches();
+        if payloads.is_empty() {
+            return;
+        }
+        match self.enclave.emit(payloads) {
+            Ok(out) => {
+                for e in out {
+                    self.carry(e).await;
+                }
+            }
+            Err(e) => warn!(target: "worker.host", "cannot sign the egress receipt roots: {e}"),
+        }
+    }
+
     /// At the head: prune the outbox with the chain's counters and submit what is still pending.
     /// Stake-to-compute: weighs the query queue by the cluster's compute stakes (see
     /// [`crate::schedule`]). Untrusted input is fine here: it only orders read-only queries.
@@ -476,6 +502,7 @@ impl Host {
     }
 
     async fn at_head(&mut self) {
+        self.commit_receipts().await;
         if self.last_resubmit.is_some_and(|t| t.elapsed() < RESUBMIT_EVERY) {
             return;
         }

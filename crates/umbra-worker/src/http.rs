@@ -9,6 +9,8 @@
 //!   carries `x-umbra-worker` and `x-umbra-signature`; refusals are a status with `{ "error": ... }`.
 //! - `POST /agents/{id}/sealed`: an HPKE-sealed request; `200` with the encoded
 //!   [`umbra_types::agents::SealedReply`], or a status with `{ "error": ... }` if it cannot be opened.
+//! - `POST /agents/{id}/receipts`: an owner-signed [`umbra_types::agents::LogsRequest`]; `200` with the
+//!   committed egress receipt batches (receipts and inclusion proofs) sealed to the owner.
 //! - `POST /agents/{id}/logs`: an owner-signed [`umbra_types::agents::LogsRequest`]; `200` with the lines sealed
 //!   to the owner.
 
@@ -36,6 +38,7 @@ pub async fn serve(
     let gateway = Router::new()
         .route("/agents/{id}/sealed", post(sealed))
         .route("/agents/{id}/logs", post(logs))
+        .route("/agents/{id}/receipts", post(receipts))
         .route("/agents/{id}", any(plain_root))
         .route("/agents/{id}/", any(plain_root))
         .route("/agents/{id}/{*path}", any(plain))
@@ -136,6 +139,14 @@ async fn sealed(State(agents): State<AgentService>, Path(id): Path<String>, body
 
 async fn logs(State(agents): State<AgentService>, Path(id): Path<String>, body: Bytes) -> Response {
     match tokio::task::spawn_blocking(move || agents.logs(&id, &body)).await {
+        Ok(Ok(sealed)) => (StatusCode::OK, sealed).into_response(),
+        Ok(Err(e)) => json_refusal(e),
+        Err(e) => json_refusal(GatewayError { status: 500, message: e.to_string() }),
+    }
+}
+
+async fn receipts(State(agents): State<AgentService>, Path(id): Path<String>, body: Bytes) -> Response {
+    match tokio::task::spawn_blocking(move || agents.receipts(&id, &body)).await {
         Ok(Ok(sealed)) => (StatusCode::OK, sealed).into_response(),
         Ok(Err(e)) => json_refusal(e),
         Err(e) => json_refusal(GatewayError { status: 500, message: e.to_string() }),

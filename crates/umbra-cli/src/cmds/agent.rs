@@ -52,6 +52,9 @@ struct PolicyFlags {
     /// Requests per minute per worker (0: no cap).
     #[arg(long)]
     requests_per_minute: Option<u32>,
+    /// Outbound `fetch` calls per hour per worker, redirect hops included (0: no cap).
+    #[arg(long)]
+    egress_calls_per_hour: Option<u32>,
 }
 
 impl PolicyFlags {
@@ -78,6 +81,9 @@ impl PolicyFlags {
         }
         if let Some(v) = self.requests_per_minute {
             p.requests_per_minute = v;
+        }
+        if let Some(v) = self.egress_calls_per_hour {
+            p.egress_calls_per_hour = v;
         }
         p
     }
@@ -139,6 +145,15 @@ enum AgentCmd {
         /// The worker's URL.
         #[arg(long)]
         worker: String,
+    },
+    /// The egress receipt roots workers committed on chain for the agent; with --worker, also that worker's
+    /// receipts (sealed to you, owner only), each checked against its on-chain root.
+    Receipts {
+        /// The agent id.
+        id: Hash,
+        /// A worker's URL to fetch the receipts themselves from.
+        #[arg(long)]
+        worker: Option<String>,
     },
     /// Stop serving requests (owner only).
     Pause {
@@ -227,6 +242,7 @@ pub(crate) fn run(ctx: &Ctx, args: AgentArgs) -> Result<()> {
                 send_call(ctx, from, Call::RemoveAgentSecret { agent: id.0, name }).await.map(drop)
             }
             AgentCmd::Logs { id, worker } => logs(ctx, from, id, worker).await,
+            AgentCmd::Receipts { id, worker } => receipts(ctx, from, id, worker).await,
             AgentCmd::Pause { id } => send_call(ctx, from, Call::PauseAgent { agent: id.0 }).await.map(drop),
             AgentCmd::Resume { id } => send_call(ctx, from, Call::ResumeAgent { agent: id.0 }).await.map(drop),
             AgentCmd::Upgrade { id, file } => {
@@ -398,6 +414,90 @@ async fn logs(ctx: &Ctx, from: Option<String>, id: Hash, worker: String) -> Resu
     } else {
         for l in lines {
             println!("{} {:5} {}", l.time_ms, l.level, l.text);
+        }
+    }
+    Ok(())
+}
+
+/// `umbra agent receipts`: the on-chain roots, and with a worker the owner's receipts verified against them.
+async fn receipts(ctx: &Ctx, from: Option<String>, id: Hash, worker: Option<String>) -> Result<()> {
+    let client = ctx.client()?;
+    let commits = umbra_sdk::agent_receipt_commits(&client, &id.0).await?;
+    let mut verified = Vec::new();
+    if let Some(url) = &worker {
+        let owner = signer(ctx, from.as_deref())?;
+        let batches = umbra_sdk::agent_receipts(&client, url, &id.0, &owner).await?;
+        for b in batches {
+            let on_chain = commits.iter().any(|c| c.batch_seq == b.batch_seq && c.root == b.root);
+            if !on_chain {
+                // Not committed yet (or pruned from the chain's list): nothing to check it against.
+                continue;
+            }
+            if b.receipts.len() != b.proofs.len() {
+                bail!(
+                    "batch {} from the worker has {} receipts but {} proofs",
+                    b.batch_seq,
+                    b.receipts.len(),
+                    b.proofs.len()
+                );
+            }
+            for (r, p) in b.receipts.iter().zip(&b.proofs) {
+                let receipt: umbra_egress::Receipt =
+                    umbra_types::decode(r, r.len()).context("a receipt from the worker does not decode")?;
+                let proof: umbra_egress::MerkleProof =
+                    umbra_types::decode(p, p.len()).context("a proof from the worker does not decode")?;
+                if receipt.agent != id.0 || !umbra_egress::verify_receipt(&b.root, &receipt, &proof) {
+                    bail!(
+                        "a receipt of batch {} ({}) does not verify against the root on chain: the worker's copy is \
+                         not what it committed",
+                        b.batch_seq,
+                        receipt.url
+                    );
+                }
+                verified.push((b.batch_seq, receipt));
+            }
+        }
+    }
+    if ctx.json {
+        let receipts: Vec<serde_json::Value> = verified
+            .iter()
+            .map(|(seq, r)| {
+                serde_json::json!({
+                    "batch_seq": seq,
+                    "method": r.method,
+                    "url": r.url,
+                    "status": r.status,
+                    "time_ms": r.time_ms,
+                    "request_hash": hex::encode(r.request_hash),
+                    "response_hash": hex::encode(r.response_hash),
+                    "request_bytes": r.request_bytes,
+                    "response_bytes": r.response_bytes,
+                    "tls_cert_sha256": r.tls_cert_sha256.map(hex::encode),
+                    "error": r.error,
+                    "verified": true,
+                })
+            })
+            .collect();
+        ctx.print_json(&serde_json::json!({ "agent": id, "commits": commits, "receipts": receipts }))?;
+    } else {
+        println!("{} receipt batches committed on chain", commits.len());
+        for c in &commits {
+            println!(
+                "  worker {} batch {} at {}: {} receipts, root {}",
+                Hash(c.worker),
+                c.batch_seq,
+                c.height,
+                c.count,
+                c.root
+            );
+        }
+        if worker.is_some() {
+            println!("{} receipts verified against the roots on chain", verified.len());
+            for (seq, r) in &verified {
+                let cert = r.tls_cert_sha256.map(|c| format!(" cert {}", hex::encode(c))).unwrap_or_default();
+                let error = r.error.as_ref().map(|e| format!(" error: {e}")).unwrap_or_default();
+                println!("  [{seq}] {} {} -> {} at {}{cert}{error}", r.method, r.url, r.status, r.time_ms);
+            }
         }
     }
     Ok(())

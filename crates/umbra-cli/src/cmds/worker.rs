@@ -46,6 +46,19 @@ pub(crate) struct WorkerArgs {
     /// Serve confidential contract queries over HTTP on this address (e.g. 127.0.0.1:9955).
     #[arg(long, value_name = "ADDR")]
     query_listen: Option<std::net::SocketAddr>,
+    /// Let agents' `fetch` reach loopback, private and link-local addresses (still only hosts on each agent's
+    /// allow-list). Off by default: agents run inside this machine's network. For tests and local development.
+    #[arg(long)]
+    egress_allow_private: bool,
+    /// Trust this root certificate (DER) for agents' HTTPS `fetch`, besides the bundled web roots; repeatable.
+    #[arg(long, value_name = "FILE")]
+    egress_extra_root: Vec<PathBuf>,
+    /// The largest response body an agent's `fetch` reads; a longer one fails the fetch.
+    #[arg(long, value_name = "BYTES", default_value_t = umbra_worker::agents::DEFAULT_EGRESS_RESPONSE_BYTES)]
+    egress_max_response_bytes: u64,
+    /// How often (ms) the worker commits each agent's pending egress receipts on chain as a Merkle root.
+    #[arg(long, value_name = "MS", default_value_t = umbra_worker::agents::DEFAULT_RECEIPT_EVERY.as_millis() as u64)]
+    egress_receipt_interval_ms: u64,
 }
 
 /// Runs the worker until interrupted.
@@ -66,6 +79,19 @@ pub(crate) fn run(ctx: &Ctx, args: WorkerArgs) -> Result<()> {
         }
         None => umbra_worker::dev_measurement(),
     };
+    let mut extra_roots = Vec::new();
+    for f in &args.egress_extra_root {
+        extra_roots.push(std::fs::read(f).with_context(|| format!("reading --egress-extra-root {}", f.display()))?);
+    }
+    if args.egress_allow_private {
+        tracing::warn!("--egress-allow-private: agents may reach loopback and private addresses on their allow-lists");
+    }
+    let egress = umbra_worker::agents::EgressSettings {
+        allow_private: args.egress_allow_private,
+        extra_roots,
+        max_response_bytes: args.egress_max_response_bytes,
+        receipt_every: std::time::Duration::from_millis(args.egress_receipt_interval_ms.max(100)),
+    };
     let config = HostConfig {
         dev_measurement,
         node: args.node.unwrap_or_else(|| ctx.rpc.clone()),
@@ -76,6 +102,7 @@ pub(crate) fn run(ctx: &Ctx, args: WorkerArgs) -> Result<()> {
         batch_blocks: DEFAULT_BATCH_BLOCKS,
         poll: DEFAULT_POLL,
         query_listen: args.query_listen,
+        egress,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -15,10 +15,12 @@ use crate::modules::contracts::{self, Contracts};
 use crate::modules::mq;
 use crate::{Overlay, RuntimeError, StateRead};
 use umbra_types::agents::{
-    AgentPolicy, AgentRecord, AgentSecret, AgentVersion, MAX_SECRET_BYTES, MAX_SECRETS, MAX_VERSIONS, valid_secret_name,
+    AgentPolicy, AgentRecord, AgentSecret, AgentVersion, MAX_RECEIPT_COMMITS, MAX_RECEIPTS_PER_BATCH, MAX_SECRET_BYTES,
+    MAX_SECRETS, MAX_VERSIONS, ReceiptCommit, valid_secret_name,
 };
 use umbra_types::contracts::{CodeKind, ContractId, code_hash, contract_id};
 use umbra_types::registry::KeyEpoch;
+use umbra_types::registry::{EgressPayload, Origin, WorkerId, WorkerRecord};
 use umbra_types::state_keys::StateKey;
 use umbra_types::{Address, Hash, MessageBody, Topic, TxError};
 
@@ -171,6 +173,70 @@ impl Agents {
         rec.updated_at = cx.height;
         tracing::info!(target: "agents.change", height = cx.height, agent = %Hash(*id), "agent record changed");
         self.store(cx, s, contract.cluster, rec, new_code).await
+    }
+
+    /// True for the egress payloads this module handles.
+    pub(crate) fn handles(payload: &EgressPayload) -> bool {
+        matches!(payload, EgressPayload::AgentReceipts { .. })
+    }
+
+    /// An agents egress payload whose signature and sequence were checked: a worker's receipt batch root,
+    /// accepted from an active member of the agent's cluster and appended to the agent's list.
+    pub(crate) async fn egress<S: StateRead>(
+        &self,
+        cx: &contracts::Ctx<'_>,
+        s: &mut Overlay<'_, S>,
+        contracts: &Contracts,
+        origin: &Origin,
+        payload: &EgressPayload,
+    ) -> Res<()> {
+        let (Origin::Worker(w), EgressPayload::AgentReceipts { agent, batch_seq, root, count }) = (origin, payload)
+        else {
+            return Ok(Err(pre(format!("{} is not accepted from origin {origin:?}", payload.kind()))));
+        };
+        self.record_receipts(cx, s, contracts, w, agent, *batch_seq, *root, *count).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_receipts<S: StateRead>(
+        &self,
+        cx: &contracts::Ctx<'_>,
+        s: &mut Overlay<'_, S>,
+        contracts: &Contracts,
+        worker: &WorkerId,
+        agent: &ContractId,
+        batch_seq: u64,
+        root: Hash,
+        count: u32,
+    ) -> Res<()> {
+        if count == 0 || count > MAX_RECEIPTS_PER_BATCH {
+            return Ok(Err(pre(format!("a receipt batch counts 1 to {MAX_RECEIPTS_PER_BATCH} receipts"))));
+        }
+        if self.agent(s, agent).await?.is_none() {
+            return Ok(Err(pre(format!("no agent has id {}", Hash(*agent)))));
+        }
+        let Some(contract) = contracts.contract(s, agent).await? else { return Ok(Err(TxError::UnknownContract)) };
+        let record: Option<WorkerRecord> = s.get(&StateKey::Worker(*worker), "agents worker").await?;
+        let member = record.is_some_and(|r| r.cluster == Some(contract.cluster) && r.is_active(cx.height));
+        if !member {
+            return Ok(Err(pre(format!(
+                "worker {} is not an active member of cluster {}, which runs the agent",
+                Hash(*worker),
+                contract.cluster
+            ))));
+        }
+        let key = StateKey::AgentReceipts(*agent);
+        let mut list: Vec<ReceiptCommit> = s.get(&key, "agents receipts").await?.unwrap_or_default();
+        if list.iter().any(|c| c.worker == *worker && c.batch_seq == batch_seq && c.root == root) {
+            return Ok(Err(pre("this receipt batch is already recorded")));
+        }
+        list.push(ReceiptCommit { worker: *worker, batch_seq, root, count, height: cx.height });
+        if list.len() > MAX_RECEIPT_COMMITS {
+            list.remove(0);
+        }
+        s.put(&key, &list);
+        tracing::info!(target: "agents.receipts", height = cx.height, agent = %Hash(*agent), batch_seq, count, "egress receipts committed");
+        Ok(Ok(()))
     }
 
     async fn store<S: StateRead>(
