@@ -21,6 +21,9 @@ use zeroize::Zeroizing;
 
 /// Largest query envelope accepted.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+
+/// Engine threads answering queries at the same time (each query runs on one, on a snapshot of state).
+pub const QUERY_ENGINES: usize = 2;
 /// Gas of one query.
 pub const QUERY_GAS: u64 = 1_000_000_000;
 /// The reserved query method that returns the events and return values of the signed caller's own commands
@@ -79,17 +82,34 @@ impl std::fmt::Debug for QueryView {
 #[derive(Clone, Debug)]
 pub struct QueryService {
     view: Arc<RwLock<Option<Arc<QueryView>>>>,
-    engine: Arc<std::sync::Mutex<EngineThread>>,
+    /// Engine threads queries run on in parallel (the gate admits at most one query per engine).
+    engines: Arc<Vec<std::sync::Mutex<EngineThread>>>,
     /// Stake-to-compute: queries take turns on the engine in weighted fair order ([`crate::schedule`]).
     gate: Arc<crate::schedule::FairGate>,
 }
 
 impl QueryService {
-    /// A service with its own engine thread and no view yet.
+    /// A service with [`QUERY_ENGINES`] engine threads and no view yet.
     pub fn start() -> std::io::Result<QueryService> {
-        let engine = EngineThread::start("umbra-queries", umbra_engine::Limits::default())?;
-        let gate = Arc::new(crate::schedule::FairGate::new(crate::schedule::Weights::default()));
-        Ok(QueryService { view: Arc::new(RwLock::new(None)), engine: Arc::new(std::sync::Mutex::new(engine)), gate })
+        let engines = (0..QUERY_ENGINES)
+            .map(|i| {
+                EngineThread::start(&format!("umbra-queries-{i}"), umbra_engine::Limits::default())
+                    .map(std::sync::Mutex::new)
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let gate = crate::schedule::FairGate::with_capacity(crate::schedule::Weights::default(), engines.len());
+        Ok(QueryService { view: Arc::new(RwLock::new(None)), engines: Arc::new(engines), gate: Arc::new(gate) })
+    }
+
+    /// A free engine: the gate admits at most as many queries as there are engines, so one is free but
+    /// for a moment's race, when this waits for the first.
+    fn engine(&self) -> Result<std::sync::MutexGuard<'_, EngineThread>, QueryError> {
+        for e in self.engines.iter() {
+            if let Ok(g) = e.try_lock() {
+                return Ok(g);
+            }
+        }
+        self.engines.first().ok_or(QueryError::NotReady)?.lock().map_err(|_| QueryError::NotReady)
     }
 
     /// Sets the weights queries of each contract take turns by (their compute stakes).
@@ -142,7 +162,7 @@ impl QueryService {
             Ok(umbra_engine::Outcome { output: events_of(contract, &caller, &q.args), ..Default::default() })
         } else {
             let _turn = self.gate.enter(q.contract);
-            let engine = self.engine.lock().map_err(|_| QueryError::NotReady)?;
+            let engine = self.engine()?;
             let (cluster, args) = (contract.cluster, &q.args);
             let contracts = &view.contracts;
             run_query(&engine, contracts, cluster, &key.0, &q.contract, &q.method, args, caller, view.height, QUERY_GAS)

@@ -117,9 +117,9 @@ impl<T> FairQueue<T> {
     }
 }
 
-/// Admission to a single server (the query engine) in fair-queue order: callers on several threads
-/// [`FairGate::enter`] with their contract and run while holding the returned [`Turn`]; when the server
-/// is busy they wait, and the next to go is the waiting caller with the smallest finish tag.
+/// Admission to a fixed number of servers (the query engines) in fair-queue order: callers on several
+/// threads [`FairGate::enter`] with their contract and run while holding the returned [`Turn`]; when every
+/// server is busy they wait, and the next to go is the waiting caller with the smallest finish tag.
 #[derive(Debug)]
 pub struct FairGate {
     inner: Mutex<GateState>,
@@ -129,7 +129,9 @@ pub struct FairGate {
 #[derive(Debug)]
 struct GateState {
     queue: FairQueue<u64>,
-    busy: bool,
+    /// Turns held now, at most `capacity`.
+    running: usize,
+    capacity: usize,
     /// The ticket allowed to run next (popped from the queue while the server was free).
     next: Option<u64>,
     tickets: u64,
@@ -142,12 +144,16 @@ pub struct Turn<'a> {
 }
 
 impl FairGate {
-    /// A free gate with `weights`.
+    /// A free gate with `weights` for one server.
     pub fn new(weights: Weights) -> FairGate {
-        FairGate {
-            inner: Mutex::new(GateState { queue: FairQueue::new(weights), busy: false, next: None, tickets: 0 }),
-            cv: Condvar::new(),
-        }
+        FairGate::with_capacity(weights, 1)
+    }
+
+    /// A free gate with `weights` for `capacity` servers (at least one) running at the same time.
+    pub fn with_capacity(weights: Weights, capacity: usize) -> FairGate {
+        let queue = FairQueue::new(weights);
+        let state = GateState { queue, running: 0, capacity: capacity.max(1), next: None, tickets: 0 };
+        FairGate { inner: Mutex::new(state), cv: Condvar::new() }
     }
 
     /// Replaces the weights.
@@ -167,12 +173,16 @@ impl FairGate {
         g.tickets = ticket.wrapping_add(1);
         g.queue.push(contract, 1, ticket);
         loop {
-            if !g.busy && g.next.is_none() {
+            let free = g.running < g.capacity;
+            if free && g.next.is_none() {
                 g.next = g.queue.pop().map(|(_, t)| t);
             }
-            if !g.busy && g.next == Some(ticket) {
+            if free && g.next == Some(ticket) {
                 g.next = None;
-                g.busy = true;
+                g.running += 1;
+                drop(g);
+                // Another server may still be free: let the next waiter pick itself.
+                self.cv.notify_all();
                 return Turn { gate: self };
             }
             g = match self.cv.wait(g) {
@@ -189,7 +199,7 @@ impl Drop for Turn<'_> {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        g.busy = false;
+        g.running = g.running.saturating_sub(1);
         drop(g);
         self.gate.cv.notify_all();
     }
@@ -310,5 +320,17 @@ mod tests {
         let mut q = FairQueue::new(Weights::default());
         q.push([1; 32], 1, ());
         assert_eq!(q.pop().map(|(c, _)| c), Some([1; 32]));
+    }
+
+    #[test]
+    fn a_gate_for_two_servers_admits_two_callers_at_once() {
+        let gate = FairGate::with_capacity(Weights::default(), 2);
+        // With one server the second `enter` on this thread would wait forever.
+        let first = gate.enter([1; 32]);
+        let second = gate.enter([2; 32]);
+        drop(first);
+        let third = gate.enter([1; 32]);
+        drop((second, third));
+        assert_eq!(gate.inner.lock().expect("gate").running, 0);
     }
 }
