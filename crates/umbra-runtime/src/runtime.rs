@@ -4,6 +4,7 @@ use crate::modules::contracts::{self, Contracts};
 use crate::modules::economics::{self, Economics};
 use crate::modules::governance::{self, Governance};
 use crate::modules::mq;
+use crate::modules::multisig::{Multisig, Step};
 use crate::modules::registry::{self, Registry};
 use crate::modules::staking::Staking;
 use crate::modules::system::System;
@@ -100,6 +101,7 @@ pub struct Runtime {
     agents: Agents,
     governance: Governance,
     economics: Economics,
+    multisig: Multisig,
     /// Checks equivocation evidence; part of the consensus rules, so every node must use the same.
     verifier: Box<dyn EvidenceVerifier>,
 }
@@ -115,6 +117,7 @@ impl Default for Runtime {
             agents: Agents,
             governance: Governance,
             economics: Economics,
+            multisig: Multisig,
             verifier: Box::new(RejectAllEvidence),
         }
     }
@@ -521,6 +524,25 @@ impl Runtime {
         self.agents.agent(&Overlay::new(state), id).await
     }
 
+    /// A multisig's record (members, threshold, pending operation numbers), once it was used on chain.
+    pub async fn multisig<S: StateRead>(
+        &self,
+        state: &S,
+        address: &Address,
+    ) -> Result<Option<umbra_types::multisig::MultisigRecord>, RuntimeError> {
+        self.multisig.record(&Overlay::new(state), address).await
+    }
+
+    /// A multisig's pending operation.
+    pub async fn multisig_op<S: StateRead>(
+        &self,
+        state: &S,
+        address: &Address,
+        op: u64,
+    ) -> Result<Option<umbra_types::multisig::MultisigOp>, RuntimeError> {
+        self.multisig.op(&Overlay::new(state), address, op).await
+    }
+
     /// The next egress sequence number the chain accepts from `origin`.
     pub async fn egress_next<S: StateRead>(&self, state: &S, origin: &Origin) -> Result<u64, RuntimeError> {
         mq::egress_next(&Overlay::new(state), origin).await
@@ -614,7 +636,8 @@ impl Runtime {
         self.registry.end_block_with(&cx, s).await?;
         let compute_reward = compute_part.min(self.balances.rewards_reserve(s).await?);
         self.economics.end_block(&cx, s, &self.balances, compute_reward).await?;
-        self.governance.end_block_with(&cx, s, &self.balances, &self.registry).await?;
+        let owned = governance::Owned { agents: &self.agents, contracts: &self.contracts };
+        self.governance.end_block_with(&cx, s, &self.balances, &self.registry, &owned).await?;
         self.staking.select_at_boundary(env, s, params).await
     }
 
@@ -645,12 +668,49 @@ impl Runtime {
             mq::consume_egress(s, &message.egress);
         }
         s.checkpoint();
+        let signer = &stx.tx.signer;
+        // A multisig proposal or approval that reaches its threshold runs its inner call as the multisig, in
+        // this transaction's checkpoint (the inner call is never itself a multisig call: no recursion).
+        let step = match &stx.tx.call {
+            Call::MultisigPropose { members, threshold, call, expires_in } => {
+                Some(self.multisig.propose(env.height, s, signer, members, *threshold, call, *expires_in).await?)
+            }
+            Call::MultisigApprove { multisig, op } => {
+                Some(self.multisig.approve(env.height, s, signer, multisig, *op).await?)
+            }
+            _ => None,
+        };
+        let result = match step {
+            None => self.dispatch(env, ctx, s, signer, &stx.tx.call).await?,
+            Some(Ok(Step::Pending)) => Ok(()),
+            Some(Ok(Step::Execute { multisig, call })) => {
+                tracing::info!(target: "multisig.execute", height = env.height, %multisig, call = call.kind(), "threshold reached");
+                self.dispatch(env, ctx, s, &multisig, &call).await?
+            }
+            Some(Err(e)) => Err(e),
+        };
+        match result {
+            Ok(()) => s.commit_checkpoint(),
+            Err(_) => s.revert(),
+        }
+        Ok(Receipt { tx_hash: stx.hash(), height: env.height, index, fee_paid: stx.tx.fee, error: result.err() })
+    }
+
+    /// Runs one call for `signer`: every call of the chain, by the module that owns it.
+    async fn dispatch<S: StateRead>(
+        &self,
+        env: &BlockEnv,
+        ctx: &TxCtx<'_>,
+        s: &mut Overlay<'_, S>,
+        signer: &Address,
+        call: &Call,
+    ) -> Result<Result<(), umbra_types::TxError>, RuntimeError> {
         let (reg, cx) = (&self.registry, registry::Ctx { env, params: ctx.params, chain_id: ctx.chain_id });
-        let (signer, params, bal, st) = (&stx.tx.signer, ctx.params, &self.balances, &self.staking);
+        let (params, bal, st) = (ctx.params, &self.balances, &self.staking);
         let (gov, deps) = (&self.governance, governance::Deps { bal, staking: st });
         let econ = &self.economics;
         let ccx = contracts::Ctx { height: env.height, timestamp_ms: env.timestamp_ms, params };
-        let result = match &stx.tx.call {
+        let result = match call {
             Call::Transfer { to, amount } => bal.transfer(s, signer, to, *amount).await?,
             Call::Bond { validator_key, amount } => st.bond(s, bal, params, signer, validator_key, *amount).await?,
             Call::Nominate { validator_key, amount } => {
@@ -760,12 +820,13 @@ impl Runtime {
                 let deps = economics::Deps { bal, reg };
                 econ.report_state_root(&cx, s, &deps, message).await?
             }
+            Call::MultisigCancel { multisig, op } => self.multisig.cancel(env.height, s, signer, multisig, *op).await?,
+            // Handled in `apply_tx`; an inner call is never a multisig call (refused at proposal).
+            Call::MultisigPropose { .. } | Call::MultisigApprove { .. } => Err(umbra_types::TxError::MultisigPrecondition {
+                reason: "a multisig call cannot run another multisig call (no nesting)".into(),
+            }),
         };
-        match result {
-            Ok(()) => s.commit_checkpoint(),
-            Err(_) => s.revert(),
-        }
-        Ok(Receipt { tx_hash: stx.hash(), height: env.height, index, fee_paid: stx.tx.fee, error: result.err() })
+        Ok(result)
     }
 
     /// Executes a proposed block. Any transaction that could not have been admitted (bad signature

@@ -28,3 +28,24 @@ pub fn decode<T: BorshDeserialize>(bytes: &[u8], max: usize) -> Result<T, CodecE
     }
     borsh::from_slice(bytes).map_err(|e| CodecError::Malformed(e.to_string()))
 }
+
+/// How many calls may sit inside one another in one encoding (a multisig proposal of a governance proposal
+/// of an agent call is 2); deeper input is refused instead of recursing without bound.
+pub(crate) const MAX_CALL_NESTING: u8 = 3;
+
+thread_local! {
+    static CALL_DEPTH: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+
+/// Decodes a call nested in another value (`#[borsh(deserialize_with)]` of every `Box<Call>` field), refusing
+/// more than [`MAX_CALL_NESTING`] levels so crafted input cannot exhaust the decoder's stack.
+pub(crate) fn nested_call<R: borsh::io::Read>(reader: &mut R) -> Result<Box<crate::Call>, borsh::io::Error> {
+    let depth = CALL_DEPTH.with(|d| d.get());
+    if depth >= MAX_CALL_NESTING {
+        return Err(borsh::io::Error::new(borsh::io::ErrorKind::InvalidData, "calls nested too deeply"));
+    }
+    CALL_DEPTH.with(|d| d.set(depth + 1));
+    let call = crate::Call::deserialize_reader(reader);
+    CALL_DEPTH.with(|d| d.set(depth));
+    call.map(Box::new)
+}

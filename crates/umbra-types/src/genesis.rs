@@ -149,6 +149,8 @@ impl FeeParams {
             | crate::Call::UploadCode { .. }
             | crate::Call::Instantiate { .. }
             | crate::Call::ContractCommand { .. } => 0,
+            // A multisig proposal pays its inner call's own charge up front (the approvals pay base and size).
+            crate::Call::MultisigPropose { call, .. } => self.min_fee(0, call).saturating_sub(self.base),
             // Economics calls pay the base and size fee only.
             _ => 0,
         };

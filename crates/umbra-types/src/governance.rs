@@ -79,6 +79,39 @@ pub enum GovCall {
         /// The text.
         text: String,
     },
+    /// An owner-only agent call (`upgrade_agent`, `pause_agent`, `resume_agent`, `set_agent_policy`,
+    /// `set_agent_secret`, `remove_agent_secret`, `transfer_agent_ownership`) run with the governance owner
+    /// ([`governance_owner`]) as its signer: it succeeds only for an agent that governance owns.
+    AgentControl {
+        /// The agent call.
+        #[borsh(deserialize_with = "crate::codec::nested_call")]
+        call: Box<crate::Call>,
+    },
+}
+
+/// Domain tag of the governance owner's address.
+pub const GOVERNANCE_OWNER_DOMAIN: &[u8] = b"umbra/owner/governance/v1";
+
+/// The well-known address that stands for "governance" as an owner: `SHA-256(GOVERNANCE_OWNER_DOMAIN)`. No
+/// key exists for it, so no account can sign as it; an owner hands an agent to governance by transferring it
+/// here, and from then on only an enacted proposal's [`GovCall::AgentControl`] changes the agent.
+pub fn governance_owner() -> Address {
+    Address(crate::sha256(&[GOVERNANCE_OWNER_DOMAIN]).0)
+}
+
+/// Whether `call` is an owner-only agent call (what [`GovCall::AgentControl`] may carry).
+pub fn is_agent_owner_call(call: &crate::Call) -> bool {
+    use crate::Call;
+    matches!(
+        call,
+        Call::UpgradeAgent { .. }
+            | Call::PauseAgent { .. }
+            | Call::ResumeAgent { .. }
+            | Call::SetAgentPolicy { .. }
+            | Call::SetAgentSecret { .. }
+            | Call::RemoveAgentSecret { .. }
+            | Call::TransferAgentOwnership { .. }
+    )
 }
 
 impl GovCall {
@@ -89,21 +122,25 @@ impl GovCall {
             GovCall::SetParams { .. } => "set_params",
             GovCall::TreasurySpend { .. } => "treasury_spend",
             GovCall::Signal { .. } => "signal",
+            GovCall::AgentControl { .. } => "agent_control",
         }
     }
 
     /// Whether the technical committee may fast-track it: withdrawing a measurement, replacing the
-    /// attestation policy, removing a gatekeeper, pausing or resuming a cluster. Never a treasury spend.
+    /// attestation policy, removing a gatekeeper, pausing or resuming a cluster, pausing a governance-owned
+    /// agent. Never a treasury spend.
     pub fn is_security(&self) -> bool {
-        matches!(
-            self,
-            GovCall::Admin {
-                call: AdminCall::WithdrawMeasurement { .. }
+        match self {
+            GovCall::Admin { call } => matches!(
+                call,
+                AdminCall::WithdrawMeasurement { .. }
                     | AdminCall::SetPolicy { .. }
                     | AdminCall::RemoveGatekeeper { .. }
                     | AdminCall::PauseCluster { .. }
-            }
-        )
+            ),
+            GovCall::AgentControl { call } => matches!(**call, crate::Call::PauseAgent { .. }),
+            _ => false,
+        }
     }
 }
 

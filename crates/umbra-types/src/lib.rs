@@ -15,6 +15,7 @@ pub mod economics;
 mod genesis;
 pub mod governance;
 mod hash;
+pub mod multisig;
 mod receipt;
 pub mod registry;
 mod staking;

@@ -329,6 +329,38 @@ pub enum TxError {
         /// Why.
         reason: String,
     },
+    /// A multisig call by an account that is not one of the multisig's members.
+    #[error("{signer} is not a member of multisig {multisig}")]
+    NotMultisigMember {
+        /// The multisig.
+        multisig: crate::Address,
+        /// The signer.
+        signer: crate::Address,
+    },
+    /// No pending operation has this number (never proposed, executed, cancelled or dropped once expired).
+    #[error("multisig {multisig} has no pending operation {op}")]
+    UnknownMultisigOp {
+        /// The multisig.
+        multisig: crate::Address,
+        /// The operation's number.
+        op: u64,
+    },
+    /// The member already approved this operation.
+    #[error("the signer already approved this operation")]
+    AlreadyApproved,
+    /// The operation expired before reaching its threshold.
+    #[error("the operation expired at height {expired_at}")]
+    MultisigOpExpired {
+        /// Its last approvable height.
+        expired_at: u64,
+    },
+    /// A multisig call that is malformed or not allowed (bad members or threshold, nested or oversized inner
+    /// call, too many pending operations, cancel by another member).
+    #[error("multisig: {reason}")]
+    MultisigPrecondition {
+        /// What does not hold.
+        reason: String,
+    },
 }
 
 /// The outcome of one included transaction.

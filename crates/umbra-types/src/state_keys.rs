@@ -157,6 +157,15 @@ pub enum StateKey {
     /// `agents`: an agent's committed egress receipt batches (a `Vec<crate::agents::ReceiptCommit>`, the latest
     /// [`crate::agents::MAX_RECEIPT_COMMITS`], oldest first).
     AgentReceipts(crate::contracts::ContractId),
+    /// `multisig`: a multisig used on chain ([`crate::multisig::MultisigRecord`]), by its address.
+    Multisig(Address),
+    /// `multisig`: a pending operation ([`crate::multisig::MultisigOp`]).
+    MultisigOp {
+        /// The multisig's address.
+        multisig: Address,
+        /// The operation's number.
+        op: u64,
+    },
 }
 
 impl StateKey {

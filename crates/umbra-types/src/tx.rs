@@ -394,6 +394,36 @@ pub enum Call {
         /// The worker's signed incident.
         message: SignedEgress,
     },
+    /// A member proposes `call` to run as the multisig of `members` and `threshold`
+    /// ([`crate::multisig::multisig_address`]); the proposal is the signer's approval. At the threshold the call
+    /// runs at once with the multisig as its signer (see [`crate::multisig`]); otherwise it waits as a pending
+    /// operation numbered by the multisig's counter, for at most `expires_in` blocks.
+    MultisigPropose {
+        /// The members (any order; duplicates ignored).
+        members: Vec<Address>,
+        /// Approvals needed.
+        threshold: u16,
+        /// What to run as the multisig (not a multisig call, not an egress message).
+        #[borsh(deserialize_with = "crate::codec::nested_call")]
+        call: Box<Call>,
+        /// Blocks the operation stays approvable (1 to [`crate::multisig::MAX_OP_LIFETIME`]).
+        expires_in: u64,
+    },
+    /// A member approves a pending operation; the approval that reaches the threshold runs its call as the
+    /// multisig in this transaction (if the call fails, so does this approval, and the operation stays pending).
+    MultisigApprove {
+        /// The multisig's address.
+        multisig: Address,
+        /// The operation's number.
+        op: u64,
+    },
+    /// Drop a pending operation: its proposer at any time, any member once it expired.
+    MultisigCancel {
+        /// The multisig's address.
+        multisig: Address,
+        /// The operation's number.
+        op: u64,
+    },
 }
 
 impl Call {
@@ -444,6 +474,9 @@ impl Call {
             Call::PoolReclaim { .. } => "pool_reclaim",
             Call::VaultSetMode { .. } => "vault_set_mode",
             Call::ReportStateRootDisagreement { .. } => "report_state_root_disagreement",
+            Call::MultisigPropose { .. } => "multisig_propose",
+            Call::MultisigApprove { .. } => "multisig_approve",
+            Call::MultisigCancel { .. } => "multisig_cancel",
         }
     }
 }
@@ -587,6 +620,35 @@ mod tests {
             let json = serde_json::to_string(&c).expect("serializes");
             assert_eq!(serde_json::from_str::<Call>(&json).expect("parses"), c);
         }
+    }
+
+    #[test]
+    fn multisig_calls_are_appended_and_deeply_nested_calls_are_refused_by_the_decoder() {
+        let inner = Call::PauseAgent { agent: [4; 32] };
+        let propose = Call::MultisigPropose {
+            members: vec![Address([1; 32]), Address([2; 32])],
+            threshold: 2,
+            call: Box::new(inner),
+            expires_in: 10,
+        };
+        assert_eq!(encode(&propose)[0], 44, "multisig_propose follows report_state_root_disagreement");
+        assert_eq!(decode::<Call>(&encode(&propose), 1 << 16), Ok(propose.clone()));
+        let json = serde_json::to_string(&propose).expect("serializes");
+        assert_eq!(serde_json::from_str::<Call>(&json).expect("parses"), propose);
+        // Three levels decode; a fourth is refused (without recursing further).
+        let mut deep = propose.clone();
+        for _ in 0..2 {
+            deep = Call::MultisigPropose { members: vec![], threshold: 1, call: Box::new(deep), expires_in: 1 };
+        }
+        assert_eq!(decode::<Call>(&encode(&deep), 1 << 16), Ok(deep.clone()));
+        let deeper = Call::MultisigPropose { members: vec![], threshold: 1, call: Box::new(deep), expires_in: 1 };
+        assert!(decode::<Call>(&encode(&deeper), 1 << 16).is_err());
+        // A long chain of nested proposals is refused too, not a stack overflow.
+        let mut bytes = Vec::new();
+        for _ in 0..100_000 {
+            bytes.extend_from_slice(&[44, 0, 0, 0, 0, 1, 0]);
+        }
+        assert!(decode::<Call>(&bytes, 1 << 20).is_err());
     }
 
     proptest! {

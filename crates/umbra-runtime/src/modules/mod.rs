@@ -11,6 +11,7 @@ pub(crate) mod contracts;
 pub(crate) mod economics;
 pub(crate) mod governance;
 pub(crate) mod mq;
+pub(crate) mod multisig;
 pub(crate) mod registry;
 pub(crate) mod staking;
 pub(crate) mod system;

@@ -278,7 +278,12 @@ impl Chain {
 }
 
 pub fn chain_with_workers() -> (Chain, Vec<Worker>) {
-    let mut c = Chain::dev();
+    chain_with_workers_and(Params::default())
+}
+
+/// [`chain_with_workers`] on a dev chain with `params`.
+pub fn chain_with_workers_and(params: Params) -> (Chain, Vec<Worker>) {
+    let mut c = Chain::new(dev_policy(), params, 1_000);
     let ws: Vec<Worker> = (1..=4).map(Worker::new).collect();
     c.run(vec![]);
     let txs: Vec<SignedTransaction> = ws
@@ -307,7 +312,12 @@ pub struct Setup {
 }
 
 pub fn setup() -> Setup {
-    let (mut c, ws) = chain_with_workers();
+    setup_with(Params::default())
+}
+
+/// [`setup`] with other chain parameters (the fees must stay the defaults: [`Chain::tx`] pays those).
+pub fn setup_with(params: Params) -> Setup {
+    let (mut c, ws) = chain_with_workers_and(params);
     let gk = Keypair::from_seed([41; 32]);
     c.admin(AdminCall::AppointGatekeeper { worker: ws[0].id() });
     let first = EgressPayload::MasterKey {

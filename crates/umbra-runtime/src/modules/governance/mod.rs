@@ -34,13 +34,18 @@
 //! Slashing that takes bonded stake below a vote's lock leaves the vote counted as cast. Tallies
 //! iterate a proposal's voters and their delegators, bounded by fees, not by a parameter.
 
+use crate::modules::agents::{Agents, Change};
 use crate::modules::balances::{Balances, treasury};
+use crate::modules::contracts::{self, Contracts};
 use crate::modules::registry::{self, Registry};
 use crate::modules::staking::Staking;
 use crate::{BlockEnv, Module, Overlay, RuntimeError, StateRead};
-use umbra_types::governance::{GovCall, Proposal, ProposalId, ProposalStatus, SpendRecord, VoteRecord, VoterRecord};
+use umbra_types::governance::{
+    GovCall, Proposal, ProposalId, ProposalStatus, SpendRecord, VoteRecord, VoterRecord, governance_owner,
+    is_agent_owner_call,
+};
 use umbra_types::state_keys::StateKey;
-use umbra_types::{Address, Amount, Genesis, Params, TxError};
+use umbra_types::{Address, Amount, Call, Genesis, Params, TxError};
 
 mod votes;
 
@@ -192,6 +197,14 @@ impl Governance {
                     }
                 }
                 GovCall::Admin { .. } => {}
+                GovCall::AgentControl { call } => {
+                    if !is_agent_owner_call(call) {
+                        return Err(malformed(format!(
+                            "call {i}: agent_control carries an owner-only agent call, not {}",
+                            call.kind()
+                        )));
+                    }
+                }
             }
         }
         Ok(())
@@ -308,6 +321,7 @@ impl Governance {
         s: &mut Overlay<'_, S>,
         bal: &Balances,
         reg: &Registry,
+        owned: &Owned<'_>,
     ) -> Result<(), RuntimeError> {
         let height = cx.env.height;
         let active = self.active(s).await?;
@@ -325,7 +339,7 @@ impl Governance {
             if let ProposalStatus::Passed { enact_at } = p.status
                 && height >= enact_at
             {
-                self.enact(cx, s, bal, reg, &mut p).await?;
+                self.enact(cx, s, bal, reg, owned, &mut p).await?;
             }
             if matches!(p.status, ProposalStatus::Open | ProposalStatus::Passed { .. }) {
                 still.push(id);
@@ -390,12 +404,13 @@ impl Governance {
         s: &mut Overlay<'_, S>,
         bal: &Balances,
         reg: &Registry,
+        owned: &Owned<'_>,
         p: &mut Proposal,
     ) -> Result<(), RuntimeError> {
         let mut results = Vec::with_capacity(p.calls.len());
         for call in &p.calls {
             s.checkpoint();
-            let r = self.enact_call(cx, s, bal, reg, p.id, call).await?;
+            let r = self.enact_call(cx, s, bal, reg, owned, p.id, call).await?;
             match &r {
                 Ok(()) => s.commit_checkpoint(),
                 Err(_) => s.revert(),
@@ -408,12 +423,14 @@ impl Governance {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn enact_call<S: StateRead>(
         &self,
         cx: &registry::Ctx<'_>,
         s: &mut Overlay<'_, S>,
         bal: &Balances,
         reg: &Registry,
+        owned: &Owned<'_>,
         id: ProposalId,
         call: &GovCall,
     ) -> CallResult {
@@ -448,8 +465,39 @@ impl Governance {
                 Ok(Ok(()))
             }
             GovCall::Signal { .. } => Ok(Ok(())),
+            GovCall::AgentControl { call } => {
+                let Some((agent, change)) = agent_change(call) else {
+                    return Ok(Err(TxError::GovernancePrecondition {
+                        reason: format!("agent_control cannot carry {}", call.kind()),
+                    }));
+                };
+                let ccx = contracts::Ctx { height: cx.env.height, timestamp_ms: cx.env.timestamp_ms, params: cx.params };
+                owned.agents.change(&ccx, s, owned.contracts, &governance_owner(), agent, change).await
+            }
         }
     }
+}
+
+/// The modules an enacted proposal acts through as the governance owner ([`governance_owner`]).
+pub(crate) struct Owned<'a> {
+    pub(crate) agents: &'a Agents,
+    pub(crate) contracts: &'a Contracts,
+}
+
+/// The agent and change of an owner-only agent call.
+fn agent_change(call: &Call) -> Option<(&umbra_types::contracts::ContractId, Change<'_>)> {
+    Some(match call {
+        Call::UpgradeAgent { agent, code } => (agent, Change::Upgrade(code)),
+        Call::PauseAgent { agent } => (agent, Change::Paused(true)),
+        Call::ResumeAgent { agent } => (agent, Change::Paused(false)),
+        Call::SetAgentPolicy { agent, policy } => (agent, Change::Policy(policy)),
+        Call::SetAgentSecret { agent, name, key_epoch, sealed } => {
+            (agent, Change::SetSecret { name, key_epoch: *key_epoch, sealed })
+        }
+        Call::RemoveAgentSecret { agent, name } => (agent, Change::RemoveSecret(name)),
+        Call::TransferAgentOwnership { agent, new_owner } => (agent, Change::Owner(new_owner)),
+        _ => return None,
+    })
 }
 
 impl Module for Governance {
