@@ -94,6 +94,8 @@ enum Command {
     Compute(cmds::econ::ComputeArgs),
     /// Stake tokens to a contract's cluster on behalf of the contract (weighted query scheduling).
     StakeCompute(cmds::econ::StakeComputeArgs),
+    /// Multisig accounts: address, propose (any call, e.g. agent-pause), approve, cancel, pending.
+    Multisig(cmds::multisig::MultisigArgs),
 }
 
 /// The global options every client command sees.
@@ -140,6 +142,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => cmds::agent::run(&ctx, args),
         Command::Compute(args) => cmds::econ::compute(&ctx, args),
         Command::StakeCompute(args) => cmds::econ::stake_compute(&ctx, args),
+        Command::Multisig(args) => cmds::multisig::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

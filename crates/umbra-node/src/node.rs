@@ -699,6 +699,29 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         })
     }
 
+    /// A multisig's record, balance and pending operations at the latest finalized block.
+    pub async fn multisig_pending(&self, address: &Address) -> Result<umbra_rpc::MultisigInfo, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        let record = rt.multisig(&s, address).await.map_err(unavailable)?;
+        let mut pending = Vec::new();
+        for op in record.as_ref().map(|r| r.pending.clone()).unwrap_or_default() {
+            if let Some(o) = rt.multisig_op(&s, address, op).await.map_err(unavailable)? {
+                pending.push(o);
+            }
+        }
+        Ok(umbra_rpc::MultisigInfo {
+            height: header.height,
+            address: *address,
+            record,
+            balance: rt.account(&s, address).await.map_err(unavailable)?.balance,
+            pending,
+        })
+    }
+
     /// Every stake pool at the latest finalized block, by number.
     pub async fn econ_pools(&self) -> Result<Vec<umbra_rpc::EconPoolInfo>, RpcError> {
         let state = self.inner.state.read().await;

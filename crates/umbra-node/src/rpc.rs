@@ -158,6 +158,10 @@ where
         let cluster: u32 = one(&p, "a cluster number")?;
         node.econ_cluster_stakes(cluster).await.map_err(to_rpc)
     }))?;
+    reg(m.register_async_method(methods::MULTISIG_PENDING, |p, node, _| async move {
+        let who: Address = one(&p, "a multisig's umbra1… address")?;
+        node.multisig_pending(&who).await.map_err(to_rpc)
+    }))?;
     reg(m.register_method(methods::SYSTEM_HEALTH, |_, node, _| {
         let since = node.since_last_block_ms();
         Ok::<_, ErrorObjectOwned>(umbra_rpc::Health {

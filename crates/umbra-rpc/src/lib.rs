@@ -12,7 +12,7 @@ pub use errors::{ErrorCode, RpcError};
 pub use types::{
     AccountResponse, BlockId, BlockResponse, ChainInfo, EconAllocation, EconBudgetInfo, EconClusterStakesInfo,
     EconComputeStakeInfo, EconContractStake, EconPoolInfo, EconPositionInfo, EconTarget, EconVaultInfo, EconWorkerInfo,
-    GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS, MAX_SYNC_BLOCKS, ProvenMessage, RegistryStatus,
+    GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS, MAX_SYNC_BLOCKS, MultisigInfo, ProvenMessage, RegistryStatus,
     StateValueResponse, SyncBlock, SyncRequest, SyncResponse, TreasuryInfo, TxResponse, TxStatus, ValidatorInfo,
 };
 
@@ -83,4 +83,7 @@ pub mod methods {
     pub const HEADS_NOTIFICATION: &str = "chain_finalizedHead";
     /// Unsubscribe method of [`SUBSCRIBE_HEADS`].
     pub const UNSUBSCRIBE_HEADS: &str = "chain_unsubscribeFinalizedHeads";
+    /// `multisig_pending(address: Address) -> MultisigInfo`: a multisig's members, threshold, balance and pending
+    /// operations (unproven, for display; `state_getValue` of `StateKey::Multisig` / `MultisigOp` proves them).
+    pub const MULTISIG_PENDING: &str = "multisig_pending";
 }

@@ -399,3 +399,19 @@ pub struct EconClusterStakesInfo {
     #[serde(with = "amount_str")]
     pub free_quota_stake: Amount,
 }
+
+/// `multisig_pending` answer: a multisig's record and pending operations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultisigInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The multisig's address.
+    pub address: Address,
+    /// Members, threshold and operation counter; `None` until the multisig's first proposal.
+    pub record: Option<umbra_types::multisig::MultisigRecord>,
+    /// Its balance, in the smallest unit.
+    #[serde(with = "amount_str")]
+    pub balance: Amount,
+    /// Pending operations (expired ones included until dropped), by number.
+    pub pending: Vec<umbra_types::multisig::MultisigOp>,
+}

@@ -26,6 +26,7 @@ mod client;
 mod contracts;
 mod error;
 mod keystore;
+mod multisig;
 mod transfer;
 mod trust;
 
@@ -37,6 +38,7 @@ pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, HeadSubscription, VerifiedBloc
 pub use contracts::{VerifiedQuery, WorkerInfo, query, seal_command, worker_info};
 pub use error::SdkError;
 pub use keystore::{HOME_ENV, KeyInfo, Keystore, KeystoreError, umbra_home, validate_name};
+pub use multisig::{OwnerKind, governance_owner, multisig_address};
 pub use transfer::{build_transfer, min_fee, transfer};
 pub use trust::trust_dir;
 pub use umbra_light::{self, Finality, LightClient, LightError, VerifiedHeader};

@@ -24,7 +24,7 @@ pub(crate) struct AgentArgs {
 
 /// Policy settings; on `policy`, only those given change.
 #[derive(Args, Debug, Default, Clone)]
-struct PolicyFlags {
+pub(crate) struct PolicyFlags {
     /// Serve the agent as plain HTTP at /agents/ID/... too.
     #[arg(long)]
     public: bool,
@@ -58,7 +58,7 @@ struct PolicyFlags {
 }
 
 impl PolicyFlags {
-    fn apply(&self, mut p: AgentPolicy) -> AgentPolicy {
+    pub(crate) fn apply(&self, mut p: AgentPolicy) -> AgentPolicy {
         if self.public {
             p.public = true;
         }
@@ -179,12 +179,13 @@ enum AgentCmd {
         #[command(flatten)]
         policy: PolicyFlags,
     },
-    /// Hand the agent to another account (owner only).
+    /// Hand the agent to another owner (owner only): an account, a multisig address (`umbra multisig address`),
+    /// or `governance` (then only enacted proposals can change it: `umbra gov propose agent-control`).
     Transfer {
         /// The agent id.
         id: Hash,
-        /// The new owner.
-        new_owner: Address,
+        /// The new owner: an address, a local key's name, or `governance`.
+        new_owner: String,
     },
     /// Send tokens to the agent's account.
     Fund {
@@ -256,6 +257,7 @@ pub(crate) fn run(ctx: &Ctx, args: AgentArgs) -> Result<()> {
                 send_call(ctx, from, Call::SetAgentPolicy { agent: id.0, policy }).await.map(drop)
             }
             AgentCmd::Transfer { id, new_owner } => {
+                let new_owner = super::multisig::resolve_owner(ctx, &new_owner)?;
                 send_call(ctx, from, Call::TransferAgentOwnership { agent: id.0, new_owner }).await.map(drop)
             }
             AgentCmd::Fund { id, amount } => {
@@ -275,7 +277,7 @@ fn signer(ctx: &Ctx, from: Option<&str>) -> Result<umbra_crypto::Keypair> {
 }
 
 /// The agent's JavaScript: the file as is, or a `.ts` file with its types stripped (oxc, no Node.js).
-fn read_code(file: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_code(file: &Path) -> Result<Vec<u8>> {
     let src = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     if file.extension().is_some_and(|e| e == "ts" || e == "mts") {
         return crate::typescript::strip_types(&src, &file.display().to_string()).map(String::into_bytes);
@@ -508,6 +510,7 @@ async fn info(ctx: &Ctx, id: Hash) -> Result<()> {
     let record = client.agent(&id.0).await?.with_context(|| format!("no agent {id}"))?;
     let contract = client.contract(&id.0).await?.with_context(|| format!("no contract {id}"))?;
     let balance = client.account(&contract.account).await?.balance;
+    let owner_kind = client.owner_kind(&record.owner).await?;
     if ctx.json {
         let secrets: Vec<serde_json::Value> = record
             .secrets
@@ -517,6 +520,7 @@ async fn info(ctx: &Ctx, id: Hash) -> Result<()> {
         ctx.print_json(&serde_json::json!({
             "agent": Hash(record.id),
             "owner": record.owner,
+            "owner_kind": owner_json(&owner_kind),
             "paused": record.paused,
             "versions": record.versions,
             "policy": record.policy,
@@ -530,7 +534,7 @@ async fn info(ctx: &Ctx, id: Hash) -> Result<()> {
     } else {
         super::print_rows(&[
             ("agent", id.to_string()),
-            ("owner", record.owner.to_string()),
+            ("owner", owner_text(&record.owner, &owner_kind)),
             ("state", if record.paused { "paused".into() } else { "serving".into() }),
             ("cluster", contract.cluster.to_string()),
             ("account", format!("{} ({})", contract.account, super::show_amount(balance))),
@@ -547,4 +551,30 @@ async fn info(ctx: &Ctx, id: Hash) -> Result<()> {
         ]);
     }
     Ok(())
+}
+
+/// The owner's kind for `--json`: `{"kind": "account"}`, `{"kind": "governance"}` or
+/// `{"kind": "multisig", "threshold": 2, "members": [...]}`.
+fn owner_json(kind: &umbra_sdk::OwnerKind) -> serde_json::Value {
+    match kind {
+        umbra_sdk::OwnerKind::Account => serde_json::json!({ "kind": "account" }),
+        umbra_sdk::OwnerKind::Governance => serde_json::json!({ "kind": "governance" }),
+        umbra_sdk::OwnerKind::Multisig(r) => {
+            serde_json::json!({ "kind": "multisig", "threshold": r.threshold, "members": r.members })
+        }
+    }
+}
+
+/// The owner for people: the address, and what it stands for when it is governance or a known multisig.
+fn owner_text(owner: &Address, kind: &umbra_sdk::OwnerKind) -> String {
+    match kind {
+        umbra_sdk::OwnerKind::Account => owner.to_string(),
+        umbra_sdk::OwnerKind::Governance => format!("governance ({owner}; changed only by enacted proposals)"),
+        umbra_sdk::OwnerKind::Multisig(r) => format!(
+            "multisig {owner}, {} of {}: {}",
+            r.threshold,
+            r.members.len(),
+            r.members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }

@@ -135,6 +135,24 @@ enum ProposeKind {
     },
     /// A text proposal that changes nothing.
     Signal { text: String },
+    /// Act on an agent that governance owns (`umbra agent transfer ID governance` hands one over).
+    AgentControl {
+        /// pause, resume, upgrade (ARG: the code file) or transfer (ARG: the new owner).
+        action: AgentAction,
+        /// The agent id.
+        id: umbra_types::Hash,
+        /// The code file for `upgrade`, the new owner for `transfer` (an address, a key's name or `governance`).
+        arg: Option<String>,
+    },
+}
+
+/// What `agent-control` does.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum AgentAction {
+    Pause,
+    Resume,
+    Upgrade,
+    Transfer,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(file: &Path, what: &str) -> Result<T> {
@@ -183,6 +201,23 @@ fn calls(ctx: &Ctx, args: &ProposeArgs) -> Result<Vec<GovCall>> {
             GovCall::TreasurySpend { to: resolve_address(&ctx.keystore()?, to)?.0, amount: *amount }
         }
         ProposeKind::Signal { text } => GovCall::Signal { text: text.clone() },
+        ProposeKind::AgentControl { action, id, arg } => {
+            let agent = id.0;
+            let need = |what: &str| arg.clone().with_context(|| format!("agent-control {what} needs ARG"));
+            let call = match action {
+                AgentAction::Pause => Call::PauseAgent { agent },
+                AgentAction::Resume => Call::ResumeAgent { agent },
+                AgentAction::Upgrade => {
+                    let file = need("upgrade")?;
+                    Call::UpgradeAgent { agent, code: super::agent::read_code(Path::new(&file))? }
+                }
+                AgentAction::Transfer => {
+                    let new_owner = super::multisig::resolve_owner(ctx, &need("transfer")?)?;
+                    Call::TransferAgentOwnership { agent, new_owner }
+                }
+            };
+            GovCall::AgentControl { call: Box::new(call) }
+        }
     }])
 }
 

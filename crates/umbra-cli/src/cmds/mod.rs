@@ -7,6 +7,7 @@ pub(crate) mod block;
 pub(crate) mod contract;
 pub(crate) mod econ;
 pub(crate) mod gov;
+pub(crate) mod multisig;
 pub(crate) mod registry;
 pub(crate) mod status;
 pub(crate) mod transfer;
