@@ -226,7 +226,9 @@ fn an_agent_owned_by_a_multisig_and_then_by_governance_obeys_only_its_owner() {
     net.cli_ok(&[&["multisig", "propose"][..], &members, &["--from", "carol", "json", &resume]].concat());
     net.cli_ok(&["multisig", "approve", &m, "1", "--from", "alice"]);
     net.wait_status(&a, 200);
-    net.cli_ok(&[&["multisig", "propose"][..], &members, &["--from", "bob", "agent-transfer", &a, "governance"]].concat());
+    net.cli_ok(
+        &[&["multisig", "propose"][..], &members, &["--from", "bob", "agent-transfer", &a, "governance"]].concat(),
+    );
     net.cli_ok(&["multisig", "approve", &m, "2", "--from", "carol"]);
     let info = net.info(&a);
     assert_eq!(info["owner_kind"]["kind"], "governance", "{info}");

@@ -12,8 +12,9 @@ pub use errors::{ErrorCode, RpcError};
 pub use types::{
     AccountResponse, BlockId, BlockResponse, ChainInfo, EconAllocation, EconBudgetInfo, EconClusterStakesInfo,
     EconComputeStakeInfo, EconContractStake, EconPoolInfo, EconPositionInfo, EconTarget, EconVaultInfo, EconWorkerInfo,
-    GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS, MAX_SYNC_BLOCKS, MultisigInfo, ProvenMessage, RegistryStatus,
-    StateValueResponse, SyncBlock, SyncRequest, SyncResponse, TreasuryInfo, TxResponse, TxStatus, ValidatorInfo,
+    GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS, MAX_SYNC_BLOCKS, MultisigInfo, ProvenMessage,
+    RegistryStatus, StateValueResponse, SyncBlock, SyncRequest, SyncResponse, TreasuryInfo, TxResponse, TxStatus,
+    ValidatorInfo,
 };
 
 /// Method names, `module_verb`.

@@ -822,9 +822,11 @@ impl Runtime {
             }
             Call::MultisigCancel { multisig, op } => self.multisig.cancel(env.height, s, signer, multisig, *op).await?,
             // Handled in `apply_tx`; an inner call is never a multisig call (refused at proposal).
-            Call::MultisigPropose { .. } | Call::MultisigApprove { .. } => Err(umbra_types::TxError::MultisigPrecondition {
-                reason: "a multisig call cannot run another multisig call (no nesting)".into(),
-            }),
+            Call::MultisigPropose { .. } | Call::MultisigApprove { .. } => {
+                Err(umbra_types::TxError::MultisigPrecondition {
+                    reason: "a multisig call cannot run another multisig call (no nesting)".into(),
+                })
+            }
         };
         Ok(result)
     }

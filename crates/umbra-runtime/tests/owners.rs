@@ -115,10 +115,7 @@ fn a_multisig_moves_its_own_funds_only_through_an_executed_transfer() {
     assert_eq!(balance(&s.c, &to), before + 4 * UNIT);
     // An inner call that fails undoes the approval that ran it: the operation stays pending.
     s.c.ok(A, propose(&s.c, Call::Transfer { to, amount: 50 * UNIT }, 100));
-    assert_eq!(
-        s.c.fails(B, approve(&s.c, 1)),
-        TxError::InsufficientBalance { needed: 50 * UNIT, available: 6 * UNIT }
-    );
+    assert_eq!(s.c.fails(B, approve(&s.c, 1)), TxError::InsufficientBalance { needed: 50 * UNIT, available: 6 * UNIT });
     let op = block_on(s.c.rt.multisig_op(&s.c.state, &m, 1)).expect("readable").expect("still pending");
     assert_eq!(op.approvals, vec![s.c.op(A)]);
     s.c.ok(SUDO, Call::Transfer { to: m, amount: 50 * UNIT });

@@ -121,7 +121,11 @@ impl Client {
         &self.url
     }
 
-    pub(crate) async fn call<R: DeserializeOwned>(&self, method: &'static str, params: ArrayParams) -> Result<R, SdkError> {
+    pub(crate) async fn call<R: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        params: ArrayParams,
+    ) -> Result<R, SdkError> {
         self.http.request(method, params).await.map_err(|e| map_client_error(&self.url, method, e))
     }
 

@@ -172,7 +172,9 @@ async fn inner_call(ctx: &Ctx, call: InnerCall) -> Result<Call> {
             Call::TransferAgentOwnership { agent: id.0, new_owner: resolve_owner(ctx, &new_owner)? }
         }
         InnerCall::AgentFund { id, amount } => Call::Transfer { to: contract_account(&id.0), amount },
-        InnerCall::Json { call } => serde_json::from_str(&call).with_context(|| format!("not a call in JSON: {call}"))?,
+        InnerCall::Json { call } => {
+            serde_json::from_str(&call).with_context(|| format!("not a call in JSON: {call}"))?
+        }
     })
 }
 
@@ -211,8 +213,12 @@ pub(crate) fn run(ctx: &Ctx, args: MultisigArgs) -> Result<()> {
                 }
                 let call = inner_call(ctx, call).await?;
                 umbra_types::multisig::check_inner_call(&call).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let propose =
-                    Call::MultisigPropose { members: list, threshold: members.threshold, call: Box::new(call), expires_in };
+                let propose = Call::MultisigPropose {
+                    members: list,
+                    threshold: members.threshold,
+                    call: Box::new(call),
+                    expires_in,
+                };
                 let receipt = send_call(ctx, from.clone(), propose).await?;
                 let info = ctx.client()?.multisig_pending(&address).await?;
                 let op = info.pending.iter().find(|o| o.created_at == receipt.height && o.proposer == me);

@@ -8,8 +8,11 @@
 //! envelope the owner sealed to the agent's contract key and checks only that the key epoch has published
 //! keys. Funding an agent is an ordinary transfer to its contract account.
 //!
-//! Known limits: the owner is one account (governance or a multisig can own an agent by holding that
-//! account's key only through a future call path); a paused agent still takes sealed commands.
+//! The owner is one address: an account, a multisig address (whose calls arrive through `modules::multisig`
+//! with that address as the signer) or the governance owner (whose calls arrive from enacted
+//! `GovCall::AgentControl`s).
+//!
+//! Known limits: a paused agent still takes sealed commands.
 
 use crate::modules::contracts::{self, Contracts};
 use crate::modules::mq;

@@ -1,8 +1,9 @@
 //! The chain modules and the contract they share.
 //!
 //! Order of application (written out once, in `Runtime`): `system`, `balances`, `staking`, then
-//! `registry` (with the message queue, `mq`), then `contracts` and `agents` (calls only, no block hooks), then
-//! `governance` (whose enactment at block end calls into `registry`, `balances` and `system` params). At the end of every block the committee selection of `staking` runs last, after every
+//! `registry` (with the message queue, `mq`), then `contracts`, `agents` and `multisig` (calls only, no block
+//! hooks; a multisig's executed call goes back through the runtime's dispatch), then
+//! `governance` (whose enactment at block end calls into `registry`, `balances`, `agents` and `system` params). At the end of every block the committee selection of `staking` runs last, after every
 //! module's end-of-block hook.
 
 pub(crate) mod agents;

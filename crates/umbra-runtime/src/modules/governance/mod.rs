@@ -26,9 +26,15 @@
 //!
 //! # Emergency track
 //! A strict majority of the genesis technical committee can fast-track a proposal whose calls are
-//! all security calls (withdraw a measurement, replace the attestation policy, remove a gatekeeper;
-//! never a treasury spend): voting opens at once and ends within `emergency_voting_period` blocks,
-//! the threshold becomes `emergency_threshold_bps` and the delay `emergency_enactment_delay`.
+//! all security calls (withdraw a measurement, replace the attestation policy, remove a gatekeeper, pause a
+//! cluster, pause a governance-owned agent; never a treasury spend): voting opens at once and ends within
+//! `emergency_voting_period` blocks, the threshold becomes `emergency_threshold_bps` and the delay
+//! `emergency_enactment_delay`.
+//!
+//! # Governance as an owner
+//! `GovCall::AgentControl` carries an owner-only agent call and runs it at enactment with the well-known
+//! governance owner (`umbra_types::governance::governance_owner`, an address without a key) as the signer, so it
+//! changes exactly the agents whose owner transferred them to governance.
 //!
 //! # Known limits
 //! Slashing that takes bonded stake below a vote's lock leaves the vote counted as cast. Tallies
@@ -290,7 +296,7 @@ impl Governance {
         if let Some((i, c)) = p.calls.iter().enumerate().find(|(_, c)| !c.is_security()) {
             return Ok(Err(TxError::NotFastTrackable {
                 reason: format!(
-                    "call {i} ({}) is not a security call (withdraw_measurement, set_policy, remove_gatekeeper, pause_cluster)",
+                    "call {i} ({}) is not a security call (withdraw_measurement, set_policy, remove_gatekeeper, pause_cluster, agent_control pause_agent)",
                     c.kind()
                 ),
             }));
@@ -471,7 +477,8 @@ impl Governance {
                         reason: format!("agent_control cannot carry {}", call.kind()),
                     }));
                 };
-                let ccx = contracts::Ctx { height: cx.env.height, timestamp_ms: cx.env.timestamp_ms, params: cx.params };
+                let ccx =
+                    contracts::Ctx { height: cx.env.height, timestamp_ms: cx.env.timestamp_ms, params: cx.params };
                 owned.agents.change(&ccx, s, owned.contracts, &governance_owner(), agent, change).await
             }
         }
