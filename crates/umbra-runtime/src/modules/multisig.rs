@@ -35,7 +35,7 @@ pub(crate) enum Step {
         /// The multisig's address.
         multisig: Address,
         /// The call.
-        call: Call,
+        call: Box<Call>,
     },
 }
 
@@ -100,7 +100,7 @@ impl Multisig {
         if threshold == 1 {
             // Recorded (so the members are known on chain) and run at once.
             s.put(&StateKey::Multisig(address), &rec);
-            return Ok(Ok(Step::Execute { multisig: address, call: call.clone() }));
+            return Ok(Ok(Step::Execute { multisig: address, call: Box::new(call.clone()) }));
         }
         for id in rec.pending.clone() {
             let expired = self.op(s, &address, id).await?.is_none_or(|o| o.expires_at < height);
@@ -174,7 +174,7 @@ impl Multisig {
         if op.approvals.len() >= usize::from(rec.threshold) {
             self.drop_op(s, &mut rec, id);
             s.put(&StateKey::Multisig(*multisig), &rec);
-            return Ok(Ok(Step::Execute { multisig: *multisig, call: op.call }));
+            return Ok(Ok(Step::Execute { multisig: *multisig, call: Box::new(op.call) }));
         }
         s.put(&StateKey::MultisigOp { multisig: *multisig, op: id }, &op);
         Ok(Ok(Step::Pending))
