@@ -449,6 +449,21 @@ mod tests {
     }
 
     #[test]
+    fn only_pausing_a_governance_owned_agent_is_a_security_call_and_agent_control_round_trips() {
+        let pause = GovCall::AgentControl { call: Box::new(crate::Call::PauseAgent { agent: [1; 32] }) };
+        let resume = GovCall::AgentControl { call: Box::new(crate::Call::ResumeAgent { agent: [1; 32] }) };
+        assert!(pause.is_security());
+        assert!(!resume.is_security());
+        assert!(is_agent_owner_call(&crate::Call::ResumeAgent { agent: [1; 32] }));
+        assert!(!is_agent_owner_call(&crate::Call::Transfer { to: Address([1; 32]), amount: 1 }));
+        assert_eq!(governance_owner(), governance_owner());
+        assert_ne!(governance_owner(), Address::module("governance"), "not the escrow account");
+        let json = serde_json::to_string(&pause).expect("serializes");
+        assert!(json.contains("agent_control") && json.contains("pause_agent"), "{json}");
+        assert_eq!(crate::decode::<GovCall>(&crate::encode(&pause), 1 << 10), Ok(pause));
+    }
+
+    #[test]
     fn default_parameters_are_usable() {
         assert_eq!(GovernanceParams::default().check(), Ok(()));
         let bad = GovernanceParams { pass_threshold_bps: 4_000, ..GovernanceParams::default() };

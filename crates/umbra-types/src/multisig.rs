@@ -146,6 +146,22 @@ mod tests {
     }
 
     #[test]
+    fn a_proposal_pays_its_inner_calls_own_charge_up_front() {
+        let fees = crate::FeeParams { transfer: 7_000, ..crate::FeeParams::default() };
+        let transfer = Call::Transfer { to: Address([1; 32]), amount: 1 };
+        let propose = Call::MultisigPropose {
+            members: vec![Address([1; 32]), Address([2; 32])],
+            threshold: 2,
+            call: Box::new(transfer.clone()),
+            expires_in: 10,
+        };
+        assert_eq!(fees.min_fee(100, &propose), fees.min_fee(100, &transfer));
+        assert_eq!(fees.min_fee(100, &propose), fees.base + fees.per_byte * 100 + 7_000);
+        let approve = Call::MultisigApprove { multisig: Address([1; 32]), op: 0 };
+        assert_eq!(fees.min_fee(100, &approve), fees.base + fees.per_byte * 100);
+    }
+
+    #[test]
     fn nested_multisig_and_egress_calls_are_refused_as_inner_calls() {
         let nested = Call::MultisigApprove { multisig: Address([1; 32]), op: 0 };
         assert!(check_inner_call(&nested).is_err());
