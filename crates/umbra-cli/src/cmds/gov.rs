@@ -4,7 +4,9 @@
 //! Proposals carry one call named on the command line (`umbra gov propose allow-measurement HEX`) or a
 //! batch read from a JSON file (`--file calls.json`: an array of calls in their JSON form, e.g.
 //! `[{"type": "admin", "call": {"type": "allow_measurement", "measurement": "…"}},
-//! {"type": "treasury_spend", "to": "umbra1…", "amount": "1000000000000"}]`).
+//! {"type": "treasury_spend", "to": "umbra1…", "amount": "1000000000000"}]`). A governance-owned agent is changed
+//! with `agent-control` (or `{"type": "agent_control", "call": {"type": "set_agent_policy", "agent": "0x…",
+//! "policy": {…}}}` in a batch).
 
 use super::{block_on, parse_amount_arg, print_rows, resolve_address, send_call, show_amount};
 use crate::Ctx;
