@@ -31,6 +31,10 @@ const RESUBMIT_EVERY: Duration = Duration::from_secs(10);
 const RENEW_BEFORE_BLOCKS: u64 = 1_000;
 /// Least time between two registration attempts.
 const REGISTER_EVERY: Duration = Duration::from_secs(30);
+/// Least time between two rounds of snapshot requests to the peers.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(2);
+/// Rounds of snapshot requests (every peer once) before falling back to replaying the history.
+const SNAPSHOT_ROUNDS: u32 = 10;
 
 /// How the host runs.
 #[derive(Debug)]
@@ -56,6 +60,9 @@ pub struct HostConfig {
     pub query_listen: Option<std::net::SocketAddr>,
     /// The operator's egress settings for agents' `fetch` (see [`crate::agents::EgressSettings`]).
     pub egress: crate::agents::EgressSettings,
+    /// Query endpoints (`http://host:port`) of other workers to ask for a sealed contract snapshot on joining a
+    /// cluster (see [`crate::snapshot`]); untrusted hints, the answer is verified. Empty: replay the history.
+    pub snapshot_peers: Vec<String>,
 }
 
 /// Why the host stopped (it retries everything else).
@@ -168,6 +175,10 @@ struct Host {
     queries: Option<QueryService>,
     agents: Option<crate::agents::AgentService>,
     last_receipts: Instant,
+    snapshots: Option<crate::snapshot::SnapshotService>,
+    peer_client: Option<reqwest::Client>,
+    snapshot_rounds: u32,
+    last_snapshot_try: Option<Instant>,
 }
 
 /// Runs the worker until the process ends: opens the platform and the enclave, passes the rollback check,
@@ -211,22 +222,24 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
             service.update(enclave.query_view());
             let agents = crate::agents::AgentService::start(config.egress.clone()).map_err(err)?;
             agents.update(enclave.agent_view());
+            let snapshots = crate::snapshot::SnapshotService::new();
+            snapshots.update(enclave.snapshot_view());
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
             let bound = listener.local_addr().map_err(err)?;
             info!(target: "worker.host", %bound, "serving confidential queries on http://{bound}/query");
-            let (s, a) = (service.clone(), agents.clone());
+            let (s, a, n) = (service.clone(), agents.clone(), snapshots.clone());
             tokio::spawn(async move {
-                if let Err(e) = crate::http::serve(listener, s, a).await {
+                if let Err(e) = crate::http::serve_with_snapshots(listener, s, a, n).await {
                     error!(target: "worker.host", "the query endpoint stopped: {e}");
                 }
             });
-            Some((service, agents))
+            Some((service, agents, snapshots))
         }
         None => None,
     };
-    let (queries, agents) = match queries {
-        Some((q, a)) => (Some(q), Some(a)),
-        None => (None, None),
+    let (queries, agents, snapshots) = match queries {
+        Some((q, a, n)) => (Some(q), Some(a), Some(n)),
+        None => (None, None, None),
     };
     let mut host = Host {
         rpc,
@@ -241,6 +254,10 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
         queries,
         agents,
         last_receipts: Instant::now(),
+        snapshots,
+        peer_client: None,
+        snapshot_rounds: 0,
+        last_snapshot_try: None,
     };
     host.write_status()?;
     host.start().await?;
@@ -356,7 +373,18 @@ impl Host {
     /// One round: fetch, verify and apply a batch, carry its egress. `Ok(false)` when at the head.
     async fn step(&mut self) -> Result<bool, String> {
         if let Some((topic, upto)) = self.enclave.replay_request() {
-            self.replay(topic, upto).await?;
+            match self.catch_up(topic).await {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(why) => {
+                    if !self.config.snapshot_peers.is_empty() {
+                        error!(target: "worker.host", "catching up from a member's snapshot failed ({why}); replaying the \
+                            cluster's history from the chain instead (commands sealed to key epochs erased by a rotation \
+                            cannot be opened and stall their contracts)");
+                    }
+                    self.replay(topic, upto).await?;
+                }
+            }
         }
         let height = self.enclave.height();
         let batch = self.config.batch_blocks.clamp(1, umbra_rpc::MAX_SYNC_BLOCKS);
@@ -398,6 +426,9 @@ impl Host {
         if let Some(q) = &self.queries {
             q.update(self.enclave.query_view());
         }
+        if let Some(s) = &self.snapshots {
+            s.update(self.enclave.snapshot_view());
+        }
         if let Some(a) = &self.agents {
             a.update(self.enclave.agent_view());
         }
@@ -407,27 +438,130 @@ impl Host {
         Ok(true)
     }
 
-    /// Fetches `topic`'s history from block 1 to `upto` and hands it to the enclave to replay.
-    async fn replay(&mut self, topic: Topic, upto: u64) -> Result<(), String> {
-        info!(target: "worker.host", ?topic, upto, "replaying a joined cluster's history");
+    /// Fetches `topic`'s messages in blocks `from` to `upto`.
+    async fn fetch_topic(&self, topic: Topic, mut from: u64, upto: u64) -> Result<Vec<SyncResponse>, String> {
         let mut batches = Vec::new();
-        let mut from = 1;
         while from <= upto {
             let max =
                 u32::try_from(upto - from + 1).unwrap_or(umbra_rpc::MAX_SYNC_BLOCKS).min(umbra_rpc::MAX_SYNC_BLOCKS);
             let mut resp = self.rpc.sync(from, max, vec![topic]).await.map_err(|e| e.to_string())?;
             resp.blocks.retain(|b| b.header.height <= upto);
             let Some(last) = resp.blocks.last().map(|b| b.header.height) else {
-                return Err(format!("the node returned no blocks from {from} while replaying {topic:?}"));
+                return Err(format!("the node returned no blocks from {from} while fetching {topic:?}"));
             };
             from = last + 1;
             batches.push(resp);
         }
+        Ok(batches)
+    }
+
+    /// Catches a joined cluster up from a member's snapshot (see [`crate::snapshot`]), asking each of
+    /// `--snapshot-peer` in turn. `Ok(true)` once installed; `Ok(false)` to try again later (the chain is
+    /// followed meanwhile); `Err` to fall back to replaying the history (no peers, or none verified after
+    /// [`SNAPSHOT_ROUNDS`] rounds).
+    async fn catch_up(&mut self, topic: Topic) -> Result<bool, String> {
+        if self.config.snapshot_peers.is_empty() {
+            return Err("no --snapshot-peer given".into());
+        }
+        if self.last_snapshot_try.is_some_and(|t| t.elapsed() < SNAPSHOT_RETRY) {
+            return Ok(false);
+        }
+        if self.snapshot_rounds >= SNAPSHOT_ROUNDS {
+            return Err(format!("no member gave a snapshot that verifies in {SNAPSHOT_ROUNDS} rounds"));
+        }
+        self.last_snapshot_try = Some(Instant::now());
+        self.snapshot_rounds += 1;
+        let client = match &self.peer_client {
+            Some(c) => c.clone(),
+            None => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let c = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(60))
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client for snapshots: {e}"))?;
+                self.peer_client = Some(c.clone());
+                c
+            }
+        };
+        let record = match self.rpc.value(&StateKey::Worker(self.enclave.id())).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(target: "worker.host", "reading this worker's record for a snapshot request: {e}");
+                return Ok(false);
+            }
+        };
+        let Some(request) = self.enclave.snapshot_request(record) else { return Ok(false) };
+        info!(target: "worker.host", ?topic, round = self.snapshot_rounds, "asking members for a sealed contract snapshot");
+        for url in self.config.snapshot_peers.clone() {
+            let reply = match crate::snapshot::fetch(&client, &url, &request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(target: "worker.host", "no snapshot from {e}");
+                    continue;
+                }
+            };
+            if reply.height > self.enclave.height() {
+                info!(target: "worker.host", %url, snapshot = reply.height, ours = self.enclave.height(), "the member's snapshot is ahead; following the chain to it first");
+                self.snapshot_rounds -= 1;
+                return Ok(false);
+            }
+            let keys = match self.enclave.snapshot_keys(&reply) {
+                Ok(k) => k,
+                Err(e) => {
+                    warn!(target: "worker.host", %url, "snapshot refused: {e}; trying another member");
+                    continue;
+                }
+            };
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                let value = self.rpc.value(&key).await.map_err(|e| e.to_string());
+                match value {
+                    Ok(v) => values.push((key, v)),
+                    Err(e) => {
+                        warn!(target: "worker.host", "reading the chain's records for a snapshot: {e}");
+                        return Ok(false);
+                    }
+                }
+            }
+            let batches = match self.fetch_topic(topic, reply.height + 1, self.enclave.height()).await {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(target: "worker.host", "fetching the messages after a snapshot: {e}");
+                    return Ok(false);
+                }
+            };
+            match self.enclave.install_snapshot(&reply, &values, &batches) {
+                Ok(n) => {
+                    info!(target: "worker.host", %url, contracts = n, height = reply.height, "caught up from a member's snapshot");
+                    if let Some(q) = &self.queries {
+                        q.update(self.enclave.query_view());
+                    }
+                    if let Some(a) = &self.agents {
+                        a.update(self.enclave.agent_view());
+                    }
+                    if let Some(s) = &self.snapshots {
+                        s.update(self.enclave.snapshot_view());
+                    }
+                    return Ok(true);
+                }
+                Err(e) => warn!(target: "worker.host", %url, "snapshot refused: {e}; trying another member"),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Fetches `topic`'s history from block 1 to `upto` and hands it to the enclave to replay.
+    async fn replay(&mut self, topic: Topic, upto: u64) -> Result<(), String> {
+        info!(target: "worker.host", ?topic, upto, "replaying a joined cluster's history");
+        let batches = self.fetch_topic(topic, 1, upto).await?;
         match self.enclave.replay(topic, &batches) {
             Ok(n) => {
                 info!(target: "worker.host", ?topic, messages = n, "replay applied");
                 if let Some(q) = &self.queries {
                     q.update(self.enclave.query_view());
+                }
+                if let Some(s) = &self.snapshots {
+                    s.update(self.enclave.snapshot_view());
                 }
                 if let Some(a) = &self.agents {
                     a.update(self.enclave.agent_view());

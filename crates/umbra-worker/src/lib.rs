@@ -25,11 +25,14 @@ mod keys;
 mod platform;
 pub mod query;
 pub mod schedule;
+pub mod snapshot;
 mod state;
 mod verify;
 
 #[cfg(test)]
 mod contract_tests;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
