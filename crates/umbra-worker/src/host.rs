@@ -33,8 +33,10 @@ const RENEW_BEFORE_BLOCKS: u64 = 1_000;
 const REGISTER_EVERY: Duration = Duration::from_secs(30);
 /// Least time between two rounds of snapshot requests to the peers.
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(2);
-/// Rounds of snapshot requests (every peer once) before falling back to replaying the history.
-const SNAPSHOT_ROUNDS: u32 = 10;
+/// Rounds of snapshot requests (every peer once, at most every [`SNAPSHOT_RETRY`]) before falling back to
+/// replaying the history while some peer answers but no answer verifies yet (last command not reported yet,
+/// snapshot ahead of this worker).
+const SNAPSHOT_ROUNDS: u32 = 30;
 
 /// How the host runs.
 #[derive(Debug)]
@@ -492,6 +494,7 @@ impl Host {
         };
         let Some(request) = self.enclave.snapshot_request(record) else { return Ok(false) };
         info!(target: "worker.host", ?topic, round = self.snapshot_rounds, "asking members for a sealed contract snapshot");
+        let mut answered = false;
         for url in self.config.snapshot_peers.clone() {
             let reply = match crate::snapshot::fetch(&client, &url, &request).await {
                 Ok(r) => r,
@@ -500,9 +503,9 @@ impl Host {
                     continue;
                 }
             };
+            answered = true;
             if reply.height > self.enclave.height() {
                 info!(target: "worker.host", %url, snapshot = reply.height, ours = self.enclave.height(), "the member's snapshot is ahead; following the chain to it first");
-                self.snapshot_rounds -= 1;
                 return Ok(false);
             }
             let keys = match self.enclave.snapshot_keys(&reply) {
@@ -546,6 +549,11 @@ impl Host {
                 }
                 Err(e) => warn!(target: "worker.host", %url, "snapshot refused: {e}; trying another member"),
             }
+        }
+        if !answered {
+            // No peer is a caught-up member of the cluster (a new cluster, or peers that are not members):
+            // the history is all there is.
+            return Err("no peer is a caught-up member of this cluster".into());
         }
         Ok(false)
     }

@@ -390,14 +390,14 @@ pub(crate) fn needed_keys(plain: &SnapshotPlain, member: &WorkerId) -> Vec<State
 /// Proven values by key (each verified by the caller).
 pub(crate) type Proven = BTreeMap<StateKey, Option<Vec<u8>>>;
 
+/// What a verified snapshot installs: the contracts and the agents' records.
+pub(crate) type Verified = (BTreeMap<ContractId, ContractState>, BTreeMap<ContractId, AgentRecord>);
+
 /// Checks every contract of `plain` against the chain's `values` and returns them as the worker runs them,
 /// with the agents' records. A contract with no command yet has no recorded root: it is taken on the
 /// member's attestation and checked against the chain's root at its first command's result (an incident
 /// otherwise).
-pub(crate) fn verify_contracts(
-    plain: &SnapshotPlain,
-    values: &Proven,
-) -> Result<(BTreeMap<ContractId, ContractState>, BTreeMap<ContractId, AgentRecord>), SnapshotError> {
+pub(crate) fn verify_contracts(plain: &SnapshotPlain, values: &Proven) -> Result<Verified, SnapshotError> {
     let get = |key: &StateKey| values.get(key).cloned().flatten();
     let mut contracts = BTreeMap::new();
     let mut agents = BTreeMap::new();
