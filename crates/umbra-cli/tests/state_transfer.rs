@@ -82,8 +82,9 @@ impl Net {
         net
     }
 
-    /// Starts worker `i`, naming every other worker's query endpoint as a snapshot peer; its host-side log goes
-    /// to `worker-i.log` (at debug level, so a leak would show).
+    /// Starts worker `i`, naming every other worker's query endpoint as a snapshot peer (except for the last
+    /// worker, which has none and can only replay); its host-side log goes to `worker-i.log` (at debug level, so
+    /// a leak would show).
     fn spawn_worker(&self, i: usize) -> Child {
         let log = std::fs::File::create(self.dir.join(format!("worker-{i}.log"))).expect("log");
         let mut cmd = umbra();
@@ -91,7 +92,8 @@ impl Net {
             .args(["--query-listen", &format!("127.0.0.1:{}", self.query_ports[i])])
             .arg("--data")
             .arg(self.dir.join(format!("worker-{i}")));
-        for j in (0..self.query_ports.len()).filter(|j| *j != i) {
+        let last = self.query_ports.len() - 1;
+        for j in (0..self.query_ports.len()).filter(|j| *j != i && i != last) {
             cmd.args(["--snapshot-peer", &self.url(j)]);
         }
         cmd.env("UMBRA_HOME", self.keys_home())
@@ -224,8 +226,8 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 fn a_worker_joining_after_a_key_rotation_catches_up_from_a_members_verified_snapshot_to_the_same_state() {
     let scratch = common::scratch();
     let dir = scratch.path().to_path_buf();
-    let net = Net::start(&dir, 4);
-    let ids: Vec<String> = (0..4).map(|i| net.worker_id(i)).collect();
+    let net = Net::start(&dir, 5);
+    let ids: Vec<String> = (0..5).map(|i| net.worker_id(i)).collect();
     net.cli_ok(&["gk", "appoint", &ids[0], "--from", "admin"]);
     net.wait_key_epoch(&ids[0], 1);
     net.cli_ok(&["cluster", "create", "1", "--from", "admin"]);
@@ -282,7 +284,15 @@ fn a_worker_joining_after_a_key_rotation_catches_up_from_a_members_verified_snap
     });
     assert!(served, "a member served it");
 
-    // It runs the next command like the members.
+    // A worker with no peer to ask can only replay: the commands sealed to the erased epoch stall the contract,
+    // with an error that says why.
+    net.cli_ok(&["cluster", "assign", &ids[4], "1", "--from", "admin"]);
+    let why = wait_until("the replaying worker to stall the counter", Duration::from_secs(90), || {
+        net.status(4)?["contracts"][js.trim_start_matches("0x")]["stalled"].as_str().map(str::to_string)
+    });
+    assert!(why.contains("erased by a rotation") && why.contains("snapshot"), "{why}");
+
+    // The joiner runs the next command like the members.
     assert_eq!(net.command(&js, "increment", "{}")["output"], 6);
     let root = net.root(1, &js, 6);
     assert_eq!(net.root(3, &js, 6), root);
@@ -295,14 +305,14 @@ fn a_worker_joining_after_a_key_rotation_catches_up_from_a_members_verified_snap
         "control: the node stores the (public) code in a form this scan can read"
     );
     let mut leaks = files_containing(&v0, MARKER.as_bytes());
-    for f in ["node.log", "worker-0.log", "worker-1.log", "worker-2.log", "worker-3.log"] {
+    for f in ["node.log", "worker-0.log", "worker-1.log", "worker-2.log", "worker-3.log", "worker-4.log"] {
         let bytes = std::fs::read(dir.join(f)).expect("log");
         assert!(bytes.len() > 1_000, "control: {f} has content");
         if bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()) {
             leaks.push(dir.join(f));
         }
     }
-    for i in 0..4 {
+    for i in 0..5 {
         leaks.extend(files_containing(&dir.join(format!("worker-{i}")), MARKER.as_bytes()));
     }
     assert!(leaks.is_empty(), "the marker leaked into {leaks:?}");
