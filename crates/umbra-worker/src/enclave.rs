@@ -579,7 +579,7 @@ impl Enclave {
         }
         file.outbox.extend(discarded.into_iter().filter(|e| e.egress.origin == Origin::Worker(me)));
         file.state.topics.insert(topic, TopicCursor::Next(next));
-        self.save(&file).map_err(|e| SnapshotError::NotReady(format!("cannot seal the state: {e}")))?;
+        self.save(&file).map_err(|e| SnapshotError::Persist(e.to_string()))?;
         self.file = file;
         info!(target: "worker.snapshot", cluster, member = %Hash(reply.member), contracts = count, snapshot_height = plain.height, later_messages = messages.len(), "installed a contract snapshot verified against the chain's state roots");
         Ok(count)

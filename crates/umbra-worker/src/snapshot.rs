@@ -183,6 +183,9 @@ pub enum SnapshotError {
     /// The joiner's chain and the snapshot's block differ (another fork, or a wrong height).
     #[error("the snapshot's block does not match this worker's chain: {0}")]
     OtherChain(String),
+    /// The verified state could not be sealed to the data directory (nothing changed).
+    #[error("cannot seal the caught-up state: {0}")]
+    Persist(String),
 }
 
 /// The bytes a requester signs: `SHA-256("umbra/snapshot-request/v1" || borsh(chain_id, requester, cluster,
@@ -216,13 +219,13 @@ pub fn snapshot_aad(chain_id: &str, member: &WorkerId, joiner: &WorkerId, cluste
     encode(&(chain_id.to_string(), *member, *joiner, cluster, height))
 }
 
-/// Checks that `record` (proven at `height`) is an active member of `cluster`.
-pub(crate) fn check_member(
-    record: Option<&WorkerRecord>,
+/// Checks that `record` (proven at `height`) is an active member of `cluster`; returns it.
+pub(crate) fn check_member<'a>(
+    record: Option<&'a WorkerRecord>,
     worker: &WorkerId,
     cluster: ClusterId,
     height: u64,
-) -> Result<(), SnapshotError> {
+) -> Result<&'a WorkerRecord, SnapshotError> {
     let refuse = |reason: String| SnapshotError::NotAMember { worker: Hash(*worker), cluster, reason };
     let Some(r) = record else { return Err(refuse("no registration record".into())) };
     if r.id != *worker {
@@ -237,7 +240,7 @@ pub(crate) fn check_member(
     if r.cluster != Some(cluster) {
         return Err(refuse(format!("its cluster is {:?}", r.cluster)));
     }
-    Ok(())
+    Ok(r)
 }
 
 /// What a member serves snapshots from: a copy of its contracts and chain view after every applied batch.
@@ -318,13 +321,11 @@ impl SnapshotView {
                 reason: format!("this member serves cluster {}", plain.cluster),
             });
         }
-        check_member(record.as_ref(), &requester, plain.cluster, proven_at)?;
-        let me = self.identity.address().0;
-        if requester == me {
+        let record = check_member(record.as_ref(), &requester, plain.cluster, proven_at)?;
+        if requester == self.identity.address().0 {
             return Err(SnapshotError::Malformed("a worker does not ask itself for a snapshot".into()));
         }
-        let to = record.map(|r| r.x25519).unwrap_or_default();
-        seal_reply(&self.chain_id, &self.identity, requester, &to, &plain)
+        seal_reply(&self.chain_id, &self.identity, requester, &record.x25519, &plain)
     }
 }
 

@@ -255,3 +255,39 @@ fn a_snapshot_whose_root_is_not_the_chains_or_whose_last_command_is_unreported_i
     assert!(s.w3.replay_request().is_some(), "still waiting, nothing installed");
     install(&mut s, &reply, &recs).expect("the verified one installs");
 }
+
+#[test]
+fn arbitrary_bytes_to_the_members_endpoint_or_as_a_reply_are_refused_without_panicking() {
+    let s = scene(1);
+    let service = crate::snapshot::SnapshotService::new();
+    service.update(s.w2.snapshot_view());
+    let recs = records(&s, 1, s.roots[0], 2);
+    let request = s.w3.snapshot_request(s.k.chain.value(&recs, &StateKey::Worker(s.w3.id()))).expect("request");
+    let good = serde_json::to_vec(&request).expect("json");
+    let reply = umbra_types::encode(&ask(&s, &recs).expect("answers"));
+    // A seeded LCG (deterministic): which bytes to change, and to what.
+    let mut x: u64 = 5;
+    let mut next = |below: usize| {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((x >> 33) as usize) % below.max(1)
+    };
+    for round in 0..300 {
+        let (mut req, mut rep) = (good.clone(), reply.clone());
+        for _ in 0..1 + next(8) {
+            let (i, j) = (next(req.len()), next(rep.len()));
+            req[i] = next(256) as u8;
+            rep[j] = next(256) as u8;
+        }
+        if round % 3 == 0 {
+            req.truncate(next(req.len()));
+            rep.truncate(next(rep.len()));
+        }
+        let _ = service.answer(&req);
+        if rep != reply
+            && let Ok(r) = umbra_types::decode::<SnapshotReply>(&rep, crate::snapshot::MAX_SNAPSHOT_BYTES)
+        {
+            assert!(s.w3.snapshot_keys(&r).is_err(), "every byte of a reply is signed or is the signature");
+        }
+    }
+    assert!(service.answer(&good).is_ok(), "the service still answers");
+}
