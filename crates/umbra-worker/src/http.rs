@@ -13,6 +13,9 @@
 //!   committed egress receipt batches (receipts and inclusion proofs) sealed to the owner.
 //! - `POST /agents/{id}/logs`: an owner-signed [`umbra_types::agents::LogsRequest`]; `200` with the lines sealed
 //!   to the owner.
+//! - `POST /snapshot` (with [`serve_with_snapshots`]): a joining member's signed
+//!   [`crate::snapshot::SnapshotRequest`] (JSON); `200` with the encoded [`crate::snapshot::SnapshotReply`] (the
+//!   cluster's contracts sealed to the requester's attested key), or `400` with the reason.
 
 use crate::agents::{AgentService, GatewayAnswer, GatewayError, MAX_BODY_BYTES};
 use crate::query::{MAX_QUERY_BYTES, QueryService};
