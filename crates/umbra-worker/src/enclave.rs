@@ -487,6 +487,7 @@ impl Enclave {
         let plain = open_reply(&self.file.state.chain_id, &self.id(), self.x25519.expose(), reply)?;
         let mut keys = needed_keys(&plain, &reply.member);
         keys.push(StateKey::TopicNext(Topic::Cluster(reply.cluster)));
+        keys.push(StateKey::EgressNext(Origin::Cluster(reply.cluster)));
         Ok(keys)
     }
 
@@ -526,6 +527,7 @@ impl Enclave {
         let mut proven = Proven::new();
         let mut member_at = 0;
         let mut topic_next = None;
+        let mut egress_next = 0;
         for (key, resp) in values {
             let (at, value) = verify_value(&self.probe.0, key, resp)?;
             if *key == StateKey::Worker(reply.member) {
@@ -533,6 +535,9 @@ impl Enclave {
             }
             if *key == StateKey::TopicNext(topic) {
                 topic_next = Some((at, decode_counter(value.as_deref())?));
+            }
+            if *key == StateKey::EgressNext(Origin::Cluster(cluster)) {
+                egress_next = decode_counter(value.as_deref())?;
             }
             proven.insert(key.clone(), value);
         }
@@ -571,7 +576,8 @@ impl Enclave {
         fs.contracts.contracts.retain(|_, c| c.cluster != cluster);
         let count = contracts.len();
         fs.contracts.contracts.extend(contracts);
-        fs.contracts.cluster_seq.insert(cluster, plain.cluster_seq);
+        // The cluster's egress numbering: the member's, or the chain's if the chain has consumed more.
+        fs.contracts.cluster_seq.insert(cluster, plain.cluster_seq.max(egress_next));
         fs.agents.extend(agents);
         let mut discarded = Vec::new();
         for (h, m) in &messages {
