@@ -181,6 +181,17 @@ struct Host {
     peer_client: Option<reqwest::Client>,
     snapshot_rounds: u32,
     last_snapshot_try: Option<Instant>,
+    pending_snapshot: Option<(String, crate::snapshot::SnapshotReply)>,
+}
+
+/// What one snapshot attempt came to.
+enum Attempt {
+    /// Installed: the cluster is caught up.
+    Installed,
+    /// Kept for the next round (it cannot be checked yet).
+    Wait,
+    /// Refused: ask the next peer.
+    Refused,
 }
 
 /// Runs the worker until the process ends: opens the platform and the enclave, passes the rollback check,
@@ -260,6 +271,7 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
         peer_client: None,
         snapshot_rounds: 0,
         last_snapshot_try: None,
+        pending_snapshot: None,
     };
     host.write_status()?;
     host.start().await?;
@@ -495,6 +507,15 @@ impl Host {
         let Some(request) = self.enclave.snapshot_request(record) else { return Ok(false) };
         info!(target: "worker.host", ?topic, round = self.snapshot_rounds, "asking members for a sealed contract snapshot");
         let mut answered = false;
+        // A snapshot kept from the last round (ahead of this worker, or its last command not reported yet).
+        if let Some((url, reply)) = self.pending_snapshot.take() {
+            answered = true;
+            match self.try_snapshot(topic, &url, reply).await {
+                Attempt::Installed => return Ok(true),
+                Attempt::Wait => return Ok(false),
+                Attempt::Refused => {}
+            }
+        }
         for url in self.config.snapshot_peers.clone() {
             let reply = match crate::snapshot::fetch(&client, &url, &request).await {
                 Ok(r) => r,
@@ -504,50 +525,10 @@ impl Host {
                 }
             };
             answered = true;
-            if reply.height > self.enclave.height() {
-                info!(target: "worker.host", %url, snapshot = reply.height, ours = self.enclave.height(), "the member's snapshot is ahead; following the chain to it first");
-                return Ok(false);
-            }
-            let keys = match self.enclave.snapshot_keys(&reply) {
-                Ok(k) => k,
-                Err(e) => {
-                    warn!(target: "worker.host", %url, "snapshot refused: {e}; trying another member");
-                    continue;
-                }
-            };
-            let mut values = Vec::with_capacity(keys.len());
-            for key in keys {
-                let value = self.rpc.value(&key).await.map_err(|e| e.to_string());
-                match value {
-                    Ok(v) => values.push((key, v)),
-                    Err(e) => {
-                        warn!(target: "worker.host", "reading the chain's records for a snapshot: {e}");
-                        return Ok(false);
-                    }
-                }
-            }
-            let batches = match self.fetch_topic(topic, reply.height + 1, self.enclave.height()).await {
-                Ok(b) => b,
-                Err(e) => {
-                    warn!(target: "worker.host", "fetching the messages after a snapshot: {e}");
-                    return Ok(false);
-                }
-            };
-            match self.enclave.install_snapshot(&reply, &values, &batches) {
-                Ok(n) => {
-                    info!(target: "worker.host", %url, contracts = n, height = reply.height, "caught up from a member's snapshot");
-                    if let Some(q) = &self.queries {
-                        q.update(self.enclave.query_view());
-                    }
-                    if let Some(a) = &self.agents {
-                        a.update(self.enclave.agent_view());
-                    }
-                    if let Some(s) = &self.snapshots {
-                        s.update(self.enclave.snapshot_view());
-                    }
-                    return Ok(true);
-                }
-                Err(e) => warn!(target: "worker.host", %url, "snapshot refused: {e}; trying another member"),
+            match self.try_snapshot(topic, &url, reply).await {
+                Attempt::Installed => return Ok(true),
+                Attempt::Wait => return Ok(false),
+                Attempt::Refused => {}
             }
         }
         if !answered {
@@ -556,6 +537,68 @@ impl Host {
             return Err("no peer is a caught-up member of this cluster".into());
         }
         Ok(false)
+    }
+
+    /// Fetches the proofs and later messages `reply` needs and hands them to the enclave. A reply that cannot
+    /// be checked yet (ahead of this worker, its last command not reported on chain yet, the node unreachable)
+    /// is kept for the next round.
+    async fn try_snapshot(&mut self, topic: Topic, url: &str, reply: crate::snapshot::SnapshotReply) -> Attempt {
+        use crate::snapshot::SnapshotError;
+        if reply.height > self.enclave.height() {
+            info!(target: "worker.host", %url, snapshot = reply.height, ours = self.enclave.height(), "the member's snapshot is ahead; following the chain to it first");
+            self.pending_snapshot = Some((url.to_string(), reply));
+            return Attempt::Wait;
+        }
+        let keys = match self.enclave.snapshot_keys(&reply) {
+            Ok(k) => k,
+            Err(e) => {
+                warn!(target: "worker.host", %url, "snapshot refused: {e}; trying another member");
+                return Attempt::Refused;
+            }
+        };
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.rpc.value(&key).await {
+                Ok(v) => values.push((key, v)),
+                Err(e) => {
+                    warn!(target: "worker.host", "reading the chain's records for a snapshot: {e}");
+                    self.pending_snapshot = Some((url.to_string(), reply));
+                    return Attempt::Wait;
+                }
+            }
+        }
+        let batches = match self.fetch_topic(topic, reply.height + 1, self.enclave.height()).await {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(target: "worker.host", "fetching the messages after a snapshot: {e}");
+                self.pending_snapshot = Some((url.to_string(), reply));
+                return Attempt::Wait;
+            }
+        };
+        match self.enclave.install_snapshot(&reply, &values, &batches) {
+            Ok(n) => {
+                info!(target: "worker.host", %url, contracts = n, height = reply.height, "caught up from a member's snapshot");
+                if let Some(q) = &self.queries {
+                    q.update(self.enclave.query_view());
+                }
+                if let Some(a) = &self.agents {
+                    a.update(self.enclave.agent_view());
+                }
+                if let Some(s) = &self.snapshots {
+                    s.update(self.enclave.snapshot_view());
+                }
+                Attempt::Installed
+            }
+            Err(e @ SnapshotError::NotReported { .. }) => {
+                info!(target: "worker.host", %url, "snapshot not verifiable yet: {e}");
+                self.pending_snapshot = Some((url.to_string(), reply));
+                Attempt::Wait
+            }
+            Err(e) => {
+                warn!(target: "worker.host", %url, "snapshot refused: {e}; trying another member");
+                Attempt::Refused
+            }
+        }
     }
 
     /// Fetches `topic`'s history from block 1 to `upto` and hands it to the enclave to replay.
