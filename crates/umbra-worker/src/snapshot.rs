@@ -313,18 +313,20 @@ impl SnapshotView {
                 reason: format!("the record's proof is at height {proven_at}, too old for head {}", self.height),
             });
         }
-        let plain = self.plain()?;
-        if plain.cluster != request.cluster {
+        let cluster = self.cluster.ok_or_else(|| SnapshotError::NotReady("this worker is in no cluster".into()))?;
+        if cluster != request.cluster {
             return Err(SnapshotError::NotAMember {
                 worker: request.requester,
                 cluster: request.cluster,
-                reason: format!("this member serves cluster {}", plain.cluster),
+                reason: format!("this member serves cluster {cluster}"),
             });
         }
-        let record = check_member(record.as_ref(), &requester, plain.cluster, proven_at)?;
+        // Checked before any state is copied: only a member of the cluster costs the member work.
+        let record = check_member(record.as_ref(), &requester, cluster, proven_at)?;
         if requester == self.identity.address().0 {
             return Err(SnapshotError::Malformed("a worker does not ask itself for a snapshot".into()));
         }
+        let plain = self.plain()?;
         seal_reply(&self.chain_id, &self.identity, requester, &record.x25519, &plain)
     }
 }
