@@ -107,9 +107,12 @@ impl Enclave {
         }
         let messages = self.verify_history(topic, plain.height.saturating_add(1), plain.topic_next, batches)?;
         let next = plain.topic_next.saturating_add(messages.len() as u64);
-        if let Some((at, chain_next)) = topic_next
-            && (chain_next < next || (at == st.height && chain_next != next))
-        {
+        let (at, chain_next) = topic_next.ok_or_else(|| {
+            SnapshotError::OtherChain(format!(
+                "no proof of the cluster topic's counter (TopicNext({topic:?})) was supplied"
+            ))
+        })?;
+        if chain_next < next || (at == st.height && chain_next != next) {
             return Err(SnapshotError::OtherChain(format!(
                 "the cluster topic would continue at message {next}, the chain counts {chain_next} at height {at}"
             )));
