@@ -450,6 +450,12 @@ fn start_workers(
             query_listen: query_port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p + i as u16))),
             // The dev network's agents may reach local servers (127.0.0.1): a dev chain, never production.
             egress: umbra_worker::agents::EgressSettings { allow_private: true, ..Default::default() },
+            // The other dev workers' query endpoints: a worker assigned to a cluster later asks them for a snapshot.
+            snapshot_peers: query_port
+                .map(|p| {
+                    (0..workers).filter(|j| *j != i).map(|j| format!("http://127.0.0.1:{}", p + j as u16)).collect()
+                })
+                .unwrap_or_default(),
         };
         let name = format!("worker-{i}");
         let log = log.to_path_buf();

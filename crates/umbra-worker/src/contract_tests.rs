@@ -14,7 +14,7 @@ use umbra_types::contracts::{
 use umbra_types::registry::{ClusterId, EgressPayload, MessageBody, Origin, SignedEgress, Topic};
 use umbra_types::{Address, Hash, decode, encode, sha256};
 
-const COUNTER: &str = r#"
+pub(crate) const COUNTER: &str = r#"
 export function increment() {
     const n = (umbra.storage.getJson("n") ?? 0) + 1;
     umbra.storage.setJson("n", n);
@@ -24,11 +24,11 @@ export function increment() {
 export function get() { return umbra.storage.getJson("n") ?? 0; }
 export function spin() { for (;;) {} }
 "#;
-const CLUSTER: ClusterId = 7;
-const ID: ContractId = [0xc0; 32];
+pub(crate) const CLUSTER: ClusterId = 7;
+pub(crate) const ID: ContractId = [0xc0; 32];
 
 /// g1 (gatekeeper and member) and w2 (member) of cluster 7, both holding its key and following its topic.
-fn cluster() -> (Keyed, Enclave) {
+pub(crate) fn cluster() -> (Keyed, Enclave) {
     let mut k = first_gatekeeper();
     let d2 = tempfile::tempdir().expect("tempdir");
     let mut w2 = worker(&k.chain, d2.path(), 0);
@@ -65,32 +65,32 @@ fn cluster() -> (Keyed, Enclave) {
 }
 
 /// Pushes `body` to the cluster's topic and applies it to both members; returns their egress.
-fn both(k: &mut Keyed, w2: &mut Enclave, body: MessageBody) -> (Vec<SignedEgress>, Vec<SignedEgress>) {
+pub(crate) fn both(k: &mut Keyed, w2: &mut Enclave, body: MessageBody) -> (Vec<SignedEgress>, Vec<SignedEgress>) {
     k.chain.push(vec![(Topic::Cluster(CLUSTER), body)]);
     let a = apply(&k.chain, &mut k.g1, k.chain.height());
     let b = apply(&k.chain, w2, k.chain.height());
     (a, b)
 }
 
-fn seal_command(public: &ContractPublic, key_epoch: u64, sender: &Address, method: &str) -> Vec<u8> {
+pub(crate) fn seal_command(public: &ContractPublic, key_epoch: u64, sender: &Address, method: &str) -> Vec<u8> {
     let plain = CommandPlain { method: method.into(), args: b"{}".to_vec() };
     let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
     let aad = command_aad(CHAIN, &ID, key_epoch, sender);
     seal_envelope(&public.x25519, LABEL_COMMAND, &aad, &encode(&plain), &mut rng).expect("seals")
 }
 
-fn command(seq: u64, sender: Address, sealed: Vec<u8>, gas_limit: u64) -> MessageBody {
+pub(crate) fn command(seq: u64, sender: Address, sealed: Vec<u8>, gas_limit: u64) -> MessageBody {
     MessageBody::ContractCommand { contract: ID, seq, sender, key_epoch: 1, gas_limit, sealed, time_ms: 5_000 }
 }
 
-fn report(out: &[SignedEgress]) -> (CommandStatus, Hash) {
+pub(crate) fn report(out: &[SignedEgress]) -> (CommandStatus, Hash) {
     match out.iter().find(|e| e.egress.origin == Origin::Contract(ID)).map(|e| &e.egress.payload) {
         Some(EgressPayload::ContractReport { status, state_root, .. }) => (status.clone(), *state_root),
         other => panic!("expected a contract report, got {other:?}"),
     }
 }
 
-fn instantiate(k: &mut Keyed, w2: &mut Enclave) -> ContractPublic {
+pub(crate) fn instantiate(k: &mut Keyed, w2: &mut Enclave) -> ContractPublic {
     let body = MessageBody::ContractInstantiated {
         contract: ID,
         kind: CodeKind::JavaScript,

@@ -36,6 +36,8 @@ use umbra_types::state_keys::StateKey;
 use umbra_types::{Address, Hash, Header, Message, WorkerRecord, decode, encode};
 use zeroize::Zeroizing;
 
+mod join;
+
 /// Largest sealed file the worker reads.
 const MAX_FILE_BYTES: usize = 64 << 20;
 
@@ -452,17 +454,48 @@ impl Enclave {
                 reason: format!("{topic:?} is not waiting for a replay"),
             });
         }
+        let messages = self.verify_history(topic, 1, 0, batches)?;
+        let next = messages.len() as u64;
+        let mut file = self.file.clone();
+        let mut discarded = Vec::new();
+        for (h, m) in &messages {
+            self.handle(&mut file.state, *h, m, &mut discarded);
+        }
+        // Egress of the worker's own origin (incidents) keeps its place in the sequence.
+        file.outbox.extend(discarded.into_iter().filter(|e| e.egress.origin == Origin::Worker(self.id())));
+        file.state.topics.insert(topic, TopicCursor::Next(next));
+        self.save(&file).map_err(|e| Rejection::Persist(e.to_string()))?;
+        self.file = file;
+        info!(target: "worker.enclave", ?topic, messages = next, height, "replayed the topic's history");
+        Ok(messages.len())
+    }
+
+    /// Verifies `batches` as the history of `topic` in blocks `from` to the applied height (every header an
+    /// ancestor of the trusted tip, every message under its block's root, the topic numbered from `first_seq`
+    /// without gaps and no other topic) and returns the messages with their heights.
+    pub(crate) fn verify_history(
+        &self,
+        topic: Topic,
+        from: u64,
+        first_seq: u64,
+        batches: &[SyncResponse],
+    ) -> Result<Vec<(u64, Message)>, Rejection> {
+        let height = self.file.state.height;
         let blocks: Vec<&umbra_rpc::SyncBlock> = batches.iter().flat_map(|b| b.blocks.iter()).collect();
         for (i, b) in blocks.iter().enumerate() {
-            if b.header.height != i as u64 + 1 {
-                return Err(Rejection::NotConsecutive { index: i, expected: i as u64 + 1, got: b.header.height });
+            let expected = from.saturating_add(i as u64);
+            if b.header.height != expected {
+                return Err(Rejection::NotConsecutive { index: i, expected, got: b.header.height });
             }
         }
-        if blocks.len() as u64 != height {
+        if blocks.len() as u64 != height.saturating_add(1).saturating_sub(from) {
             return Err(Rejection::Malformed {
                 what: "replay",
-                reason: format!("{} blocks for a replay up to height {height}", blocks.len()),
+                reason: format!("{} blocks for a history from {from} to height {height}", blocks.len()),
             });
+        }
+        if blocks.is_empty() {
+            return Ok(Vec::new());
         }
         let tip = self.light.tip().cloned().filter(|t| t.height() == height).ok_or(Rejection::Malformed {
             what: "replay",
@@ -487,7 +520,7 @@ impl Enclave {
             verified.push(v);
         }
         verified.reverse();
-        let mut next = 0u64;
+        let mut next = first_seq;
         let mut messages = Vec::new();
         for (b, v) in blocks.iter().zip(&verified) {
             for pm in &b.messages {
@@ -507,18 +540,7 @@ impl Enclave {
                 messages.push((v.height(), m.clone()));
             }
         }
-        let mut file = self.file.clone();
-        let mut discarded = Vec::new();
-        for (h, m) in &messages {
-            self.handle(&mut file.state, *h, m, &mut discarded);
-        }
-        // Egress of the worker's own origin (incidents) keeps its place in the sequence.
-        file.outbox.extend(discarded.into_iter().filter(|e| e.egress.origin == Origin::Worker(self.id())));
-        file.state.topics.insert(topic, TopicCursor::Next(next));
-        self.save(&file).map_err(|e| Rejection::Persist(e.to_string()))?;
-        self.file = file;
-        info!(target: "worker.enclave", ?topic, messages = next, height, "replayed the topic's history");
-        Ok(messages.len())
+        Ok(messages)
     }
 
     /// Test only: follow `topic` from `next` (what a tail proof would set for a joined cluster).
@@ -1092,6 +1114,7 @@ impl Enclave {
                     return;
                 }
                 let open_key = st.clusters.get(&(*key_epoch, c)).map(|k| Zeroizing::new(k.0));
+                let current_epoch = st.key_epoch;
                 let chain_id = st.chain_id.clone();
                 let Some(cs) = st.contracts.contracts.get_mut(contract) else {
                     warn!(target: "worker.contracts", contract = %Hash(*contract), "a command to a contract this worker does not know");
@@ -1106,7 +1129,16 @@ impl Enclave {
                 }
                 cs.next_seq = seq.saturating_add(1);
                 let Some(open_key) = open_key else {
-                    stall(cs, contract, format!("no key of cluster {c} in epoch {key_epoch}"));
+                    let why = if *key_epoch < current_epoch {
+                        format!(
+                            "no key of cluster {c} in epoch {key_epoch}: command {seq} is sealed to a key epoch erased \
+                             by a rotation (current {current_epoch}), so its history cannot be replayed; catch up from \
+                             a member's snapshot instead (--snapshot-peer)"
+                        )
+                    } else {
+                        format!("no key of cluster {c} in epoch {key_epoch}")
+                    };
+                    stall(cs, contract, why);
                     return;
                 };
                 let cmd = OrderedCommand {

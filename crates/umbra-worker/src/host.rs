@@ -19,6 +19,8 @@ use umbra_types::registry::{Origin, SignedEgress, Topic};
 use umbra_types::state_keys::StateKey;
 use umbra_types::{Call, FeeParams, Hash, Params, Transaction, decode, encode};
 
+mod catch_up;
+
 /// Blocks asked per `worker_sync` by default.
 pub const DEFAULT_BATCH_BLOCKS: u32 = 1_000;
 /// How often the head is polled once caught up, by default.
@@ -56,6 +58,9 @@ pub struct HostConfig {
     pub query_listen: Option<std::net::SocketAddr>,
     /// The operator's egress settings for agents' `fetch` (see [`crate::agents::EgressSettings`]).
     pub egress: crate::agents::EgressSettings,
+    /// Query endpoints (`http://host:port`) of other workers to ask for a sealed contract snapshot on joining a
+    /// cluster (see [`crate::snapshot`]); untrusted hints, the answer is verified. Empty: replay the history.
+    pub snapshot_peers: Vec<String>,
 }
 
 /// Why the host stopped (it retries everything else).
@@ -168,6 +173,11 @@ struct Host {
     queries: Option<QueryService>,
     agents: Option<crate::agents::AgentService>,
     last_receipts: Instant,
+    snapshots: Option<crate::snapshot::SnapshotService>,
+    peer_client: Option<reqwest::Client>,
+    snapshot_rounds: u32,
+    last_snapshot_try: Option<Instant>,
+    pending_snapshot: Option<(String, crate::snapshot::SnapshotReply)>,
 }
 
 /// Runs the worker until the process ends: opens the platform and the enclave, passes the rollback check,
@@ -211,22 +221,24 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
             service.update(enclave.query_view());
             let agents = crate::agents::AgentService::start(config.egress.clone()).map_err(err)?;
             agents.update(enclave.agent_view());
+            let snapshots = crate::snapshot::SnapshotService::new();
+            snapshots.update(enclave.snapshot_view());
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
             let bound = listener.local_addr().map_err(err)?;
             info!(target: "worker.host", %bound, "serving confidential queries on http://{bound}/query");
-            let (s, a) = (service.clone(), agents.clone());
+            let (s, a, n) = (service.clone(), agents.clone(), snapshots.clone());
             tokio::spawn(async move {
-                if let Err(e) = crate::http::serve(listener, s, a).await {
+                if let Err(e) = crate::http::serve_with_snapshots(listener, s, a, n).await {
                     error!(target: "worker.host", "the query endpoint stopped: {e}");
                 }
             });
-            Some((service, agents))
+            Some((service, agents, snapshots))
         }
         None => None,
     };
-    let (queries, agents) = match queries {
-        Some((q, a)) => (Some(q), Some(a)),
-        None => (None, None),
+    let (queries, agents, snapshots) = match queries {
+        Some((q, a, n)) => (Some(q), Some(a), Some(n)),
+        None => (None, None, None),
     };
     let mut host = Host {
         rpc,
@@ -241,6 +253,11 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
         queries,
         agents,
         last_receipts: Instant::now(),
+        snapshots,
+        peer_client: None,
+        snapshot_rounds: 0,
+        last_snapshot_try: None,
+        pending_snapshot: None,
     };
     host.write_status()?;
     host.start().await?;
@@ -356,7 +373,18 @@ impl Host {
     /// One round: fetch, verify and apply a batch, carry its egress. `Ok(false)` when at the head.
     async fn step(&mut self) -> Result<bool, String> {
         if let Some((topic, upto)) = self.enclave.replay_request() {
-            self.replay(topic, upto).await?;
+            match self.catch_up(topic).await {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(why) => {
+                    if !self.config.snapshot_peers.is_empty() {
+                        error!(target: "worker.host", "catching up from a member's snapshot failed ({why}); replaying the \
+                            cluster's history from the chain instead (commands sealed to key epochs erased by a rotation \
+                            cannot be opened and stall their contracts)");
+                    }
+                    self.replay(topic, upto).await?;
+                }
+            }
         }
         let height = self.enclave.height();
         let batch = self.config.batch_blocks.clamp(1, umbra_rpc::MAX_SYNC_BLOCKS);
@@ -398,6 +426,9 @@ impl Host {
         if let Some(q) = &self.queries {
             q.update(self.enclave.query_view());
         }
+        if let Some(s) = &self.snapshots {
+            s.update(self.enclave.snapshot_view());
+        }
         if let Some(a) = &self.agents {
             a.update(self.enclave.agent_view());
         }
@@ -407,27 +438,35 @@ impl Host {
         Ok(true)
     }
 
-    /// Fetches `topic`'s history from block 1 to `upto` and hands it to the enclave to replay.
-    async fn replay(&mut self, topic: Topic, upto: u64) -> Result<(), String> {
-        info!(target: "worker.host", ?topic, upto, "replaying a joined cluster's history");
+    /// Fetches `topic`'s messages in blocks `from` to `upto`.
+    async fn fetch_topic(&self, topic: Topic, mut from: u64, upto: u64) -> Result<Vec<SyncResponse>, String> {
         let mut batches = Vec::new();
-        let mut from = 1;
         while from <= upto {
             let max =
                 u32::try_from(upto - from + 1).unwrap_or(umbra_rpc::MAX_SYNC_BLOCKS).min(umbra_rpc::MAX_SYNC_BLOCKS);
             let mut resp = self.rpc.sync(from, max, vec![topic]).await.map_err(|e| e.to_string())?;
             resp.blocks.retain(|b| b.header.height <= upto);
             let Some(last) = resp.blocks.last().map(|b| b.header.height) else {
-                return Err(format!("the node returned no blocks from {from} while replaying {topic:?}"));
+                return Err(format!("the node returned no blocks from {from} while fetching {topic:?}"));
             };
             from = last + 1;
             batches.push(resp);
         }
+        Ok(batches)
+    }
+
+    /// Fetches `topic`'s history from block 1 to `upto` and hands it to the enclave to replay.
+    async fn replay(&mut self, topic: Topic, upto: u64) -> Result<(), String> {
+        info!(target: "worker.host", ?topic, upto, "replaying a joined cluster's history");
+        let batches = self.fetch_topic(topic, 1, upto).await?;
         match self.enclave.replay(topic, &batches) {
             Ok(n) => {
                 info!(target: "worker.host", ?topic, messages = n, "replay applied");
                 if let Some(q) = &self.queries {
                     q.update(self.enclave.query_view());
+                }
+                if let Some(s) = &self.snapshots {
+                    s.update(self.enclave.snapshot_view());
                 }
                 if let Some(a) = &self.agents {
                     a.update(self.enclave.agent_view());

@@ -13,9 +13,13 @@
 //!   committed egress receipt batches (receipts and inclusion proofs) sealed to the owner.
 //! - `POST /agents/{id}/logs`: an owner-signed [`umbra_types::agents::LogsRequest`]; `200` with the lines sealed
 //!   to the owner.
+//! - `POST /snapshot` (with [`serve_with_snapshots`]): a joining member's signed
+//!   [`crate::snapshot::SnapshotRequest`] (JSON); `200` with the encoded [`crate::snapshot::SnapshotReply`] (the
+//!   cluster's contracts sealed to the requester's attested key), or `400` with the reason.
 
 use crate::agents::{AgentService, GatewayAnswer, GatewayError, MAX_BODY_BYTES};
 use crate::query::{MAX_QUERY_BYTES, QueryService};
+use crate::snapshot::SnapshotService;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -30,6 +34,25 @@ pub async fn serve(
     service: QueryService,
     agents: AgentService,
 ) -> std::io::Result<()> {
+    axum::serve(listener, router(service, agents)).await
+}
+
+/// Serves queries, agents and `POST /snapshot` (a member's sealed contract snapshot for a joining worker, see
+/// [`crate::snapshot`]: `200` with the encoded [`crate::snapshot::SnapshotReply`], or `400` with the reason).
+pub async fn serve_with_snapshots(
+    listener: tokio::net::TcpListener,
+    service: QueryService,
+    agents: AgentService,
+    snapshots: SnapshotService,
+) -> std::io::Result<()> {
+    let snapshot = Router::new()
+        .route("/snapshot", post(snapshot))
+        .layer(DefaultBodyLimit::max(crate::snapshot::MAX_REQUEST_BYTES))
+        .with_state(snapshots);
+    axum::serve(listener, router(service, agents).merge(snapshot)).await
+}
+
+fn router(service: QueryService, agents: AgentService) -> Router {
     let queries = Router::new()
         .route("/info", get(info))
         .route("/query", post(query))
@@ -44,7 +67,17 @@ pub async fn serve(
         .route("/agents/{id}/{*path}", any(plain))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 4096))
         .with_state(agents);
-    axum::serve(listener, queries.merge(gateway)).await
+    queries.merge(gateway)
+}
+
+async fn snapshot(State(snapshots): State<SnapshotService>, body: Bytes) -> Result<Vec<u8>, (StatusCode, String)> {
+    let answer = tokio::task::spawn_blocking(move || snapshots.answer(&body))
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    answer.map_err(|e| {
+        tracing::warn!(target: "worker.snapshot", "snapshot request refused: {e}");
+        (StatusCode::BAD_REQUEST, e.to_string())
+    })
 }
 
 async fn info(State(service): State<QueryService>) -> (StatusCode, String) {

@@ -13,6 +13,9 @@
 //!   `status.json`. It cannot make the enclave accept anything false; at worst it withholds, which the
 //!   enclave notices as a gap or at the tail.
 //!
+//! - [`snapshot`] moves a cluster's contract state from a member to a joining worker: sealed to the joiner's
+//!   attested key, signed by the member, and accepted only if every root equals the one the chain recorded.
+//!
 //! The protocol is in `docs/worker-protocol.md`.
 
 pub mod agents;
@@ -25,11 +28,14 @@ mod keys;
 mod platform;
 pub mod query;
 pub mod schedule;
+pub mod snapshot;
 mod state;
 mod verify;
 
 #[cfg(test)]
 mod contract_tests;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 

@@ -124,7 +124,7 @@ impl Chain {
     }
 
     /// A certified answer for `key` from a state holding `records`, at a header of its own.
-    fn value(&self, records: &[(StateKey, Vec<u8>)], key: &StateKey) -> StateValueResponse {
+    pub(crate) fn value(&self, records: &[(StateKey, Vec<u8>)], key: &StateKey) -> StateValueResponse {
         let (root, proofs) = prove(records, std::slice::from_ref(key));
         let mut header = self.blocks[0].0.clone();
         header.height = 1_000_000;
@@ -612,7 +612,7 @@ fn sealed_state_from_another_worker_is_refused() {
     assert!(matches!(err, EnclaveError::Foreign { .. }), "{err}");
 }
 
-fn record(id: WorkerId, x: X25519Public, commitment: Option<(u64, Hash)>) -> WorkerRecord {
+pub(crate) fn record(id: WorkerId, x: X25519Public, commitment: Option<(u64, Hash)>) -> WorkerRecord {
     WorkerRecord {
         id,
         x25519: x,

@@ -59,6 +59,11 @@ pub(crate) struct WorkerArgs {
     /// How often (ms) the worker commits each agent's pending egress receipts on chain as a Merkle root.
     #[arg(long, value_name = "MS", default_value_t = umbra_worker::agents::DEFAULT_RECEIPT_EVERY.as_millis() as u64)]
     egress_receipt_interval_ms: u64,
+    /// Query endpoint (http://HOST:PORT) of another worker to ask for a sealed, chain-verified snapshot of the
+    /// contracts when this worker joins a cluster; repeatable, tried in order. Without one, the worker replays
+    /// the cluster's history (which fails for commands sealed to key epochs erased by a rotation).
+    #[arg(long, value_name = "URL")]
+    snapshot_peer: Vec<String>,
 }
 
 /// Runs the worker until interrupted.
@@ -103,6 +108,7 @@ pub(crate) fn run(ctx: &Ctx, args: WorkerArgs) -> Result<()> {
         poll: DEFAULT_POLL,
         query_listen: args.query_listen,
         egress,
+        snapshot_peers: args.snapshot_peer,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
