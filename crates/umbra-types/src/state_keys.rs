@@ -157,6 +157,16 @@ pub enum StateKey {
     /// `agents`: an agent's committed egress receipt batches (a `Vec<crate::agents::ReceiptCommit>`, the latest
     /// [`crate::agents::MAX_RECEIPT_COMMITS`], oldest first).
     AgentReceipts(crate::contracts::ContractId),
+    /// `agents`: an agent's transfers of the last rolling day ([`crate::agent_wallet::AgentSpend`]).
+    AgentSpend(crate::contracts::ContractId),
+    /// `agents`: an agent's Ethereum address per key epoch (a `Vec<crate::agent_wallet::AgentEthAddress>`,
+    /// by epoch ascending).
+    AgentWallets(crate::contracts::ContractId),
+    /// `agents`: an agent's latest attested outputs (a `Vec<crate::agent_wallet::AttestedOutput>`, the latest
+    /// [`crate::agent_wallet::MAX_OUTPUTS_KEPT`], oldest first).
+    AgentOutputs(crate::contracts::ContractId),
+    /// `agents`: how many attested outputs an agent has posted (a `u64`, the next output's index).
+    AgentOutputCount(crate::contracts::ContractId),
 }
 
 impl StateKey {
