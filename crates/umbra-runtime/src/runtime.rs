@@ -1,3 +1,4 @@
+use crate::modules::agent_wallet::{self, AgentWallets};
 use crate::modules::agents::{Agents, Change};
 use crate::modules::balances::Balances;
 use crate::modules::contracts::{self, Contracts};
@@ -680,6 +681,16 @@ impl Runtime {
             Call::Egress { message } if Agents::handles(&message.egress.payload) => {
                 let e = &message.egress;
                 self.agents.egress(&ccx, s, &self.contracts, &e.origin, &e.payload).await?
+            }
+            Call::Egress { message } if AgentWallets::handles(&message.egress.payload) => {
+                let e = &message.egress;
+                let deps = agent_wallet::Deps {
+                    agents: &self.agents,
+                    contracts: &self.contracts,
+                    balances: bal,
+                    chain_id: ctx.chain_id,
+                };
+                AgentWallets.egress(&ccx, s, &deps, &e.origin, &e.payload).await?
             }
             Call::Egress { message } => reg.egress(&cx, s, &message.egress).await?,
             Call::Admin { call } => reg.admin(&cx, s, signer, call).await?,

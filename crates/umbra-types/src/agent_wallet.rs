@@ -177,7 +177,8 @@ mod tests {
 
     #[test]
     fn a_rolling_day_sums_only_its_own_blocks() {
-        let t = |amount, height| AgentTransferRecord { id: [0; 16], worker: [0; 32], to: Address([1; 32]), amount, height };
+        let t =
+            |amount, height| AgentTransferRecord { id: [0; 16], worker: [0; 32], to: Address([1; 32]), amount, height };
         let s = AgentSpend { transfers: vec![t(5, 10), t(7, 20), t(11, 29)] };
         assert_eq!(s.spent_since(29, 10), 18, "heights 20..=29");
         assert_eq!(s.spent_since(29, 20), 23, "heights 10..=29");
