@@ -27,6 +27,7 @@ pub mod query;
 pub mod schedule;
 mod state;
 mod verify;
+mod wallet;
 
 #[cfg(test)]
 mod contract_tests;
