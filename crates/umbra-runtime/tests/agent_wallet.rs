@@ -39,7 +39,10 @@ fn balance(s: &Setup, a: &Address) -> Amount {
 }
 
 fn agent_with(cap: Amount, fund: Amount) -> Agent {
-    let mut s = setup();
+    agent_on(setup(), cap, fund)
+}
+
+fn agent_on(mut s: Setup, cap: Amount, fund: Amount) -> Agent {
     let policy = AgentPolicy { public: true, spend_cap_per_day: cap, ..AgentPolicy::default() };
     s.c.ok(OWNER, Call::DeployAgent { code: AGENT_JS.to_vec(), cluster: CLUSTER, salt: b"w".to_vec(), policy });
     let id = contract_id(&s.c.op(OWNER), &code_hash(CodeKind::JavaScript, AGENT_JS), b"w", CLUSTER);
@@ -210,4 +213,27 @@ fn an_attested_output_lands_only_with_both_signatures_right_from_a_member_and_wi
         list.iter().map(|o| (o.index, o.worker)).collect::<Vec<_>>(),
         [(0, a.s.ws[2].id()), (1, a.s.ws[3].id())]
     );
+}
+
+#[test]
+fn the_cap_counts_a_rolling_day_of_blocks_so_spending_frees_up_as_old_transfers_age_out() {
+    // A "day" of 4 blocks: target_block_ms = 86_400_000 / 4.
+    let mut params = umbra_types::Params::default();
+    params.economics.target_block_ms = 21_600_000;
+    let chain = Chain::new(dev_policy(), params, 1_000);
+    let mut a = agent_on(setup_on(chain), 5 * UNIT, 20 * UNIT);
+    let to = a.s.c.op(RECIPIENT);
+    let before = balance(&a.s, &to);
+    assert_eq!(a.transfer(1, 5 * UNIT), None);
+    let landed = a.s.c.height;
+    assert_eq!(a.transfer(2, UNIT), Some(TxError::AgentSpendCap { cap: 5 * UNIT, spent: 5 * UNIT, amount: UNIT }));
+    // Blocks landed+1 ..= landed+3 still see it (each transfer attempt is one block).
+    while a.s.c.height + 1 < landed + 4 {
+        assert!(matches!(a.transfer(3, UNIT), Some(TxError::AgentSpendCap { .. })), "at {}", a.s.c.height + 1);
+    }
+    // At landed + 4 it is out of the window: spending is allowed again, and the old record is dropped.
+    assert_eq!(a.transfer(4, 5 * UNIT), None, "at {}", a.s.c.height);
+    assert_eq!(a.s.c.height, landed + 4);
+    assert_eq!(a.spend().transfers.iter().map(|t| t.height).collect::<Vec<_>>(), [landed + 4]);
+    assert_eq!(balance(&a.s, &to), before + 10 * UNIT);
 }

@@ -278,7 +278,11 @@ impl Chain {
 }
 
 pub fn chain_with_workers() -> (Chain, Vec<Worker>) {
-    let mut c = Chain::dev();
+    workers_on(Chain::dev())
+}
+
+/// `c` with four registered workers (operators 1 to 4).
+pub fn workers_on(mut c: Chain) -> (Chain, Vec<Worker>) {
     let ws: Vec<Worker> = (1..=4).map(Worker::new).collect();
     c.run(vec![]);
     let txs: Vec<SignedTransaction> = ws
@@ -307,7 +311,12 @@ pub struct Setup {
 }
 
 pub fn setup() -> Setup {
-    let (mut c, ws) = chain_with_workers();
+    setup_on(Chain::dev())
+}
+
+/// [`setup`] on chain `c` (other parameters).
+pub fn setup_on(c: Chain) -> Setup {
+    let (mut c, ws) = workers_on(c);
     let gk = Keypair::from_seed([41; 32]);
     c.admin(AdminCall::AppointGatekeeper { worker: ws[0].id() });
     let first = EgressPayload::MasterKey {
