@@ -727,6 +727,24 @@ impl Net {
         v["height"].as_u64().expect("height")
     }
 
+    /// A JSON-RPC call to the node: the `result`.
+    fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let port: u16 = self.rpc.rsplit(':').next().and_then(|p| p.parse().ok()).expect("an RPC port");
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("writes");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("reads");
+        let json = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        v["result"].clone()
+    }
+
     /// The receipts errors of blocks `from..=to` whose `error` tag is `tag`.
     fn errors_tagged(&self, from: u64, to: u64, tag: &str) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
@@ -796,6 +814,10 @@ fn a_price_oracle_posts_verified_attested_outputs_and_agent_wallets_spend_only_w
         .expect("65 bytes");
     let signer = umbra_crypto::recover_message(&digest, &sig).expect("recovers");
     assert_eq!(umbra_crypto::to_checksum_address(&signer), eth);
+    // The node's JSON-RPC serves the same, unverified, for clients that check signatures themselves.
+    let r = net.rpc("agent_outputs", serde_json::json!([oracle]));
+    assert_eq!((r["total"].as_u64(), r["outputs"][0]["nonce"].as_str()), (Some(1), Some(nonce.as_str())), "{r}");
+    assert_eq!(r["eth_addresses"][0]["address"].as_str(), Some(eth.trim_start_matches("0x").to_lowercase().as_str()));
     let text = net.cli_ok(&["agent", "outputs", &oracle]);
     assert!(text.contains("1 attested outputs, each verified") && text.contains("3120.55"), "{text}");
 
@@ -843,6 +865,12 @@ fn a_price_oracle_posts_verified_attested_outputs_and_agent_wallets_spend_only_w
     let info = net.info(&t);
     assert_eq!(info["wallet"]["transfers"].as_array().map(Vec::len), Some(1), "{info}");
     assert_eq!(info["wallet"]["balance"], (7 * UNIT).to_string());
+    let w = net.rpc("agent_wallet", serde_json::json!([t]));
+    assert_eq!(
+        (w["spent_today"].as_str(), w["spend_cap_per_day"].as_str()),
+        (Some("3000000000000"), Some("5000000000000")),
+        "{w}"
+    );
     // One more than the cap in one go: refused at once by the worker.
     assert_error(&pay(6 * UNIT), 400, "more than the owner's whole spend cap");
     // 3 more would make 6 in the day: the worker queues it, the chain refuses it and moves nothing.

@@ -137,7 +137,8 @@ pub struct AttestedOutput {
     pub worker: WorkerId,
     /// The key epoch whose keys signed it.
     pub key_epoch: KeyEpoch,
-    /// The worker's random nonce (the `seq` of the EVM digest).
+    /// The worker's random nonce (the `seq` of the EVM digest); a decimal string in JSON (it passes 2^53).
+    #[serde(with = "u64_str")]
     pub nonce: u64,
     /// The output (UTF-8 text or JSON as the handler gave it).
     #[serde(with = "crate::staking::hex_bytes")]
@@ -168,6 +169,17 @@ macro_rules! hex_fixed {
         }
     };
 }
+/// A `u64` as a decimal string (JavaScript clients lose precision above 2^53).
+mod u64_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub(crate) fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 hex_fixed!(hex16, 16);
 hex_fixed!(hex20, 20);
 
