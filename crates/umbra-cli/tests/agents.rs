@@ -695,3 +695,205 @@ fn agents_fetch_under_their_owners_policy_commit_receipts_on_chain_and_chat_with
         files_containing(&dir, PROMPT.as_bytes()).into_iter().filter(|p| !p.starts_with(net.keys_home())).collect();
     assert!(leaks.is_empty(), "the system prompt leaked into {leaks:?}");
 }
+
+/// An agent that spends from its account: `POST /pay {to, amount}` answers the transfer's pending status, or
+/// the refusal it caught (400).
+const TREASURER: &str = r#"
+export default {
+  async fetch(request, env) {
+    if (request.path === "/pay") {
+      const q = await request.json();
+      try {
+        return Response.json({ transfer: await env.wallet.transfer(q.to, q.amount), from: env.wallet.address });
+      } catch (e) {
+        return Response.json({ error: e.message }, { status: 400 });
+      }
+    }
+    return Response.json({ error: "no route" }, { status: 404 });
+  },
+};
+"#;
+
+const UNIT: u128 = 1_000_000_000_000;
+
+impl Net {
+    fn balance(&self, who: &str) -> u128 {
+        let v: serde_json::Value = serde_json::from_str(&self.cli_ok(&["account", who, "--json"])).expect("json");
+        v["balance"].as_str().and_then(|b| b.parse().ok()).unwrap_or_else(|| panic!("no balance in {v}"))
+    }
+
+    fn height(&self) -> u64 {
+        let v: serde_json::Value = serde_json::from_str(&self.cli_ok(&["status", "--json"])).expect("json");
+        v["height"].as_u64().expect("height")
+    }
+
+    /// A JSON-RPC call to the node: the `result`.
+    fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let port: u16 = self.rpc.rsplit(':').next().and_then(|p| p.parse().ok()).expect("an RPC port");
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("writes");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("reads");
+        let json = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        v["result"].clone()
+    }
+
+    /// The receipts errors of blocks `from..=to` whose `error` tag is `tag`.
+    fn errors_tagged(&self, from: u64, to: u64, tag: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for h in from..=to {
+            let v: serde_json::Value =
+                serde_json::from_str(&self.cli_ok(&["block", &h.to_string(), "--json"])).expect("json");
+            for r in v["receipts"].as_array().into_iter().flatten() {
+                if r["error"]["error"] == tag {
+                    out.push(r["error"].clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn a_price_oracle_posts_verified_attested_outputs_and_agent_wallets_spend_only_within_the_owners_cap() {
+    let prices = umbra_egress::testing::PriceServer::start().expect("price server");
+    prices.set("ETH", 312_055);
+    let (_guard, dir) = test_dir();
+    let net = small_net(&dir, &[]);
+    let price_url = prices.url("ETH");
+    let base = price_url.split('?').next().expect("a base URL").to_string();
+
+    // The oracle example, its API's URL a sealed secret.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agents/price-oracle.js");
+    let secret = format!("PRICE_URL={base}");
+    let deploy = [
+        "agent",
+        "deploy",
+        example.to_str().expect("utf-8"),
+        "--egress-allow",
+        "127.0.0.1",
+        "--secret",
+        &secret,
+        "--from",
+        "admin",
+    ];
+    let oracle = after(&net.cli_ok(&deploy), "agent ");
+    let v = net.wait_status(1, &oracle, "/?symbol=ETH", 200, &[]);
+    assert_eq!((v["body"]["pair"].as_str(), v["body"]["price"].as_str()), (Some("ETH/USD"), Some("3120.55")), "{v}");
+    let host = base.trim_start_matches("http://").split('/').next().expect("a host");
+    assert_eq!(v["body"]["source"], host, "only the API's host is published");
+    assert_eq!(v["body"]["attestation"]["status"], "pending");
+    let nonce = v["body"]["attestation"]["nonce"].as_str().expect("a nonce").to_string();
+    let addresses = net.call(1, &oracle, "/address", &[]);
+    let eth = addresses["body"]["eth"].as_str().expect("an Ethereum address").to_string();
+    assert!(eth.starts_with("0x") && eth.len() == 42, "{addresses}");
+
+    // `umbra agent outputs` shows it once it landed, verified (both signatures, the worker on chain).
+    let outputs = wait_until("the attested output to land", Duration::from_secs(60), || {
+        let out = net.cli(&["agent", "outputs", &oracle, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (!v["outputs"].as_array()?.is_empty()).then_some(v)
+    });
+    let o = &outputs["outputs"][0];
+    assert_eq!((o["json"]["price"].as_str(), o["json"]["pair"].as_str()), (Some("3120.55"), Some("ETH/USD")), "{o}");
+    assert_eq!((o["verified"].as_bool(), o["worker_active"].as_bool()), (Some(true), Some(true)), "{o}");
+    assert_eq!((o["nonce"].as_str(), o["eth_address"].as_str()), (Some(nonce.as_str()), Some(eth.as_str())), "{o}");
+    assert_eq!(o["worker"].as_str().map(|w| w.trim_start_matches("0x")), Some(net.worker_id(1).as_str()));
+    // Anyone can check the EVM form: ecrecover of the EIP-191 digest gives the published address.
+    let digest: Vec<u8> = hex::decode(o["eth_digest"].as_str().expect("digest").trim_start_matches("0x")).expect("hex");
+    let sig: [u8; 65] = hex::decode(o["eth_signature"].as_str().expect("sig").trim_start_matches("0x"))
+        .expect("hex")
+        .try_into()
+        .expect("65 bytes");
+    let signer = umbra_crypto::recover_message(&digest, &sig).expect("recovers");
+    assert_eq!(umbra_crypto::to_checksum_address(&signer), eth);
+    // The node's JSON-RPC serves the same, unverified, for clients that check signatures themselves.
+    let r = net.rpc("agent_outputs", serde_json::json!([oracle]));
+    assert_eq!((r["total"].as_u64(), r["outputs"][0]["nonce"].as_str()), (Some(1), Some(nonce.as_str())), "{r}");
+    assert_eq!(r["eth_addresses"][0]["address"].as_str(), Some(eth.trim_start_matches("0x").to_lowercase().as_str()));
+    let text = net.cli_ok(&["agent", "outputs", &oracle]);
+    assert!(text.contains("1 attested outputs, each verified") && text.contains("3120.55"), "{text}");
+
+    // The agent's EIP-191 signature recovers to the Ethereum address `agent info` shows for the key epoch.
+    let signed = net.call(1, &oracle, "/sign", &["--data", r#"{"message":"prove it: 8c1f"}"#]);
+    let sig: [u8; 65] = hex::decode(signed["body"]["signature"].as_str().expect("sig").trim_start_matches("0x"))
+        .expect("hex")
+        .try_into()
+        .expect("65 bytes");
+    let info = net.info(&oracle);
+    let published = &info["wallet"]["eth_addresses"];
+    assert_eq!(
+        (published[0]["key_epoch"].as_u64(), published[0]["address"].as_str()),
+        (Some(1), Some(eth.as_str())),
+        "{info}"
+    );
+    let signer = umbra_crypto::recover_message(b"prove it: 8c1f", &sig).expect("recovers");
+    assert_eq!(umbra_crypto::to_checksum_address(&signer), eth);
+    // A bad symbol is refused before any fetch, and nothing more is attested.
+    assert_error(&net.call(1, &oracle, "/?symbol=E%24H", &[]), 400, "symbol");
+
+    let v: serde_json::Value =
+        serde_json::from_str(&net.cli_ok(&["agent", "outputs", &oracle, "--json"])).expect("json");
+    assert_eq!(v["outputs"].as_array().map(Vec::len), Some(1), "{v}");
+
+    // Wallet transfers under the owner's cap of 5 UMB per rolling day, from an account funded with 10.
+    let code = dir.join("treasurer.js");
+    std::fs::write(&code, TREASURER).expect("write");
+    let deploy = ["agent", "deploy", code.to_str().expect("utf-8"), "--spend-cap-per-day", "5", "--from", "admin"];
+    let t = after(&net.cli_ok(&deploy), "agent ");
+    net.cli_ok(&["agent", "fund", &t, "10", "--from", "admin"]);
+    let bob = net.cli_ok(&["keys", "show", "bob", "--json"]);
+    let bob: serde_json::Value = serde_json::from_str(&bob).expect("json");
+    let bob = bob["address"].as_str().expect("address").to_string();
+    let before = net.balance(&bob);
+    let pay = |amount: u128| {
+        let body = serde_json::json!({ "to": bob, "amount": amount.to_string() }).to_string();
+        net.call(1, &t, "/pay", &["--data", &body])
+    };
+    let v = pay(3 * UNIT);
+    assert_eq!(v["body"]["transfer"]["status"], "pending", "{v}");
+    wait_until("the transfer to land", Duration::from_secs(60), || {
+        (net.balance(&bob) == before + 3 * UNIT).then_some(())
+    });
+    let info = net.info(&t);
+    assert_eq!(info["wallet"]["transfers"].as_array().map(Vec::len), Some(1), "{info}");
+    assert_eq!(info["wallet"]["balance"], (7 * UNIT).to_string());
+    let w = net.rpc("agent_wallet", serde_json::json!([t]));
+    assert_eq!(
+        (w["spent_today"].as_str(), w["spend_cap_per_day"].as_str()),
+        (Some("3000000000000"), Some("5000000000000")),
+        "{w}"
+    );
+    // One more than the cap in one go: refused at once by the worker.
+    assert_error(&pay(6 * UNIT), 400, "more than the owner's whole spend cap");
+    // 3 more would make 6 in the day: the worker queues it, the chain refuses it and moves nothing.
+    let from = net.height();
+    assert_eq!(pay(3 * UNIT)["body"]["transfer"]["status"], "pending");
+    let refused = wait_until("the chain to refuse the transfer beyond the cap", Duration::from_secs(60), || {
+        let to = net.height();
+        let found = net.errors_tagged(from, to, "agent_spend_cap");
+        (!found.is_empty()).then_some(found)
+    });
+    assert_eq!(refused[0]["spent"], (3 * UNIT).to_string(), "{refused:?}");
+    assert_eq!(refused[0]["cap"], (5 * UNIT).to_string(), "{refused:?}");
+    assert_eq!(net.balance(&bob), before + 3 * UNIT, "the refused transfer moved nothing");
+    assert_eq!(net.info(&t)["wallet"]["balance"], (7 * UNIT).to_string());
+    // Paused, the agent serves nothing and so spends nothing.
+    net.cli_ok(&["agent", "pause", &t, "--from", "admin"]);
+    wait_until("the worker to see the pause", Duration::from_secs(30), || (pay(UNIT)["status"] == 423).then_some(()));
+    assert_eq!(net.balance(&bob), before + 3 * UNIT);
+    // An agent whose owner set no cap may not spend at all.
+    let deploy = ["agent", "deploy", code.to_str().expect("utf-8"), "--salt", "nocap", "--from", "admin"];
+    let nocap = after(&net.cli_ok(&deploy), "agent ");
+    net.cli_ok(&["agent", "fund", &nocap, "1", "--from", "admin"]);
+    let body = serde_json::json!({ "to": bob, "amount": "1" }).to_string();
+    let v = net.wait_status(1, &nocap, "/pay", 400, &["--data", &body]);
+    assert_error(&v, 400, "spend cap is 0");
+}

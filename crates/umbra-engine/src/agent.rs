@@ -23,6 +23,9 @@
 //! - `env`: the agent's secrets by name (strings), and `env.agents.call(id, request)`: another agent of the
 //!   same cluster, through [`Host::call`] with the method [`AGENT_CALL_METHOD`] (so the call depth limit
 //!   applies; an agent calling itself ends at that limit). Its result is a `Response`.
+//! - `env.wallet` (the agent's Umbra account: `address`, `transfer(to, amount)`), `env.eth` (its Ethereum
+//!   account: `address`, `signMessage`, `signTransaction`) and `env.attest(output)`: see the `wallet` module;
+//!   they go through [`Host::wallet`](crate::Host::wallet).
 //! - `console.log/info/warn/error` lines are collected per request ([`AgentOutcome::logs`]).
 //! - Everything of the `umbra` global works as in a query (storage reads; writes are discarded).
 //!
@@ -88,7 +91,7 @@ impl AgentFailure {
 /// The Web classes and the dispatcher, evaluated after the `umbra` prelude in every JavaScript instance.
 /// The expression's value (the dispatcher) is kept by the engine and removed from the globals.
 pub(crate) const AGENT_PRELUDE: &str = r#"
-(function (log) {
+(function (log, w) {
   "use strict";
   const utf8 = umbra.utf8;
   const lower = (s) => String(s).toLowerCase();
@@ -189,6 +192,9 @@ pub(crate) const AGENT_PRELUDE: &str = r#"
     if (!d || typeof d.fetch !== "function") return { missing: true };
     const env = Object.assign(Object.create(null), JSON.parse(envJson));
     env.agents = agents;
+    env.wallet = w.wallet;
+    env.eth = w.eth;
+    env.attest = w.attest;
     const req = new Request(url, { method, headers: JSON.parse(headersJson), body: body.length ? body : null });
     const res = await d.fetch(req, Object.freeze(env));
     if (!(res instanceof Response)) return { notResponse: describe(res) };

@@ -148,6 +148,14 @@ pub trait Host {
         let _ = request;
         Err(HostError("fetch is not available on this host".into()))
     }
+
+    /// Serves an agent handler's wallet request (`env.wallet`, `env.eth`, `env.attest`, see
+    /// [`WalletRequest`](crate::WalletRequest)) for the agent running innermost; the reply is what the handler
+    /// gets (JSON). Never called for commands. The default refuses.
+    fn wallet(&self, request: &crate::WalletRequest) -> Result<serde_json::Value, HostError> {
+        let _ = request;
+        Err(HostError("agent wallets are not available on this host".into()))
+    }
 }
 
 /// The randomness seed of a command: `kdf(contract_key, "umbra/engine/seed", command_id)`, so it is unknown

@@ -287,7 +287,10 @@ impl JsInstance {
             let factory: Function = ctx.eval(AGENT_PRELUDE).map_err(setup)?;
             let m = meter.clone();
             let log = Func::from(move |level: String, text: String| m.log(level, text));
-            let dispatch: Function = factory.call((log,)).map_err(setup)?;
+            let wallet_factory: Function = ctx.eval(crate::wallet::WALLET_FACTORY).map_err(setup)?;
+            let wallet: Object =
+                wallet_factory.call((wallet_host(&ctx, &slot, &meter).map_err(setup)?,)).map_err(setup)?;
+            let dispatch: Function = factory.call((log, wallet)).map_err(setup)?;
             let dispatch = Persistent::save(&ctx, dispatch);
             // Setting up the context is the engine's cost, not the contract's.
             let (budget, deadline) = (meter.budget.get(), meter.deadline.get());
@@ -467,6 +470,25 @@ fn with_session<'js, T>(
         return Err(Exception::throw_internal(ctx, &e.to_string()));
     }
     f(session).map_err(|e| Exception::throw_internal(ctx, &e.to_string()))
+}
+
+/// Gas of one wallet request on top of its bytes (a signature or two).
+const WALLET_GAS: u64 = 100_000;
+
+/// The Rust side of `env.wallet`, `env.eth` and `env.attest`: `(op, json, bytes) -> json`. Bad shapes throw a
+/// `TypeError`; a refusal by the host throws an `Error`; both can be caught.
+fn wallet_host<'js>(ctx: &Ctx<'js>, slot: &Slot, meter: &Rc<Meter>) -> rquickjs::Result<Function<'js>> {
+    let (s, m) = (slot.clone(), meter.clone());
+    Function::new(ctx.clone(), move |c: Ctx<'js>, op: String, json: String, bytes: Value<'js>| {
+        let bytes = bytes_arg(&c, &bytes)?;
+        let gas = host_gas(json.len() + bytes.len()) + WALLET_GAS;
+        let request = crate::wallet::parse(&op, &json, bytes).map_err(|e| Exception::throw_type(&c, &e))?;
+        match with_session(&c, &s, &m, gas, |x| Ok(x.wallet(&request)))? {
+            Ok(reply) => Ok(reply.to_string()),
+            Err(EngineError::Host(why)) => Err(Exception::throw_message(&c, &why)),
+            Err(e) => Err(Exception::throw_internal(&c, &e.to_string())),
+        }
+    })
 }
 
 /// Defines `globalThis.__umbra_host`, the Rust side of `umbra` (the prelude wraps and then hides it).

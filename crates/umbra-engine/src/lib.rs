@@ -90,6 +90,7 @@ mod error;
 mod js;
 mod js_alloc;
 mod session;
+mod wallet;
 mod wasm;
 
 pub use agent::{AGENT_CALL_METHOD, AgentCallJson, AgentFailure, AgentOutcome, AgentReplyJson, AgentRequest, env_json};
@@ -100,3 +101,4 @@ pub use api::{
 pub use engine::{Code, Contract, Engine, EngineStats};
 pub use error::{EngineError, Failure};
 pub use js::{JS_GAS_PER_ALLOC_BYTE, JS_GAS_PER_TICK};
+pub use wallet::WalletRequest;

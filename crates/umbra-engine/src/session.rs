@@ -207,6 +207,14 @@ impl Session {
         }
         self.host.fetch(&request).map_err(|e| self.fail(EngineError::Host(e.0)))
     }
+
+    /// A wallet request of an agent handler. A refusal is an error the handler may catch (not fatal).
+    pub(crate) fn wallet(&mut self, request: &crate::WalletRequest) -> Result<serde_json::Value, EngineError> {
+        if self.inv.mode == Mode::Command {
+            return Err(self.fail(EngineError::NotAllowedInCommand("the agent wallet")));
+        }
+        self.host.wallet(request).map_err(|e| EngineError::Host(e.0))
+    }
 }
 
 /// Lowercase hex of 32 bytes.

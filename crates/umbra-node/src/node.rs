@@ -855,6 +855,58 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
         })
     }
 
+    /// An agent's wallet at the latest finalized block (`NotFound` for no such agent).
+    pub async fn agent_wallet(&self, agent: &[u8; 32]) -> Result<umbra_rpc::AgentWalletInfo, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        let record = rt
+            .agent(&s, agent)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| rpc_err(ErrorCode::NotFound, format!("no agent {}", hex::encode(agent))))?;
+        let account = umbra_types::contracts::contract_account(agent);
+        let balance = rt.account(&s, &account).await.map_err(unavailable)?.balance;
+        let (_, params) = rt.chain_params(&s).await.map_err(unavailable)?;
+        let day_blocks = umbra_types::agent_wallet::blocks_per_day(params.economics.target_block_ms);
+        let mut spend = rt.agent_spend(&s, agent).await.map_err(unavailable)?;
+        let from = header.height.saturating_sub(day_blocks - 1);
+        spend.transfers.retain(|t| t.height >= from);
+        Ok(umbra_rpc::AgentWalletInfo {
+            height: header.height,
+            agent: hex::encode(agent),
+            account,
+            balance,
+            spend_cap_per_day: record.policy.spend_cap_per_day,
+            spent_today: spend.spent_since(header.height, day_blocks),
+            day_blocks,
+            transfers: spend.transfers,
+            eth_addresses: rt.agent_eth_addresses(&s, agent).await.map_err(unavailable)?,
+        })
+    }
+
+    /// An agent's latest attested outputs at the latest finalized block (`NotFound` for no such agent).
+    pub async fn agent_outputs(&self, agent: &[u8; 32]) -> Result<umbra_rpc::AgentOutputsInfo, RpcError> {
+        let state = self.inner.state.read().await;
+        let (header, _) = self.head();
+        let s = Committed_(&state);
+        let rt = &self.inner.runtime;
+        let unavailable = |e: RuntimeError| rpc_err(ErrorCode::Unavailable, e);
+        if rt.agent(&s, agent).await.map_err(unavailable)?.is_none() {
+            return Err(rpc_err(ErrorCode::NotFound, format!("no agent {}", hex::encode(agent))));
+        }
+        let (outputs, total) = rt.agent_outputs(&s, agent).await.map_err(unavailable)?;
+        Ok(umbra_rpc::AgentOutputsInfo {
+            height: header.height,
+            agent: hex::encode(agent),
+            total,
+            outputs,
+            eth_addresses: rt.agent_eth_addresses(&s, agent).await.map_err(unavailable)?,
+        })
+    }
+
     /// Compute stake on one contract at the latest finalized block.
     pub async fn econ_compute_stake(&self, contract: &[u8; 32]) -> Result<umbra_rpc::EconComputeStakeInfo, RpcError> {
         let state = self.inner.state.read().await;

@@ -162,6 +162,12 @@ where
         let who: Address = one(&p, "a multisig's umbra1… address")?;
         node.multisig_pending(&who).await.map_err(to_rpc)
     }))?;
+    reg(m.register_async_method(methods::AGENT_WALLET, |p, node, _| async move {
+        node.agent_wallet(&agent_id(&p)?).await.map_err(to_rpc)
+    }))?;
+    reg(m.register_async_method(methods::AGENT_OUTPUTS, |p, node, _| async move {
+        node.agent_outputs(&agent_id(&p)?).await.map_err(to_rpc)
+    }))?;
     reg(m.register_method(methods::SYSTEM_HEALTH, |_, node, _| {
         let since = node.since_last_block_ms();
         Ok::<_, ErrorObjectOwned>(umbra_rpc::Health {
@@ -196,4 +202,12 @@ where
     ))?;
     let handle = server.start(m);
     Ok((bound, handle))
+}
+
+/// The one parameter of the agent methods: an agent id as 64 hex digits.
+fn agent_id(p: &Params<'_>) -> Result<[u8; 32], ErrorObjectOwned> {
+    let id_hex: String = one(p, "an agent id (64 hex digits)")?;
+    let bytes = hex::decode(id_hex.trim().trim_start_matches("0x"))
+        .map_err(|e| bad_params(format!("agent id is not hex: {e}")))?;
+    bytes.try_into().map_err(|_| bad_params("an agent id is 32 bytes (64 hex digits)"))
 }

@@ -10,11 +10,11 @@ mod types;
 
 pub use errors::{ErrorCode, RpcError};
 pub use types::{
-    AccountResponse, BlockId, BlockResponse, ChainInfo, EconAllocation, EconBudgetInfo, EconClusterStakesInfo,
-    EconComputeStakeInfo, EconContractStake, EconPoolInfo, EconPositionInfo, EconTarget, EconVaultInfo, EconWorkerInfo,
-    GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS, MAX_SYNC_BLOCKS, MultisigInfo, ProvenMessage,
-    RegistryStatus, StateValueResponse, SyncBlock, SyncRequest, SyncResponse, TreasuryInfo, TxResponse, TxStatus,
-    ValidatorInfo,
+    AccountResponse, AgentOutputsInfo, AgentWalletInfo, BlockId, BlockResponse, ChainInfo, EconAllocation,
+    EconBudgetInfo, EconClusterStakesInfo, EconComputeStakeInfo, EconContractStake, EconPoolInfo, EconPositionInfo,
+    EconTarget, EconVaultInfo, EconWorkerInfo, GovProposalInfo, HeadResponse, Health, MAX_LISTED_PROPOSALS,
+    MAX_SYNC_BLOCKS, MultisigInfo, ProvenMessage, RegistryStatus, StateValueResponse, SyncBlock, SyncRequest,
+    SyncResponse, TreasuryInfo, TxResponse, TxStatus, ValidatorInfo,
 };
 
 /// Method names, `module_verb`.
@@ -75,6 +75,12 @@ pub mod methods {
     /// `econ_cluster_stakes(cluster: u32) -> EconClusterStakesInfo`: every contract with compute stake on a
     /// cluster and its stake, with the free quota's weight (what a worker's fair queue weighs queries by).
     pub const ECON_CLUSTER_STAKES: &str = "econ_cluster_stakes";
+    /// `agent_wallet(id_hex: String) -> AgentWalletInfo`: an agent's account, balance, spend cap, spending of
+    /// the rolling day and Ethereum address per key epoch (unproven; the SDK reads the same values with proofs).
+    pub const AGENT_WALLET: &str = "agent_wallet";
+    /// `agent_outputs(id_hex: String) -> AgentOutputsInfo`: an agent's latest attested outputs with its Ethereum
+    /// addresses (unproven and unverified; check the signatures, as `umbra agent outputs` does).
+    pub const AGENT_OUTPUTS: &str = "agent_outputs";
     /// `system_health() -> Health`.
     pub const SYSTEM_HEALTH: &str = "system_health";
     /// Subscription: `chain_subscribeFinalizedHeads` yields a `Header` per finalized block;

@@ -415,3 +415,44 @@ pub struct MultisigInfo {
     /// Pending operations (expired ones included until dropped), by number.
     pub pending: Vec<umbra_types::multisig::MultisigOp>,
 }
+
+/// `agent_wallet` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentWalletInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The agent, hex.
+    pub agent: String,
+    /// Its Umbra account (the contract account).
+    pub account: Address,
+    /// The account's balance.
+    #[serde(with = "amount_str")]
+    pub balance: Amount,
+    /// The owner's cap per rolling day (0: the agent may not spend).
+    #[serde(with = "amount_str")]
+    pub spend_cap_per_day: Amount,
+    /// Spent in the rolling day ending at `height`.
+    #[serde(with = "amount_str")]
+    pub spent_today: Amount,
+    /// Blocks in the rolling day.
+    pub day_blocks: u64,
+    /// The transfers of the rolling day, oldest first.
+    pub transfers: Vec<umbra_types::agent_wallet::AgentTransferRecord>,
+    /// The Ethereum address of each key epoch.
+    pub eth_addresses: Vec<umbra_types::agent_wallet::AgentEthAddress>,
+}
+
+/// `agent_outputs` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentOutputsInfo {
+    /// The finalized height this describes.
+    pub height: u64,
+    /// The agent, hex.
+    pub agent: String,
+    /// Outputs posted in all (the next one's index).
+    pub total: u64,
+    /// The latest outputs, oldest first.
+    pub outputs: Vec<umbra_types::agent_wallet::AttestedOutput>,
+    /// The Ethereum address of each key epoch (what the outputs' EIP-191 signatures must recover to).
+    pub eth_addresses: Vec<umbra_types::agent_wallet::AgentEthAddress>,
+}

@@ -1,3 +1,4 @@
+use crate::modules::agent_wallet::{self, AgentWallets};
 use crate::modules::agents::{Agents, Change};
 use crate::modules::balances::Balances;
 use crate::modules::contracts::{self, Contracts};
@@ -543,6 +544,45 @@ impl Runtime {
         self.multisig.op(&Overlay::new(state), address, op).await
     }
 
+    /// An agent's Ethereum address of each key epoch (by epoch ascending).
+    pub async fn agent_eth_addresses<S: StateRead>(
+        &self,
+        state: &S,
+        id: &umbra_types::contracts::ContractId,
+    ) -> Result<Vec<umbra_types::agent_wallet::AgentEthAddress>, RuntimeError> {
+        Ok(Overlay::new(state)
+            .get(&umbra_types::state_keys::StateKey::AgentWallets(*id), "agents wallets")
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// An agent's transfers of the last rolling day, as last recorded (older ones are dropped at its next
+    /// transfer: filter by height).
+    pub async fn agent_spend<S: StateRead>(
+        &self,
+        state: &S,
+        id: &umbra_types::contracts::ContractId,
+    ) -> Result<umbra_types::agent_wallet::AgentSpend, RuntimeError> {
+        Ok(Overlay::new(state)
+            .get(&umbra_types::state_keys::StateKey::AgentSpend(*id), "agents spend")
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// An agent's latest attested outputs (oldest first) and how many it has posted in all.
+    pub async fn agent_outputs<S: StateRead>(
+        &self,
+        state: &S,
+        id: &umbra_types::contracts::ContractId,
+    ) -> Result<(Vec<umbra_types::agent_wallet::AttestedOutput>, u64), RuntimeError> {
+        let s = Overlay::new(state);
+        let list =
+            s.get(&umbra_types::state_keys::StateKey::AgentOutputs(*id), "agents outputs").await?.unwrap_or_default();
+        let count =
+            s.get(&umbra_types::state_keys::StateKey::AgentOutputCount(*id), "agents output count").await?.unwrap_or(0);
+        Ok((list, count))
+    }
+
     /// The next egress sequence number the chain accepts from `origin`.
     pub async fn egress_next<S: StateRead>(&self, state: &S, origin: &Origin) -> Result<u64, RuntimeError> {
         mq::egress_next(&Overlay::new(state), origin).await
@@ -740,6 +780,16 @@ impl Runtime {
             Call::Egress { message } if Agents::handles(&message.egress.payload) => {
                 let e = &message.egress;
                 self.agents.egress(&ccx, s, &self.contracts, &e.origin, &e.payload).await?
+            }
+            Call::Egress { message } if AgentWallets::handles(&message.egress.payload) => {
+                let e = &message.egress;
+                let deps = agent_wallet::Deps {
+                    agents: &self.agents,
+                    contracts: &self.contracts,
+                    balances: bal,
+                    chain_id: ctx.chain_id,
+                };
+                AgentWallets.egress(&ccx, s, &deps, &e.origin, &e.payload).await?
             }
             Call::Egress { message } => reg.egress(&cx, s, &message.egress).await?,
             Call::Admin { call } => reg.admin(&cx, s, signer, call).await?,

@@ -21,6 +21,7 @@
 //! * **Typed errors, one line each**, so a command line tool can print them as they are.
 
 mod account;
+mod agent_wallet;
 mod agents;
 mod client;
 mod contracts;
@@ -31,6 +32,7 @@ mod transfer;
 mod trust;
 
 pub use account::{VerifiedAccount, verify_account};
+pub use agent_wallet::{VerifiedOutput, agent_eth_addresses, agent_outputs, agent_spend};
 pub use agents::{
     AgentAnswer, agent_logs, agent_receipt_commits, agent_receipts, call_agent, call_agent_plain, seal_secret,
 };

@@ -80,7 +80,8 @@ pub struct AgentPolicy {
     pub requests_per_minute: u32,
     /// Outbound calls per hour (enforced by the egress client; 0: no cap).
     pub egress_calls_per_hour: u32,
-    /// Tokens the agent may send through egress per day (enforced by the egress client; 0: none).
+    /// Tokens the agent may send from its account with `env.wallet.transfer` in a rolling day (enforced by the
+    /// chain, see [`crate::agent_wallet`]; 0: none).
     #[serde(with = "crate::genesis::amount_str")]
     pub spend_cap_per_day: Amount,
 }

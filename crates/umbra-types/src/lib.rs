@@ -6,6 +6,7 @@
 //! safe integers. This crate has no I/O and no cryptography beyond hashing, so clients can use it freely.
 
 mod address;
+pub mod agent_wallet;
 pub mod agents;
 mod amount;
 mod block;

@@ -361,6 +361,19 @@ pub enum TxError {
         /// What does not hold.
         reason: String,
     },
+    /// An agent's transfer that would pass the owner's spend cap of a rolling day (`spend_cap_per_day`).
+    #[error("the agent's spend cap is {cap} per day: {spent} spent in the last day, {amount} more refused")]
+    AgentSpendCap {
+        /// The owner's cap (0: the agent may not spend).
+        #[serde(with = "crate::genesis::amount_str")]
+        cap: Amount,
+        /// Spent in the rolling day so far.
+        #[serde(with = "crate::genesis::amount_str")]
+        spent: Amount,
+        /// The refused transfer.
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: Amount,
+    },
 }
 
 /// The outcome of one included transaction.

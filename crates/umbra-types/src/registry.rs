@@ -225,6 +225,56 @@ pub enum EgressPayload {
         /// How many receipts.
         count: u32,
     },
+    /// An agent's `env.wallet.transfer` (origin: a member of the agent's cluster): move `amount` from the
+    /// agent's contract account to `to`, within the owner's daily spend cap.
+    AgentTransfer {
+        /// The agent.
+        #[serde(with = "crate::block::hex32")]
+        agent: crate::contracts::ContractId,
+        /// The worker's id for it (returned to the handler).
+        #[serde(with = "crate::agent_wallet::hex16")]
+        id: [u8; 16],
+        /// The recipient.
+        to: crate::Address,
+        /// How much.
+        #[serde(with = "crate::genesis::amount_str")]
+        amount: crate::Amount,
+    },
+    /// An agent's Ethereum address of `key_epoch` (origin: a member of the agent's cluster), signed by the
+    /// contract's ed25519 key of that epoch over `crate::agent_wallet::wallet_signing_bytes`.
+    AgentWallet {
+        /// The agent.
+        #[serde(with = "crate::block::hex32")]
+        agent: crate::contracts::ContractId,
+        /// The key epoch.
+        key_epoch: KeyEpoch,
+        /// The 20-byte address.
+        #[serde(with = "crate::agent_wallet::hex20")]
+        eth_address: [u8; 20],
+        /// The contract's signature.
+        #[serde(with = "crate::tx::hex64")]
+        signature: [u8; 64],
+    },
+    /// An agent's attested output (origin: a member of the agent's cluster): `output` signed by the contract's
+    /// ed25519 key and its Ethereum key of `key_epoch` (see `crate::agent_wallet`).
+    AgentOutput {
+        /// The agent.
+        #[serde(with = "crate::block::hex32")]
+        agent: crate::contracts::ContractId,
+        /// The key epoch whose keys signed.
+        key_epoch: KeyEpoch,
+        /// The worker's random nonce (the EVM digest's `seq`).
+        nonce: u64,
+        /// The output.
+        #[serde(with = "crate::staking::hex_bytes")]
+        output: Vec<u8>,
+        /// ed25519 over `crate::agent_wallet::output_signing_bytes`.
+        #[serde(with = "crate::tx::hex64")]
+        signature: [u8; 64],
+        /// EIP-191 signature (65 bytes) over `umbra_crypto::attested_output_digest(agent, nonce, output)`.
+        #[serde(with = "crate::staking::hex_bytes")]
+        eth_signature: Vec<u8>,
+    },
 }
 
 impl EgressPayload {
@@ -242,6 +292,9 @@ impl EgressPayload {
             EgressPayload::ContractReport { .. } => "contract_report",
             EgressPayload::ContractIncident { .. } => "contract_incident",
             EgressPayload::AgentReceipts { .. } => "agent_receipts",
+            EgressPayload::AgentTransfer { .. } => "agent_transfer",
+            EgressPayload::AgentWallet { .. } => "agent_wallet",
+            EgressPayload::AgentOutput { .. } => "agent_output",
         }
     }
 }

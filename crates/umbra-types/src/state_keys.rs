@@ -166,6 +166,16 @@ pub enum StateKey {
         /// The operation's number.
         op: u64,
     },
+    /// `agents`: an agent's transfers of the last rolling day ([`crate::agent_wallet::AgentSpend`]).
+    AgentSpend(crate::contracts::ContractId),
+    /// `agents`: an agent's Ethereum address per key epoch (a `Vec<crate::agent_wallet::AgentEthAddress>`,
+    /// by epoch ascending).
+    AgentWallets(crate::contracts::ContractId),
+    /// `agents`: an agent's latest attested outputs (a `Vec<crate::agent_wallet::AttestedOutput>`, the latest
+    /// [`crate::agent_wallet::MAX_OUTPUTS_KEPT`], oldest first).
+    AgentOutputs(crate::contracts::ContractId),
+    /// `agents`: how many attested outputs an agent has posted (a `u64`, the next output's index).
+    AgentOutputCount(crate::contracts::ContractId),
 }
 
 impl StateKey {

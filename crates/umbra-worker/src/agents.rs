@@ -22,7 +22,7 @@ use crate::contracts::ContractState;
 use crate::keys::contract_key;
 use crate::state::HeldKey;
 use rand::SeedableRng as _;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::{Duration, Instant};
@@ -30,6 +30,7 @@ use umbra_crypto::{Keypair, open_envelope, seal_envelope};
 use umbra_engine::{
     AGENT_CALL_METHOD, AgentCallJson, AgentFailure, AgentOutcome, AgentReplyJson, AgentRequest, CallOutput, Code,
     Engine, EngineError, Failure, FetchRequest, FetchResponse, Host, HostError, Invocation, Limits, Mode,
+    WalletRequest,
 };
 use umbra_types::agents::{
     AgentHttpRequest, AgentHttpResponse, AgentRecord, LABEL_LOGS, LABEL_RECEIPTS, LABEL_REQUEST, LABEL_RESPONSE,
@@ -37,7 +38,7 @@ use umbra_types::agents::{
     logs_signing_bytes, plain_request_hash, request_aad, response_signing_bytes, secret_aad,
 };
 use umbra_types::contracts::ContractId;
-use umbra_types::registry::{ClusterId, KeyEpoch};
+use umbra_types::registry::{ClusterId, EgressPayload, KeyEpoch};
 use umbra_types::{Address, Hash, decode, encode, sha256};
 use zeroize::Zeroizing;
 
@@ -95,6 +96,16 @@ struct Egress {
     /// Batches whose roots were handed to the enclave for the chain, per agent (the latest
     /// [`RECEIPT_BATCHES_KEPT`]), for the owner's `receipts` request.
     committed: Mutex<BTreeMap<ContractId, VecDeque<umbra_egress::ReceiptBatch>>>,
+    /// Wallet payloads (`AgentTransfer`, `AgentWallet`, `AgentOutput`) waiting for the host to sign and send.
+    wallet: Mutex<WalletQueue>,
+}
+
+/// What handlers asked of their wallets since the host last collected, and which Ethereum addresses this
+/// worker has already published.
+#[derive(Default)]
+struct WalletQueue {
+    pending: Vec<EgressPayload>,
+    published: BTreeSet<(ContractId, KeyEpoch)>,
 }
 
 /// The `umbra_egress::Policy` of one `fetch`: the owner's allow-list and call cap from the chain, the operator's
@@ -134,7 +145,7 @@ impl std::fmt::Debug for AgentView {
 }
 
 impl AgentView {
-    fn contract_key(&self, id: &ContractId, epoch: KeyEpoch) -> Option<Zeroizing<[u8; 32]>> {
+    pub(crate) fn contract_key(&self, id: &ContractId, epoch: KeyEpoch) -> Option<Zeroizing<[u8; 32]>> {
         let c = self.contracts.get(id)?;
         let ck = self.clusters.get(&(epoch, c.cluster))?;
         Some(Zeroizing::new(contract_key(&ck.0, id)))
@@ -257,7 +268,8 @@ impl AgentService {
     pub fn start(egress: EgressSettings) -> std::io::Result<AgentService> {
         let client = umbra_egress::Client::with_extra_roots(&egress.extra_roots)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let egress = Arc::new(Egress { client, settings: egress, committed: Mutex::default() });
+        let egress =
+            Arc::new(Egress { client, settings: egress, committed: Mutex::default(), wallet: Mutex::default() });
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let limits = Limits { query_deadline_ms: Some(MAX_REQUEST_MS), ..Limits::default() };
@@ -410,6 +422,12 @@ impl AgentService {
             }
         }
         out
+    }
+
+    /// Takes the wallet payloads handlers asked for since the last call (transfers, Ethereum addresses to
+    /// publish, attested outputs), in order, for the host to sign and send.
+    pub fn wallet_payloads(&self) -> Vec<EgressPayload> {
+        self.egress.wallet.lock().map(|mut q| std::mem::take(&mut q.pending)).unwrap_or_default()
     }
 
     /// Serves an owner's receipts request (`POST /agents/{id}/receipts`, the body a [`LogsRequest`]): the
@@ -863,6 +881,17 @@ impl Host for AgentHost {
         let (response, _receipt) =
             self.egress.client.fetch(agent, &policy, req).map_err(|e| HostError(format!("fetch: {e}")))?;
         Ok(FetchResponse { status: response.status, body: response.body })
+    }
+
+    /// `env.wallet`, `env.eth` and `env.attest` of the running agent (see [`crate::wallet`]).
+    fn wallet(&self, request: &WalletRequest) -> Result<serde_json::Value, HostError> {
+        let agent =
+            self.running.borrow().last().copied().ok_or_else(|| HostError("wallet: no agent is running".into()))?;
+        let record =
+            self.view.agents.get(&agent).ok_or_else(|| HostError("wallet: the agent is unknown here".into()))?;
+        let mut queue = self.egress.wallet.lock().map_err(|_| HostError("wallet: queue lock poisoned".into()))?;
+        let WalletQueue { pending, published } = &mut *queue;
+        crate::wallet::serve(&self.view, record, request, pending, published)
     }
 }
 

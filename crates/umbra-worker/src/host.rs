@@ -519,6 +519,27 @@ impl Host {
         }
     }
 
+    /// Signs and sends what agents asked of their wallets (transfers, Ethereum addresses, attested outputs),
+    /// in the order they asked, as soon as the worker is at the head.
+    async fn commit_wallet(&mut self) {
+        let Some(agents) = &self.agents else { return };
+        if !self.enclave.is_registered() {
+            return;
+        }
+        let payloads = agents.wallet_payloads();
+        if payloads.is_empty() {
+            return;
+        }
+        match self.enclave.emit(payloads) {
+            Ok(out) => {
+                for e in out {
+                    self.carry(e).await;
+                }
+            }
+            Err(e) => warn!(target: "worker.host", "cannot sign the agents' wallet payloads: {e}"),
+        }
+    }
+
     /// At the head: prune the outbox with the chain's counters and submit what is still pending.
     /// Stake-to-compute: weighs the query queue by the cluster's compute stakes (see
     /// [`crate::schedule`]). Untrusted input is fine here: it only orders read-only queries.
@@ -542,6 +563,7 @@ impl Host {
 
     async fn at_head(&mut self) {
         self.commit_receipts().await;
+        self.commit_wallet().await;
         if self.last_resubmit.is_some_and(|t| t.elapsed() < RESUBMIT_EVERY) {
             return;
         }

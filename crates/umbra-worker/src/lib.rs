@@ -31,6 +31,7 @@ pub mod schedule;
 pub mod snapshot;
 mod state;
 mod verify;
+mod wallet;
 
 #[cfg(test)]
 mod contract_tests;

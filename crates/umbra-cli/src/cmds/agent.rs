@@ -55,6 +55,10 @@ pub(crate) struct PolicyFlags {
     /// Outbound `fetch` calls per hour per worker, redirect hops included (0: no cap).
     #[arg(long)]
     egress_calls_per_hour: Option<u32>,
+    /// Tokens the agent may send from its account with `env.wallet.transfer` in a rolling day (e.g. 2.5 for
+    /// 2.5 UMB; 0: none).
+    #[arg(long, value_parser = parse_amount_arg)]
+    spend_cap_per_day: Option<Amount>,
 }
 
 impl PolicyFlags {
@@ -84,6 +88,9 @@ impl PolicyFlags {
         }
         if let Some(v) = self.egress_calls_per_hour {
             p.egress_calls_per_hour = v;
+        }
+        if let Some(v) = self.spend_cap_per_day {
+            p.spend_cap_per_day = v;
         }
         p
     }
@@ -195,8 +202,15 @@ enum AgentCmd {
         #[arg(value_parser = parse_amount_arg)]
         amount: Amount,
     },
-    /// The agent's owner, state, versions, policy and secret names.
+    /// The agent's owner, state, versions, policy, secret names and wallets (its account and balance, its
+    /// Ethereum address of each key epoch, its transfers of the last day).
     Info {
+        /// The agent id.
+        id: Hash,
+    },
+    /// The agent's latest attested outputs, each verified here (contract signature, Ethereum signature against
+    /// the agent's published address, the posting worker's registration).
+    Outputs {
         /// The agent id.
         id: Hash,
     },
@@ -264,6 +278,7 @@ pub(crate) fn run(ctx: &Ctx, args: AgentArgs) -> Result<()> {
                 send_call(ctx, from, Call::Transfer { to: contract_account(&id.0), amount }).await.map(drop)
             }
             AgentCmd::Info { id } => info(ctx, id).await,
+            AgentCmd::Outputs { id } => outputs(ctx, id).await,
         }
     })?
 }
@@ -511,6 +526,18 @@ async fn info(ctx: &Ctx, id: Hash) -> Result<()> {
     let contract = client.contract(&id.0).await?.with_context(|| format!("no contract {id}"))?;
     let balance = client.account(&contract.account).await?.balance;
     let owner_kind = client.owner_kind(&record.owner).await?;
+    let eth = umbra_sdk::agent_eth_addresses(&client, &id.0).await?;
+    let spend = umbra_sdk::agent_spend(&client, &id.0).await?;
+    let eth_json: Vec<serde_json::Value> = eth
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "key_epoch": e.key_epoch,
+                "address": umbra_crypto::to_checksum_address(&e.address),
+                "height": e.height,
+            })
+        })
+        .collect();
     if ctx.json {
         let secrets: Vec<serde_json::Value> = record
             .secrets
@@ -530,6 +557,13 @@ async fn info(ctx: &Ctx, id: Hash) -> Result<()> {
             "account": contract.account,
             "balance": balance.to_string(),
             "keys": contract.keys,
+            "wallet": {
+                "account": contract.account,
+                "balance": balance.to_string(),
+                "spend_cap_per_day": record.policy.spend_cap_per_day.to_string(),
+                "eth_addresses": eth_json,
+                "transfers": spend.transfers,
+            },
         }))?;
     } else {
         super::print_rows(&[
@@ -548,6 +582,23 @@ async fn info(ctx: &Ctx, id: Hash) -> Result<()> {
                 if record.policy.callers.is_empty() { "anyone".into() } else { format!("{:?}", record.policy.callers) },
             ),
             ("secrets", record.secrets.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(", ")),
+            ("spend cap", format!("{} per rolling day", super::show_amount(record.policy.spend_cap_per_day))),
+            (
+                "eth",
+                eth.iter()
+                    .map(|e| format!("{} (key epoch {})", umbra_crypto::to_checksum_address(&e.address), e.key_epoch))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                "transfers",
+                spend
+                    .transfers
+                    .iter()
+                    .map(|t| format!("{} to {} at {}", super::show_amount(t.amount), t.to, t.height))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
         ]);
     }
     Ok(())
@@ -577,4 +628,54 @@ fn owner_text(owner: &Address, kind: &umbra_sdk::OwnerKind) -> String {
             r.members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")
         ),
     }
+}
+
+/// `umbra agent outputs`: the latest attested outputs, verified by the SDK.
+async fn outputs(ctx: &Ctx, id: Hash) -> Result<()> {
+    let client = ctx.client()?;
+    let outputs = umbra_sdk::agent_outputs(&client, &id.0).await?;
+    if ctx.json {
+        let list: Vec<serde_json::Value> = outputs
+            .iter()
+            .map(|v| {
+                let o = &v.output;
+                let text = String::from_utf8_lossy(&o.output);
+                serde_json::json!({
+                    "index": o.index,
+                    "output": text,
+                    "json": serde_json::from_slice::<serde_json::Value>(&o.output).ok(),
+                    "worker": Hash(o.worker),
+                    "worker_active": v.worker_active,
+                    "key_epoch": o.key_epoch,
+                    "nonce": o.nonce.to_string(),
+                    "height": o.height,
+                    "signature": hex::encode(o.signature),
+                    "eth_address": umbra_crypto::to_checksum_address(&v.eth_address),
+                    "eth_signature": format!("0x{}", hex::encode(&o.eth_signature)),
+                    "eth_digest": format!("0x{}", hex::encode(umbra_crypto::attested_output_digest(&id.0, o.nonce, &o.output))),
+                    "verified": true,
+                })
+            })
+            .collect();
+        ctx.print_json(&serde_json::json!({ "agent": id, "outputs": list }))?;
+    } else {
+        println!(
+            "{} attested outputs, each verified (contract and Ethereum signatures, worker on chain)",
+            outputs.len()
+        );
+        for v in &outputs {
+            let o = &v.output;
+            let active = if v.worker_active { "" } else { " (worker no longer active)" };
+            println!(
+                "  [{}] at {} by worker {}{active}, key epoch {}, signed by {}: {}",
+                o.index,
+                o.height,
+                Hash(o.worker),
+                o.key_epoch,
+                umbra_crypto::to_checksum_address(&v.eth_address),
+                String::from_utf8_lossy(&o.output)
+            );
+        }
+    }
+    Ok(())
 }

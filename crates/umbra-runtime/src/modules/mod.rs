@@ -6,6 +6,7 @@
 //! `governance` (whose enactment at block end calls into `registry`, `balances`, `agents` and `system` params). At the end of every block the committee selection of `staking` runs last, after every
 //! module's end-of-block hook.
 
+pub(crate) mod agent_wallet;
 pub(crate) mod agents;
 pub(crate) mod balances;
 pub(crate) mod contracts;

@@ -278,12 +278,16 @@ impl Chain {
 }
 
 pub fn chain_with_workers() -> (Chain, Vec<Worker>) {
-    chain_with_workers_and(Params::default())
+    workers_on(Chain::dev())
 }
 
 /// [`chain_with_workers`] on a dev chain with `params`.
 pub fn chain_with_workers_and(params: Params) -> (Chain, Vec<Worker>) {
-    let mut c = Chain::new(dev_policy(), params, 1_000);
+    workers_on(Chain::new(dev_policy(), params, 1_000))
+}
+
+/// `c` with four registered workers (operators 1 to 4).
+pub fn workers_on(mut c: Chain) -> (Chain, Vec<Worker>) {
     let ws: Vec<Worker> = (1..=4).map(Worker::new).collect();
     c.run(vec![]);
     let txs: Vec<SignedTransaction> = ws
@@ -312,12 +316,17 @@ pub struct Setup {
 }
 
 pub fn setup() -> Setup {
-    setup_with(Params::default())
+    setup_on(Chain::dev())
 }
 
 /// [`setup`] with other chain parameters (the fees must stay the defaults: [`Chain::tx`] pays those).
 pub fn setup_with(params: Params) -> Setup {
-    let (mut c, ws) = chain_with_workers_and(params);
+    setup_on(Chain::new(dev_policy(), params, 1_000))
+}
+
+/// [`setup`] on chain `c` (other parameters).
+pub fn setup_on(c: Chain) -> Setup {
+    let (mut c, ws) = workers_on(c);
     let gk = Keypair::from_seed([41; 32]);
     c.admin(AdminCall::AppointGatekeeper { worker: ws[0].id() });
     let first = EgressPayload::MasterKey {
