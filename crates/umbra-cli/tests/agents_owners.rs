@@ -221,6 +221,17 @@ fn an_agent_owned_by_a_multisig_and_then_by_governance_obeys_only_its_owner() {
     let v = net.wait_status(&a, 423);
     assert!(v["body"]["error"].as_str().is_some_and(|e| e.contains("paused")), "{v}");
 
+    // Any one member reads the logs and receipts of a multisig-owned agent (reading changes nothing); others
+    // cannot.
+    let url = format!("http://127.0.0.1:{}", net.ports[1]);
+    let logs = net.json(&["agent", "logs", &a, "--worker", &url, "--from", "bob"]);
+    assert!(logs["lines"].is_array(), "{logs}");
+    net.cli_ok(&["agent", "receipts", &a, "--worker", &url, "--from", "carol"]);
+    for who in ["mallory", "admin"] {
+        let e = net.cli_err(&["agent", "logs", &a, "--worker", &url, "--from", who]);
+        assert!(e.contains("403") && e.contains("member of the multisig"), "{who}: {e}");
+    }
+
     // Resume through a call in JSON form, then hand the agent to governance.
     let resume = format!(r#"{{"type": "resume_agent", "agent": "{a}"}}"#);
     net.cli_ok(&[&["multisig", "propose"][..], &members, &["--from", "carol", "json", &resume]].concat());

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use umbra_crypto::{Keypair, open_envelope, seal_envelope, x25519_public};
 use umbra_types::agents::{
     AgentCaller, AgentHttpRequest, AgentHttpResponse, AgentRecord, LABEL_LOGS, LABEL_RECEIPTS, LABEL_REQUEST,
-    LABEL_RESPONSE, LABEL_SECRET, LogLine, LogsRequest, ReceiptBatchReply, ReceiptCommit, SealedReply,
+    LABEL_RESPONSE, LABEL_SECRET, LogLine, LogsRequest, MultisigMembers, ReceiptBatchReply, ReceiptCommit, SealedReply,
     SealedRequestPlain, caller_signing_bytes, logs_signing_bytes, plain_request_hash, request_aad,
     response_signing_bytes, secret_aad,
 };
@@ -180,10 +180,7 @@ pub async fn agent_logs(
 ) -> Result<Vec<LogLine>, SdkError> {
     let chain = client.chain_info().await?;
     let reply_secret: [u8; 32] = rand::random();
-    let reply_to = x25519_public(&reply_secret);
-    let nonce: [u8; 16] = rand::random();
-    let signature = owner.sign(&logs_signing_bytes(&chain.chain_id, agent, &reply_to, &nonce));
-    let req = LogsRequest { reply_to, nonce, owner: owner.address(), signature };
+    let req = owner_request(client, &chain.chain_id, agent, owner, &reply_secret).await?;
     let path = format!("/agents/{}/logs", hex::encode(agent));
     let (status, _, body) = http(worker_url, "POST", &path, &[], &encode(&req)).await?;
     if status != 200 {
@@ -215,10 +212,7 @@ pub async fn agent_receipts(
 ) -> Result<Vec<ReceiptBatchReply>, SdkError> {
     let chain = client.chain_info().await?;
     let reply_secret: [u8; 32] = rand::random();
-    let reply_to = x25519_public(&reply_secret);
-    let nonce: [u8; 16] = rand::random();
-    let signature = owner.sign(&logs_signing_bytes(&chain.chain_id, agent, &reply_to, &nonce));
-    let req = LogsRequest { reply_to, nonce, owner: owner.address(), signature };
+    let req = owner_request(client, &chain.chain_id, agent, owner, &reply_secret).await?;
     let path = format!("/agents/{}/receipts", hex::encode(agent));
     let (status, _, body) = http(worker_url, "POST", &path, &[], &encode(&req)).await?;
     if status != 200 {
@@ -230,6 +224,32 @@ pub async fn agent_receipts(
     let plain = open_envelope(&reply_secret, LABEL_RECEIPTS, &request_aad(&chain.chain_id, agent), &body)
         .map_err(|e| err(format!("the receipts do not open with our key: {e}")))?;
     decode(&plain, plain.len()).map_err(|e| err(format!("the receipts do not decode: {e}")))
+}
+
+/// A signed owner's request (logs, receipts) with replies sealed to `reply_secret`'s key. When the agent's
+/// owner is a multisig (proven on chain) of which `signer` is a member, the request names its members and
+/// threshold so the worker can check that.
+async fn owner_request(
+    client: &Client,
+    chain_id: &str,
+    agent: &ContractId,
+    signer: &Keypair,
+    reply_secret: &[u8; 32],
+) -> Result<LogsRequest, SdkError> {
+    let reply_to = x25519_public(reply_secret);
+    let nonce: [u8; 16] = rand::random();
+    let signature = signer.sign(&logs_signing_bytes(chain_id, agent, &reply_to, &nonce));
+    let mut member_of = None;
+    if let Some(record) = client.agent(agent).await? {
+        if record.owner != signer.address() {
+            if let Some(m) = client.multisig(&record.owner).await? {
+                if m.members.contains(&signer.address()) {
+                    member_of = Some(MultisigMembers { members: m.members, threshold: m.threshold });
+                }
+            }
+        }
+    }
+    Ok(LogsRequest { reply_to, nonce, owner: signer.address(), signature, member_of })
 }
 
 /// One HTTP/1.1 exchange (`Connection: close`, no chunked answers): status, headers, body.

@@ -297,10 +297,38 @@ pub struct LogsRequest {
     pub reply_to: X25519Public,
     /// Client randomness.
     pub nonce: [u8; 16],
-    /// The owner's account.
+    /// The owner's account, or, for an agent a multisig owns, the member's account that signs.
     pub owner: Address,
     /// Its signature over [`logs_signing_bytes`].
     pub signature: [u8; 64],
+    /// For an agent owned by a multisig: its members and threshold, so the worker can derive the multisig's
+    /// address and check that `owner` is one of its members (workers do not follow multisig records).
+    pub member_of: Option<MultisigMembers>,
+}
+
+/// A multisig's members and threshold, as a [`LogsRequest`] names them.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct MultisigMembers {
+    /// The members (any order).
+    pub members: Vec<Address>,
+    /// Its threshold.
+    pub threshold: u16,
+}
+
+impl LogsRequest {
+    /// Whether the request's signer speaks for `owner`: it is `owner`, or one member of the multisig the
+    /// request names whose derived address is `owner`. One member suffices: reading logs and receipts changes
+    /// nothing, so it needs no threshold. The caller still checks the signature with [`logs_signing_bytes`].
+    /// A governance owner has no key and no members: nobody reads for it.
+    pub fn speaks_for(&self, owner: &Address) -> bool {
+        if self.owner == *owner {
+            return true;
+        }
+        let Some(m) = &self.member_of else { return false };
+        crate::multisig::check_members(&m.members, m.threshold).is_ok_and(|members| {
+            members.contains(&self.owner) && crate::multisig::multisig_address(&members, m.threshold) == *owner
+        })
+    }
 }
 
 /// The bytes an owner signs to read logs: domain, chain id, agent, reply key, nonce.
@@ -366,6 +394,24 @@ mod tests {
         assert_ne!(a, secret_aad("c", &[1; 32], "KEY2", 1));
         assert_ne!(a, secret_aad("c", &[1; 32], "KEY", 2));
         assert_ne!(a, secret_aad("d", &[1; 32], "KEY", 1));
+    }
+
+    #[test]
+    fn a_logs_request_speaks_for_its_owner_or_for_a_multisig_it_is_a_member_of_and_nothing_else() {
+        let (a, b, c, outsider) = (Address([1; 32]), Address([2; 32]), Address([3; 32]), Address([9; 32]));
+        let multisig = crate::multisig::multisig_address(&[a, b, c], 2);
+        let req =
+            |owner, member_of| LogsRequest { reply_to: [0; 32], nonce: [0; 16], owner, signature: [0; 64], member_of };
+        let named = || Some(MultisigMembers { members: vec![c, a, b], threshold: 2 });
+        assert!(req(a, None).speaks_for(&a));
+        assert!(!req(a, None).speaks_for(&multisig), "a member must name the multisig");
+        assert!(req(b, named()).speaks_for(&multisig));
+        assert!(!req(outsider, named()).speaks_for(&multisig), "not a member");
+        let other_threshold = Some(MultisigMembers { members: vec![a, b, c], threshold: 1 });
+        assert!(!req(a, other_threshold).speaks_for(&multisig), "another multisig's address");
+        let lone = Some(MultisigMembers { members: vec![a], threshold: 1 });
+        assert!(!req(a, lone).speaks_for(&crate::multisig::multisig_address(&[a], 1)), "not a valid multisig");
+        assert!(!req(a, named()).speaks_for(&crate::governance::governance_owner()), "governance has no reader");
     }
 
     #[test]

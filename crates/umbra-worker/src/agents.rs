@@ -380,8 +380,11 @@ impl AgentService {
         let req: LogsRequest =
             decode(body, body.len()).map_err(|e| refuse(400, format!("the logs request does not decode: {e}")))?;
         let record = view.agents.get(&agent).ok_or_else(|| refuse(404, "no agent has this id on this worker"))?;
-        if req.owner != record.owner {
-            return Err(refuse(403, "only the agent's owner may read its logs"));
+        if !req.speaks_for(&record.owner) {
+            return Err(refuse(
+                403,
+                "only the agent's owner (or a member of the multisig owning it) may read its logs",
+            ));
         }
         umbra_crypto::verify(
             &req.owner,
@@ -439,8 +442,11 @@ impl AgentService {
         let req: LogsRequest =
             decode(body, body.len()).map_err(|e| refuse(400, format!("the receipts request does not decode: {e}")))?;
         let record = view.agents.get(&agent).ok_or_else(|| refuse(404, "no agent has this id on this worker"))?;
-        if req.owner != record.owner {
-            return Err(refuse(403, "only the agent's owner may read its egress receipts"));
+        if !req.speaks_for(&record.owner) {
+            return Err(refuse(
+                403,
+                "only the agent's owner (or a member of the multisig owning it) may read its egress receipts",
+            ));
         }
         umbra_crypto::verify(
             &req.owner,
