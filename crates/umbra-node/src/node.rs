@@ -935,6 +935,14 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
             let state = self.inner.state.read().await;
             if let Call::Egress { message } = &stx.tx.call {
                 let (rt, origin) = (&self.inner.runtime, message.egress.origin);
+                // A copy another worker already carried is refused before its signature is checked.
+                let seq = message.egress.seq;
+                if self.lock_mempool().carries_egress(&origin, seq) {
+                    return Err(rpc_err(
+                        ErrorCode::EgressSequence,
+                        format!("egress message {seq} of {origin:?} is already pending (carried by another transaction)"),
+                    ));
+                }
                 let next = rt.egress_next(&Committed_(&state), &origin).await.map_err(|e| admission_err(e.into()))?;
                 let in_flight = self.lock_mempool().egress_in_flight(&origin, next);
                 rt.check_egress(&Committed_(&state), message, in_flight).await.map_err(admission_err)?;

@@ -349,7 +349,12 @@ pub(crate) fn run_command(
     let Some(contract) = contracts.get(&cmd.contract) else {
         return failed("the contract is not known to this worker".into(), 0, state_root(std::iter::empty()));
     };
-    let (root, cluster) = (contract.root(), contract.cluster);
+    // The root is computed once per command (it hashes all the storage): after the run, or, when the command
+    // fails (and changes nothing), of the storage as it was.
+    let cluster = contract.cluster;
+    let root_of = |contracts: &BTreeMap<ContractId, ContractState>| {
+        contracts.get(&cmd.contract).map(ContractState::root).unwrap_or_else(|| state_root(std::iter::empty()))
+    };
     let secret = zeroize::Zeroizing::new(umbra_crypto::kdf(&key, "x25519", b""));
     let aad = command_aad(chain_id, &cmd.contract, cmd.key_epoch, &cmd.sender);
     let plain = match open_envelope(&secret, LABEL_COMMAND, &aad, cmd.sealed) {
@@ -362,12 +367,12 @@ pub(crate) fn run_command(
                     cmd.key_epoch
                 ),
                 0,
-                root,
+                root_of(contracts),
             );
         }
     };
     let Ok(plain) = decode::<CommandPlain>(&plain, plain.len()) else {
-        return failed("the command's plaintext is not a method and arguments".into(), 0, root);
+        return failed("the command's plaintext is not a method and arguments".into(), 0, root_of(contracts));
     };
     let mut command_id = cmd.contract.to_vec();
     command_id.extend_from_slice(&cmd.seq.to_le_bytes());
@@ -385,7 +390,7 @@ pub(crate) fn run_command(
     };
     match run_in(engine, contracts, cluster, cluster_secret, invocation) {
         Ok(outcome) => {
-            let root = contracts.get(&cmd.contract).map(ContractState::root).unwrap_or(root);
+            let root = root_of(contracts);
             let report = CommandReport {
                 status: CommandStatus::Ok,
                 gas_used: outcome.gas_used,
@@ -399,7 +404,7 @@ pub(crate) fn run_command(
             };
             (report, outcome.events, outcome.output)
         }
-        Err(f) => failed(f.error.to_string(), f.gas_used, root),
+        Err(f) => failed(f.error.to_string(), f.gas_used, root_of(contracts)),
     }
 }
 
