@@ -221,11 +221,14 @@ fn compile_prelude(name: &str, source: &str) -> Result<Vec<u8>, String> {
     })
 }
 
+/// The `umbra` and agent preludes' bytecode.
+type Preludes = (Vec<u8>, Vec<u8>);
+
 /// The preludes as bytecode: [`PRELUDE`] (a module with the same statements) and [`AGENT_PRELUDE`] (a module
 /// exporting the expression as `default`). Compiled once per process: parsing them in every fresh instance
 /// took about a third of a command's cold start.
-fn prelude_bytecode() -> Result<&'static (Vec<u8>, Vec<u8>), EngineError> {
-    static BYTECODE: std::sync::OnceLock<Result<(Vec<u8>, Vec<u8>), String>> = std::sync::OnceLock::new();
+fn prelude_bytecode() -> Result<&'static Preludes, EngineError> {
+    static BYTECODE: std::sync::OnceLock<Result<Preludes, String>> = std::sync::OnceLock::new();
     BYTECODE
         .get_or_init(|| {
             let umbra = compile_prelude("umbra:prelude", PRELUDE)?;
@@ -317,7 +320,8 @@ impl JsInstance {
             let (umbra_prelude, agent_prelude) = prelude_bytecode().map_err(|e| (e, 0))?;
             install_host(&ctx, &slot, &meter).map_err(setup)?;
             eval_bytecode(&ctx, umbra_prelude).map_err(setup)?;
-            let factory: Function = eval_bytecode(&ctx, agent_prelude).and_then(|ns| ns.get("default")).map_err(setup)?;
+            let factory: Function =
+                eval_bytecode(&ctx, agent_prelude).and_then(|ns| ns.get("default")).map_err(setup)?;
             let m = meter.clone();
             let log = Func::from(move |level: String, text: String| m.log(level, text));
             let dispatch: Function = factory.call((log,)).map_err(setup)?;

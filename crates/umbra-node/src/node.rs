@@ -943,7 +943,9 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 if self.lock_mempool().carries_egress(&origin, seq) {
                     return Err(rpc_err(
                         ErrorCode::EgressSequence,
-                        format!("egress message {seq} of {origin:?} is already pending (carried by another transaction)"),
+                        format!(
+                            "egress message {seq} of {origin:?} is already pending (carried by another transaction)"
+                        ),
                     ));
                 }
                 let next = rt.egress_next(&Committed_(&state), &origin).await.map_err(|e| admission_err(e.into()))?;

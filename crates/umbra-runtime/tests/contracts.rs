@@ -359,7 +359,8 @@ fn instantiating_on_a_cluster_with_a_storage_price_reserves_the_code_bytes_from_
     s.c.ok(DEPLOYER, Call::UploadCode { kind: CodeKind::JavaScript, code: COUNTER_JS.to_vec() });
     let before = balance(&s.c, &deployer);
     let hash = code_hash(CodeKind::JavaScript, COUNTER_JS);
-    let tx = s.c.tx(DEPLOYER, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: b"s".to_vec(), args: vec![] });
+    let tx =
+        s.c.tx(DEPLOYER, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: b"s".to_vec(), args: vec![] });
     let fee = tx.tx.fee;
     assert_eq!(s.c.run(vec![tx]).0[0].error, None);
     let id = contract_id(&deployer, &hash, b"s", CLUSTER);
@@ -371,8 +372,9 @@ fn instantiating_on_a_cluster_with_a_storage_price_reserves_the_code_bytes_from_
     // Another cluster setting leaves the storage price in place.
     s.c.admin(AdminCall::SetClusterContracts { cluster: CLUSTER, gas_price: Some(3), max_code_bytes: None });
     let id2 = {
-        let tx =
-            s.c.tx(DEPLOYER, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: b"t".to_vec(), args: vec![] });
+        let tx = s
+            .c
+            .tx(DEPLOYER, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: b"t".to_vec(), args: vec![] });
         assert_eq!(s.c.run(vec![tx]).0[0].error, None);
         contract_id(&deployer, &hash, b"t", CLUSTER)
     };

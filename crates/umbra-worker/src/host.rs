@@ -145,9 +145,7 @@ impl Rpc {
         let answers = self.http.batch_request::<Hash>(batch).await.map_err(|e| transport(e.to_string()))?;
         Ok(answers
             .into_iter()
-            .map(|a| {
-                a.map_err(|obj| RpcFailure { method, code: Some(obj.code()), message: obj.message().to_string() })
-            })
+            .map(|a| a.map_err(|obj| RpcFailure { method, code: Some(obj.code()), message: obj.message().to_string() }))
             .collect())
     }
 }

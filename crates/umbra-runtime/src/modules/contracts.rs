@@ -342,8 +342,14 @@ impl Contracts {
                 Origin::Contract(id),
                 EgressPayload::ContractReport { status, gas_used, state_root, events_hash, transfers, stored_bytes },
             ) => {
-                let report =
-                    Report { status, gas_used: *gas_used, state_root, events_hash, transfers, stored_bytes: *stored_bytes };
+                let report = Report {
+                    status,
+                    gas_used: *gas_used,
+                    state_root,
+                    events_hash,
+                    transfers,
+                    stored_bytes: *stored_bytes,
+                };
                 self.report(cx, s, bal, id, seq, report).await
             }
             (Origin::Worker(w), EgressPayload::ContractIncident { contract, seq, state_root }) => {
