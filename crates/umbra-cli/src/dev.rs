@@ -106,7 +106,7 @@ impl Layout {
 const DEV_CLUSTER: u32 = 1;
 /// The layout of dev networks this build makes (chain state and worker sealed state). A dev network made
 /// by a build with another layout cannot resume: its state lacks what newer modules keep.
-const DEV_FORMAT: &str = "umbra-dev-format 3";
+const DEV_FORMAT: &str = "umbra-dev-format 4";
 /// Each dev worker's operator account balance at genesis (it pays the worker's egress fees).
 const DEV_OPERATOR_BALANCE: u128 = 10_000 * UNIT;
 

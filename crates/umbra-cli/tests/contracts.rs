@@ -302,6 +302,23 @@ fn js_and_wat_counters_run_identically_on_a_two_worker_cluster_survive_a_restart
     let bad = net.instantiate(&net.upload(&bad_file), "bad");
     let proxy = net.instantiate(&net.upload(&proxy_file), "proxy");
 
+    // A storage price on the cluster: instantiation reserves the code's bytes from the deployer, and a command
+    // brings the deposit to (code + stored bytes) from the contract's funded account.
+    net.cli_ok(&["cluster", "storage-deposit", "1", "--per-byte", "2", "--from", "admin"]);
+    let paid = net.instantiate(&net.upload(&examples().join("counter.js")), "paid");
+    let code_len = std::fs::metadata(examples().join("counter.js")).expect("counter.js").len();
+    let info = net.info(&paid);
+    assert_eq!(info["contract"]["storage_deposit"], (code_len * 2).to_string(), "{info}");
+    assert_eq!(info["contract"]["stored_bytes"], 0, "{info}");
+    let account = info["contract"]["account"].as_str().expect("account").to_string();
+    net.cli_ok(&["transfer", "--to", &account, "--amount", "1", "--from", "admin"]);
+    assert_eq!(net.command(&paid, "increment", "{}")["output"], 1);
+    let info = net.info(&paid);
+    let stored = info["contract"]["stored_bytes"].as_u64().expect("stored bytes");
+    assert!(stored > 0, "the report carried the contract's stored bytes: {info}");
+    assert_eq!(info["contract"]["storage_deposit"], ((code_len + stored) * 2).to_string(), "{info}");
+    net.cli_ok(&["cluster", "storage-deposit", "1", "--from", "admin"]);
+
     // A contract calls the JS counter (same cluster): the counter counts it.
     let target = format!(r#"{{"target":"{}"}}"#, js.trim_start_matches("0x"));
     let out = net.command(&proxy, "bump", &target);

@@ -22,4 +22,4 @@ pub use keys::{
     CryptoError, Keypair, sign_transaction, sign_with_min_fee, verify, verify_batch, verify_transaction,
     verify_transactions,
 };
-pub use merkle::{MerkleProof, merkle_proof, merkle_root, verify_merkle_proof};
+pub use merkle::{MerkleProof, merkle_proof, merkle_proofs, merkle_root, verify_merkle_proof};

@@ -68,6 +68,44 @@ pub fn merkle_proof(leaves: &[Hash], index: usize) -> Option<MerkleProof> {
     Some(MerkleProof { index: index as u64, size: leaves.len() as u64, path })
 }
 
+/// The proofs for `leaves[i]` of every `i` in `indices` (ascending, each in range; else `None`), equal to
+/// [`merkle_proof`] of each but sharing the subtree hashes: about `2 * leaves.len()` hashes in all rather than
+/// that many per proof (a block's messages are proven together for `worker_sync`).
+pub fn merkle_proofs(leaves: &[Hash], indices: &[usize]) -> Option<Vec<MerkleProof>> {
+    if indices.windows(2).any(|w| w[0] >= w[1]) || indices.last().is_some_and(|&i| i >= leaves.len()) {
+        return None;
+    }
+    let mut paths = vec![Vec::new(); indices.len()];
+    if !indices.is_empty() {
+        walk(leaves, 0, indices, &mut paths);
+    }
+    let size = leaves.len() as u64;
+    Some(indices.iter().zip(paths).map(|(&i, path)| MerkleProof { index: i as u64, size, path }).collect())
+}
+
+/// The root of `leaves` (which start at index `lo` of the whole tree), pushing onto `paths[j]` the sibling at
+/// each level of `wanted[j]`, leaf-first.
+fn walk(leaves: &[Hash], lo: usize, wanted: &[usize], paths: &mut [Vec<Hash>]) -> Hash {
+    if wanted.is_empty() {
+        return root_of(leaves);
+    }
+    if leaves.len() == 1 {
+        return leaf_hash(&leaves[0]);
+    }
+    let k = split(leaves.len());
+    let cut = wanted.partition_point(|&i| i < lo + k);
+    let (left_paths, right_paths) = paths.split_at_mut(cut);
+    let left = walk(&leaves[..k], lo, &wanted[..cut], left_paths);
+    let right = walk(&leaves[k..], lo + k, &wanted[cut..], right_paths);
+    for p in left_paths.iter_mut() {
+        p.push(right);
+    }
+    for p in right_paths.iter_mut() {
+        p.push(left);
+    }
+    node_hash(&left, &right)
+}
+
 /// Whether `proof` shows `leaf` at `proof.index` under `root`.
 pub fn verify_merkle_proof(root: &Hash, leaf: &Hash, proof: &MerkleProof) -> bool {
     if proof.index >= proof.size {
@@ -105,6 +143,22 @@ mod tests {
 
     fn leaves(n: usize) -> Vec<Hash> {
         (0..n).map(|i| sha256(&[&(i as u64).to_le_bytes()])).collect()
+    }
+
+    #[test]
+    fn proofs_made_together_equal_the_single_proofs_of_the_same_leaves() {
+        for n in 1..40 {
+            let l = leaves(n);
+            let all: Vec<usize> = (0..n).collect();
+            let single: Vec<MerkleProof> = all.iter().map(|&i| merkle_proof(&l, i).expect("in range")).collect();
+            assert_eq!(merkle_proofs(&l, &all).expect("valid indices"), single, "all {n}");
+            let some: Vec<usize> = (0..n).filter(|i| i % 3 == 1).collect();
+            let single: Vec<MerkleProof> = some.iter().map(|&i| merkle_proof(&l, i).expect("in range")).collect();
+            assert_eq!(merkle_proofs(&l, &some).expect("valid indices"), single, "some {n}");
+        }
+        assert_eq!(merkle_proofs(&leaves(3), &[]), Some(Vec::new()));
+        assert_eq!(merkle_proofs(&leaves(3), &[3]), None, "out of range");
+        assert_eq!(merkle_proofs(&leaves(3), &[1, 1]), None, "not ascending");
     }
 
     #[test]

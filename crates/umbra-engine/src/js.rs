@@ -211,7 +211,42 @@ pub(crate) fn compile(source: &[u8], limits: &Limits) -> Result<Vec<u8>, EngineE
     })
 }
 
-/// Loads bytecode made by [`compile`].
+/// Compiles a prelude (engine code, not a contract's) to module bytecode.
+fn compile_prelude(name: &str, source: &str) -> Result<Vec<u8>, String> {
+    let rt = Runtime::new().map_err(|e| e.to_string())?;
+    let ctx = Context::full(&rt).map_err(|e| e.to_string())?;
+    ctx.with(|ctx| {
+        let module = Module::declare(ctx.clone(), name, source).map_err(|e| describe(&ctx, e))?;
+        module.write(WriteOptions::default()).map_err(|e| describe(&ctx, e))
+    })
+}
+
+/// The `umbra` and agent preludes' bytecode.
+type Preludes = (Vec<u8>, Vec<u8>);
+
+/// The preludes as bytecode: [`PRELUDE`] (a module with the same statements) and [`AGENT_PRELUDE`] (a module
+/// exporting the expression as `default`). Compiled once per process: parsing them in every fresh instance
+/// took about a third of a command's cold start.
+fn prelude_bytecode() -> Result<&'static Preludes, EngineError> {
+    static BYTECODE: std::sync::OnceLock<Result<Preludes, String>> = std::sync::OnceLock::new();
+    BYTECODE
+        .get_or_init(|| {
+            let umbra = compile_prelude("umbra:prelude", PRELUDE)?;
+            let agent = compile_prelude("umbra:agent-prelude", &format!("export default {};", AGENT_PRELUDE.trim()))?;
+            Ok((umbra, agent))
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Host(format!("the JavaScript preludes do not compile: {e}")))
+}
+
+/// Evaluates a module from `bytecode` and returns its namespace.
+fn eval_bytecode<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Object<'js>> {
+    let (module, promise) = load_module(ctx.clone(), bytecode)?.eval()?;
+    promise.finish::<()>()?;
+    module.namespace()
+}
+
+/// Loads bytecode made by [`compile`] or [`prelude_bytecode`].
 #[allow(unsafe_code)]
 fn load_module<'js>(ctx: Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Module<'js, Declared>> {
     // SAFETY: QuickJS trusts bytecode. Ours only ever comes from `compile` above, run by this same QuickJS build
@@ -282,9 +317,11 @@ impl JsInstance {
         type Made = (Persistent<Object<'static>>, Persistent<Function<'static>>);
         let (module, dispatch) = ctx.with(|ctx| -> Result<Made, (EngineError, u64)> {
             let setup = |e| (EngineError::Host(describe(&ctx, e)), 0);
+            let (umbra_prelude, agent_prelude) = prelude_bytecode().map_err(|e| (e, 0))?;
             install_host(&ctx, &slot, &meter).map_err(setup)?;
-            ctx.eval::<(), _>(PRELUDE).map_err(setup)?;
-            let factory: Function = ctx.eval(AGENT_PRELUDE).map_err(setup)?;
+            eval_bytecode(&ctx, umbra_prelude).map_err(setup)?;
+            let factory: Function =
+                eval_bytecode(&ctx, agent_prelude).and_then(|ns| ns.get("default")).map_err(setup)?;
             let m = meter.clone();
             let log = Func::from(move |level: String, text: String| m.log(level, text));
             let wallet_factory: Function = ctx.eval(crate::wallet::WALLET_FACTORY).map_err(setup)?;
@@ -295,13 +332,7 @@ impl JsInstance {
             // Setting up the context is the engine's cost, not the contract's.
             let (budget, deadline) = (meter.budget.get(), meter.deadline.get());
             meter.reset(budget, deadline);
-            let run = || -> rquickjs::Result<Object<'_>> {
-                let declared = load_module(ctx.clone(), bytecode)?;
-                let (module, promise) = declared.eval()?;
-                promise.finish::<()>()?;
-                module.namespace()
-            };
-            match run() {
+            match eval_bytecode(&ctx, bytecode) {
                 Ok(ns) => Ok((Persistent::save(&ctx, ns), dispatch)),
                 Err(e) => Err((classify(&ctx, e, &slot, &meter), meter.used())),
             }

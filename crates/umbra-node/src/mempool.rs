@@ -165,6 +165,11 @@ impl Mempool {
         self.by_egress.range((*origin, 0)..(*origin, next)).map(|(_, h)| *h).collect()
     }
 
+    /// Whether a pending transaction carries the egress message `seq` of `origin`.
+    pub(crate) fn carries_egress(&self, origin: &Origin, seq: u64) -> bool {
+        self.by_egress.contains_key(&(*origin, seq))
+    }
+
     /// How many consecutive sequence numbers of `origin`, from `next` on, are pending.
     pub(crate) fn egress_in_flight(&self, origin: &Origin, next: u64) -> u64 {
         let mut n = next;

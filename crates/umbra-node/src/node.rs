@@ -580,13 +580,16 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
                 .ok_or_else(|| rpc_err(ErrorCode::Unavailable, format!("block {h} is not indexed yet")))?;
             let all = self.inner.index.messages(h).map_err(|e| rpc_err(ErrorCode::Internal, e))?;
             let mut messages = Vec::new();
-            if all.iter().any(|m| topics.contains(&m.topic)) {
+            let wanted: Vec<usize> = (0..all.len()).filter(|&i| topics.contains(&all[i].topic)).collect();
+            if !wanted.is_empty() {
+                // All of a block's proofs from one pass over its tree (one proof at a time is quadratic).
                 let leaves: Vec<Hash> = all.iter().map(Message::leaf_hash).collect();
-                for (i, m) in all.into_iter().enumerate() {
-                    if topics.contains(&m.topic) {
-                        let proof = umbra_crypto::merkle_proof(&leaves, i)
-                            .ok_or_else(|| rpc_err(ErrorCode::Internal, "message index out of range"))?;
-                        messages.push(umbra_rpc::ProvenMessage { message: m, proof });
+                let proofs = umbra_crypto::merkle_proofs(&leaves, &wanted)
+                    .ok_or_else(|| rpc_err(ErrorCode::Internal, "message index out of range"))?;
+                let mut all: Vec<Option<Message>> = all.into_iter().map(Some).collect();
+                for (i, proof) in wanted.into_iter().zip(proofs) {
+                    if let Some(message) = all[i].take() {
+                        messages.push(umbra_rpc::ProvenMessage { message, proof });
                     }
                 }
             }
@@ -1010,6 +1013,16 @@ impl<E: Clock + Storage + Metrics + Spawner + Supervisor> Node<E> {
             let state = self.inner.state.read().await;
             if let Call::Egress { message } = &stx.tx.call {
                 let (rt, origin) = (&self.inner.runtime, message.egress.origin);
+                // A copy another worker already carried is refused before its signature is checked.
+                let seq = message.egress.seq;
+                if self.lock_mempool().carries_egress(&origin, seq) {
+                    return Err(rpc_err(
+                        ErrorCode::EgressSequence,
+                        format!(
+                            "egress message {seq} of {origin:?} is already pending (carried by another transaction)"
+                        ),
+                    ));
+                }
                 let next = rt.egress_next(&Committed_(&state), &origin).await.map_err(|e| admission_err(e.into()))?;
                 let in_flight = self.lock_mempool().egress_in_flight(&origin, next);
                 rt.check_egress(&Committed_(&state), message, in_flight).await.map_err(admission_err)?;

@@ -7,6 +7,7 @@ use umbra_crypto::Keypair;
 use umbra_runtime::{AdmissionError, BlockError};
 use umbra_types::contracts::{
     CodeKind, CommandStatus, ContractPublic, ContractTransfer, code_hash, contract_account, contract_id, gas_escrow,
+    storage_escrow,
 };
 use umbra_types::registry::{ClusterKeys, ClusterPublic, KeyShare};
 use umbra_types::{
@@ -43,12 +44,17 @@ fn command(id: [u8; 32], gas_limit: u64) -> Call {
 }
 
 fn report(root: u8, gas_used: u64, transfers: Vec<ContractTransfer>) -> EgressPayload {
+    report_stored(root, gas_used, transfers, 0)
+}
+
+fn report_stored(root: u8, gas_used: u64, transfers: Vec<ContractTransfer>, stored_bytes: u64) -> EgressPayload {
     EgressPayload::ContractReport {
         status: CommandStatus::Ok,
         gas_used,
         state_root: Hash([root; 32]),
         events_hash: Hash([0; 32]),
         transfers,
+        stored_bytes,
     }
 }
 
@@ -335,4 +341,127 @@ fn after_a_rotation_commands_to_the_erased_epoch_are_refused_and_the_new_epochs_
     assert_eq!(s.c.run(vec![tx]).0[0].error, None);
     let rec = block_on(s.c.rt.contract(&s.c.state, &id)).expect("readable").expect("exists");
     assert_eq!((rec.reported, rec.state_root), (2, Some(Hash([9; 32]))));
+}
+
+/// The storage price the tests set on the cluster, per byte.
+const PER_BYTE: u64 = 7;
+
+fn record(s: &Setup, id: &[u8; 32]) -> umbra_types::contracts::ContractRecord {
+    block_on(s.c.rt.contract(&s.c.state, id)).expect("readable").expect("exists")
+}
+
+#[test]
+fn instantiating_on_a_cluster_with_a_storage_price_reserves_the_code_bytes_from_the_deployer() {
+    let mut s = setup();
+    s.c.admin(AdminCall::SetClusterStorageDeposit { cluster: CLUSTER, per_byte: Some(PER_BYTE) });
+    let code_deposit = COUNTER_JS.len() as Amount * Amount::from(PER_BYTE);
+    let deployer = s.c.op(DEPLOYER);
+    s.c.ok(DEPLOYER, Call::UploadCode { kind: CodeKind::JavaScript, code: COUNTER_JS.to_vec() });
+    let before = balance(&s.c, &deployer);
+    let hash = code_hash(CodeKind::JavaScript, COUNTER_JS);
+    let tx =
+        s.c.tx(DEPLOYER, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: b"s".to_vec(), args: vec![] });
+    let fee = tx.tx.fee;
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    let id = contract_id(&deployer, &hash, b"s", CLUSTER);
+    s.c.extra_holders.push(contract_account(&id));
+    assert_eq!(balance(&s.c, &deployer), before - fee - code_deposit, "the deployer paid the code's deposit");
+    assert_eq!(balance(&s.c, &storage_escrow()), code_deposit);
+    let rec = record(&s, &id);
+    assert_eq!((rec.storage_deposit, rec.stored_bytes, rec.storage_debt), (code_deposit, 0, 0));
+    // Another cluster setting leaves the storage price in place.
+    s.c.admin(AdminCall::SetClusterContracts { cluster: CLUSTER, gas_price: Some(3), max_code_bytes: None });
+    let id2 = {
+        let tx = s
+            .c
+            .tx(DEPLOYER, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: b"t".to_vec(), args: vec![] });
+        assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+        contract_id(&deployer, &hash, b"t", CLUSTER)
+    };
+    s.c.extra_holders.push(contract_account(&id2));
+    assert_eq!(record(&s, &id2).storage_deposit, code_deposit);
+    s.c.assert_supply_unchanged();
+}
+
+#[test]
+fn a_deployer_who_cannot_pay_the_code_deposit_cannot_instantiate() {
+    let mut s = setup();
+    s.c.admin(AdminCall::SetClusterStorageDeposit { cluster: CLUSTER, per_byte: Some(u64::MAX) });
+    s.c.ok(DEPLOYER, Call::UploadCode { kind: CodeKind::JavaScript, code: COUNTER_JS.to_vec() });
+    let hash = code_hash(CodeKind::JavaScript, COUNTER_JS);
+    let e = s.c.fails(DEPLOYER, Call::Instantiate { code_hash: hash, cluster: CLUSTER, salt: vec![], args: vec![] });
+    assert!(matches!(e, TxError::InsufficientBalance { .. }), "{e:?}");
+    let id = contract_id(&s.c.op(DEPLOYER), &hash, &[], CLUSTER);
+    assert!(block_on(s.c.rt.contract(&s.c.state, &id)).expect("readable").is_none(), "nothing was created");
+    assert_eq!(balance(&s.c, &storage_escrow()), 0);
+}
+
+#[test]
+fn storage_growth_is_charged_to_the_contract_account_and_shrinking_is_refunded_to_it() {
+    let mut s = setup();
+    s.c.admin(AdminCall::SetClusterStorageDeposit { cluster: CLUSTER, per_byte: Some(PER_BYTE) });
+    let id = deploy(&mut s, b"grow");
+    let key = publish_keys(&mut s, id, 0);
+    let account = contract_account(&id);
+    let code_deposit = COUNTER_JS.len() as Amount * Amount::from(PER_BYTE);
+    s.c.ok(1, Call::Transfer { to: account, amount: 10 * UNIT });
+
+    // Growth to 1,000 bytes: 7,000 moved from the contract's account to the deposit.
+    s.c.ok(1, command(id, 1_000));
+    let tx = s.c.carry(sign_egress(&key, Origin::Contract(id), 0, report_stored(1, 10, vec![], 1_000)));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    let rec = record(&s, &id);
+    assert_eq!((rec.stored_bytes, rec.storage_deposit, rec.storage_debt), (1_000, code_deposit + 7_000, 0));
+    assert_eq!(balance(&s.c, &account), 10 * UNIT - 7_000);
+    assert_eq!(balance(&s.c, &storage_escrow()), code_deposit + 7_000);
+
+    // Shrinking to 200 bytes: 5,600 refunded to the contract's account.
+    s.c.ok(1, command(id, 1_000));
+    let tx = s.c.carry(sign_egress(&key, Origin::Contract(id), 1, report_stored(2, 10, vec![], 200)));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    let rec = record(&s, &id);
+    assert_eq!((rec.stored_bytes, rec.storage_deposit), (200, code_deposit + 1_400));
+    assert_eq!(balance(&s.c, &account), 10 * UNIT - 1_400);
+    assert_eq!(balance(&s.c, &storage_escrow()), code_deposit + 1_400);
+    s.c.assert_supply_unchanged();
+}
+
+#[test]
+fn commands_to_a_contract_whose_storage_is_not_covered_are_refused_until_its_account_is_funded() {
+    let mut s = setup();
+    s.c.admin(AdminCall::SetClusterStorageDeposit { cluster: CLUSTER, per_byte: Some(PER_BYTE) });
+    let id = deploy(&mut s, b"debt");
+    let key = publish_keys(&mut s, id, 0);
+    let account = contract_account(&id);
+    let code_deposit = COUNTER_JS.len() as Amount * Amount::from(PER_BYTE);
+
+    // The contract's (empty) account cannot pay for 500 new bytes: the report lands, the growth becomes a debt.
+    s.c.ok(1, command(id, 1_000));
+    let tx = s.c.carry(sign_egress(&key, Origin::Contract(id), 0, report_stored(1, 10, vec![], 500)));
+    assert_eq!(s.c.run(vec![tx]).0[0].error, None);
+    let rec = record(&s, &id);
+    assert_eq!((rec.reported, rec.stored_bytes, rec.storage_deposit, rec.storage_debt), (1, 500, code_deposit, 3_500));
+
+    // Further commands are refused with the reason, and nothing is ordered or held for them.
+    let sender_before = balance(&s.c, &s.c.op(1));
+    let e = s.c.fails(1, command(id, 1_000));
+    assert_eq!(e, TxError::StorageUnfunded { needed: 3_500, account, balance: 0 });
+    assert!(e.to_string().contains("transfer at least 3500"), "{e}");
+    assert_eq!(record(&s, &id).commands, 1, "the refused command was not ordered");
+    assert_eq!(balance(&s.c, &gas_escrow()), 0, "no gas is held for it");
+    assert!(balance(&s.c, &s.c.op(1)) < sender_before, "the fee is paid");
+
+    // Partly funded: still refused.
+    s.c.ok(1, Call::Transfer { to: account, amount: 3_000 });
+    let e = s.c.fails(1, command(id, 1_000));
+    assert_eq!(e, TxError::StorageUnfunded { needed: 3_500, account, balance: 3_000 });
+
+    // Funded: the next command settles the debt and is ordered.
+    s.c.ok(1, Call::Transfer { to: account, amount: 1_000 });
+    s.c.ok(1, command(id, 1_000));
+    let rec = record(&s, &id);
+    assert_eq!((rec.commands, rec.storage_deposit, rec.storage_debt), (2, code_deposit + 3_500, 0));
+    assert_eq!(balance(&s.c, &account), 500);
+    assert_eq!(balance(&s.c, &storage_escrow()), code_deposit + 3_500);
+    s.c.assert_supply_unchanged();
 }

@@ -968,6 +968,7 @@ fn state_root_setup() -> RootSetup {
         state_root: Hash([5; 32]),
         events_hash: Hash([0; 32]),
         transfers: vec![],
+        stored_bytes: 0,
     };
     let tx = c.tx(RELAYER, Call::Egress { message: sign_egress(&key, Origin::Contract(contract), 0, report) });
     assert_eq!(c.run(vec![tx]).0[0].error, None);

@@ -73,6 +73,11 @@ pub fn gas_escrow() -> Address {
     Address::module("contracts-gas-escrow")
 }
 
+/// The account holding contracts' storage deposits (see [`ContractRecord::storage_deposit`]).
+pub fn storage_escrow() -> Address {
+    Address::module("contracts-storage-deposits")
+}
+
 /// The AAD of a sealed command: `len(chain_id) u64 LE || chain_id || contract || key epoch u64 LE || sender`.
 /// Binding the sender means a copied envelope cannot be replayed under another account's name.
 pub fn command_aad(chain_id: &str, contract: &ContractId, key_epoch: KeyEpoch, sender: &Address) -> Vec<u8> {
@@ -167,6 +172,17 @@ pub struct ContractRecord {
     pub state_root: Option<Hash>,
     /// Mismatching roots reported by workers.
     pub incidents: u32,
+    /// Tokens held in [`storage_escrow`] for this contract's storage: its code's bytes at instantiation and then
+    /// (code + stored) bytes times its cluster's storage price, adjusted at every report.
+    #[serde(default, with = "crate::genesis::amount_str")]
+    pub storage_deposit: Amount,
+    /// Bytes of the contract's storage (keys and values) after the last reported command, as its cluster reported.
+    #[serde(default)]
+    pub stored_bytes: u64,
+    /// Deposit the contract's account could not cover at the last report: while non-zero, commands are refused
+    /// until its account holds this much (then it is moved to the deposit).
+    #[serde(default, with = "crate::genesis::amount_str")]
+    pub storage_debt: Amount,
 }
 
 impl ContractRecord {
@@ -273,6 +289,10 @@ pub struct ContractParams {
     pub gas_price: Amount,
     /// Gas of the `init` method run at instantiation (paid by nobody: it is bounded by this).
     pub init_gas: u64,
+    /// Storage deposit per byte (code and stored state) in the smallest token unit, for clusters without their
+    /// own ([`ClusterContractParams`]); 0: no deposit.
+    #[serde(with = "crate::genesis::amount_str")]
+    pub storage_deposit_per_byte: Amount,
 }
 
 impl Default for ContractParams {
@@ -283,6 +303,7 @@ impl Default for ContractParams {
             max_gas_per_command: 1_000_000_000,
             gas_price: 1_000,
             init_gas: 100_000_000,
+            storage_deposit_per_byte: 0,
         }
     }
 }
@@ -295,6 +316,9 @@ pub struct ClusterContractParams {
     pub gas_price: Option<u64>,
     /// Largest code (bytes) an instance on this cluster may run.
     pub max_code_bytes: Option<u32>,
+    /// Storage deposit per byte on this cluster (`AdminCall::SetClusterStorageDeposit`).
+    #[serde(default)]
+    pub storage_deposit_per_byte: Option<u64>,
 }
 
 impl ClusterContractParams {
@@ -306,6 +330,11 @@ impl ClusterContractParams {
     /// The code size limit in force: the cluster's, else the chain's.
     pub fn max_code_bytes(&self, chain: &ContractParams) -> u32 {
         self.max_code_bytes.unwrap_or(chain.max_code_bytes)
+    }
+
+    /// The storage deposit per byte in force: the cluster's, else the chain's.
+    pub fn storage_deposit_per_byte(&self, chain: &ContractParams) -> Amount {
+        self.storage_deposit_per_byte.map(Amount::from).unwrap_or(chain.storage_deposit_per_byte)
     }
 }
 

@@ -374,6 +374,21 @@ pub enum TxError {
         #[serde(with = "crate::genesis::amount_str")]
         amount: Amount,
     },
+    /// A command to a contract whose storage deposit is not covered: its account must be funded first.
+    #[error(
+        "the contract's storage is not covered: its deposit lacks {needed} and its account {account} holds {balance}; \
+         transfer at least {needed} to that account"
+    )]
+    StorageUnfunded {
+        /// The deposit missing.
+        #[serde(with = "crate::genesis::amount_str")]
+        needed: crate::Amount,
+        /// The contract's account.
+        account: crate::Address,
+        /// What the account holds.
+        #[serde(with = "crate::genesis::amount_str")]
+        balance: crate::Amount,
+    },
 }
 
 /// The outcome of one included transaction.

@@ -201,6 +201,8 @@ pub enum EgressPayload {
         events_hash: Hash,
         /// Transfers from the contract's account, in order.
         transfers: Vec<crate::contracts::ContractTransfer>,
+        /// Bytes of the contract's storage (keys and values) after the command (its storage deposit follows it).
+        stored_bytes: u64,
     },
     /// The origin worker computed another state root for a reported command (origin: a cluster member).
     ContractIncident {
@@ -675,6 +677,14 @@ pub enum AdminCall {
         /// Largest code its contracts may run, in bytes (at most the chain's `max_code_bytes`).
         max_code_bytes: Option<u32>,
     },
+    /// Set a cluster's storage deposit per byte of its contracts' code and state (`None`: the chain's
+    /// `params.contracts.storage_deposit_per_byte`).
+    SetClusterStorageDeposit {
+        /// The cluster.
+        cluster: ClusterId,
+        /// Tokens (smallest unit) per stored byte.
+        per_byte: Option<u64>,
+    },
 }
 
 impl AdminCall {
@@ -691,6 +701,7 @@ impl AdminCall {
             AdminCall::StartRotation => "start_rotation",
             AdminCall::PauseCluster { .. } => "pause_cluster",
             AdminCall::SetClusterContracts { .. } => "set_cluster_contracts",
+            AdminCall::SetClusterStorageDeposit { .. } => "set_cluster_storage_deposit",
         }
     }
 }

@@ -80,6 +80,11 @@ impl ContractState {
         state_root(self.storage.iter())
     }
 
+    /// Bytes of the storage: every key and value (what the chain's storage deposit follows).
+    pub(crate) fn stored_bytes(&self) -> u64 {
+        self.storage.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+    }
+
     /// The engine's view of the code.
     pub(crate) fn engine_code(&self) -> Code {
         match self.kind {
@@ -284,6 +289,7 @@ pub(crate) struct CommandReport {
     pub(crate) state_root: Hash,
     pub(crate) events_hash: Hash,
     pub(crate) transfers: Vec<ContractTransfer>,
+    pub(crate) stored_bytes: u64,
 }
 
 /// A command as the chain ordered it.
@@ -336,20 +342,27 @@ pub(crate) fn run_command(
     cmd: &OrderedCommand<'_>,
 ) -> (CommandReport, Vec<Event>, Vec<u8>) {
     let key = contract_key(cluster_secret, &cmd.contract);
-    let failed = |reason: String, gas_used: u64, root: Hash| {
+    let failed = |reason: String, gas_used: u64, root: Hash, stored_bytes: u64| {
         let report = CommandReport {
             status: CommandStatus::Failed { reason },
             gas_used,
             state_root: root,
             events_hash: events_hash(&[]),
             transfers: Vec::new(),
+            stored_bytes,
         };
         (report, Vec::new(), Vec::new())
     };
     let Some(contract) = contracts.get(&cmd.contract) else {
-        return failed("the contract is not known to this worker".into(), 0, state_root(std::iter::empty()));
+        return failed("the contract is not known to this worker".into(), 0, state_root(std::iter::empty()), 0);
     };
-    let (root, cluster) = (contract.root(), contract.cluster);
+    // The root is computed once per command (it hashes all the storage): after the run, or, when the command
+    // fails (and changes nothing), of the storage as it was.
+    let cluster = contract.cluster;
+    let root_of = |contracts: &BTreeMap<ContractId, ContractState>| {
+        contracts.get(&cmd.contract).map(ContractState::root).unwrap_or_else(|| state_root(std::iter::empty()))
+    };
+    let stored = contract.stored_bytes();
     let secret = zeroize::Zeroizing::new(umbra_crypto::kdf(&key, "x25519", b""));
     let aad = command_aad(chain_id, &cmd.contract, cmd.key_epoch, &cmd.sender);
     let plain = match open_envelope(&secret, LABEL_COMMAND, &aad, cmd.sealed) {
@@ -362,12 +375,13 @@ pub(crate) fn run_command(
                     cmd.key_epoch
                 ),
                 0,
-                root,
+                root_of(contracts),
+                stored,
             );
         }
     };
     let Ok(plain) = decode::<CommandPlain>(&plain, plain.len()) else {
-        return failed("the command's plaintext is not a method and arguments".into(), 0, root);
+        return failed("the command's plaintext is not a method and arguments".into(), 0, root_of(contracts), stored);
     };
     let mut command_id = cmd.contract.to_vec();
     command_id.extend_from_slice(&cmd.seq.to_le_bytes());
@@ -385,7 +399,8 @@ pub(crate) fn run_command(
     };
     match run_in(engine, contracts, cluster, cluster_secret, invocation) {
         Ok(outcome) => {
-            let root = contracts.get(&cmd.contract).map(ContractState::root).unwrap_or(root);
+            let root = root_of(contracts);
+            let stored_bytes = contracts.get(&cmd.contract).map(ContractState::stored_bytes).unwrap_or(0);
             let report = CommandReport {
                 status: CommandStatus::Ok,
                 gas_used: outcome.gas_used,
@@ -396,10 +411,11 @@ pub(crate) fn run_command(
                     .iter()
                     .map(|t| ContractTransfer { to: Address(t.to), amount: t.amount })
                     .collect(),
+                stored_bytes,
             };
             (report, outcome.events, outcome.output)
         }
-        Err(f) => failed(f.error.to_string(), f.gas_used, root),
+        Err(f) => failed(f.error.to_string(), f.gas_used, root_of(contracts), stored),
     }
 }
 

@@ -1166,6 +1166,7 @@ impl Enclave {
                     state_root: report.state_root,
                     events_hash: report.events_hash,
                     transfers: report.transfers,
+                    stored_bytes: report.stored_bytes,
                 };
                 let egress = Egress { origin: Origin::Contract(*contract), seq: *seq, payload };
                 out.push(sign_egress(&signer, &chain_id, egress));

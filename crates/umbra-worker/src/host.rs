@@ -7,6 +7,7 @@ use crate::enclave::{Enclave, EnclaveConfig, EnclaveError, EnclaveStatus, TailPr
 use crate::platform::{PlatformChoiceError, open_platform};
 use crate::query::QueryService;
 use jsonrpsee::core::client::{ClientT, Error as ClientError};
+use jsonrpsee::core::params::BatchRequestBuilder;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use jsonrpsee::rpc_params;
 use serde::de::DeserializeOwned;
@@ -17,7 +18,7 @@ use umbra_crypto::{Keypair, sign_with_min_fee};
 use umbra_rpc::{BlockId, BlockResponse, ChainInfo, ErrorCode, StateValueResponse, SyncRequest, SyncResponse, methods};
 use umbra_types::registry::{Origin, SignedEgress, Topic};
 use umbra_types::state_keys::StateKey;
-use umbra_types::{Call, FeeParams, Hash, Params, Transaction, decode, encode};
+use umbra_types::{Call, Hash, Params, Transaction, decode, encode};
 
 mod catch_up;
 
@@ -33,6 +34,10 @@ const RESUBMIT_EVERY: Duration = Duration::from_secs(10);
 const RENEW_BEFORE_BLOCKS: u64 = 1_000;
 /// Least time between two registration attempts.
 const REGISTER_EVERY: Duration = Duration::from_secs(30);
+/// Most transactions per `tx_submit` batch.
+const MAX_SUBMIT_BATCH: usize = 1_000;
+/// Most hex characters of transactions per batch (the node takes request bodies up to 2 MiB).
+const MAX_SUBMIT_BYTES: usize = 1 << 20;
 
 /// How the host runs.
 #[derive(Debug)]
@@ -133,6 +138,21 @@ impl Rpc {
     async fn sync(&self, from: u64, max_blocks: u32, topics: Vec<Topic>) -> Result<SyncResponse, RpcFailure> {
         self.call(methods::WORKER_SYNC, rpc_params![SyncRequest { from, max_blocks, topics }]).await
     }
+
+    /// `tx_submit` of every transaction (hex) in one JSON-RPC batch, answered in order.
+    async fn submit_batch(&self, txs: &[String]) -> Result<Vec<Result<Hash, RpcFailure>>, RpcFailure> {
+        let method = methods::TX_SUBMIT;
+        let transport = |e: String| RpcFailure { method, code: None, message: e };
+        let mut batch = BatchRequestBuilder::new();
+        for tx in txs {
+            batch.insert(method, rpc_params![tx]).map_err(|e| transport(e.to_string()))?;
+        }
+        let answers = self.http.batch_request::<Hash>(batch).await.map_err(|e| transport(e.to_string()))?;
+        Ok(answers
+            .into_iter()
+            .map(|a| a.map_err(|obj| RpcFailure { method, code: Some(obj.code()), message: obj.message().to_string() }))
+            .collect())
+    }
 }
 
 /// Doubles a back-off up to [`MAX_BACKOFF`].
@@ -178,6 +198,8 @@ struct Host {
     snapshot_rounds: u32,
     last_snapshot_try: Option<Instant>,
     pending_snapshot: Option<(String, crate::snapshot::SnapshotReply)>,
+    /// The operator's next nonce as this host counts it (`None`: read it from the node).
+    nonce: Option<u64>,
 }
 
 /// Runs the worker until the process ends: opens the platform and the enclave, passes the rollback check,
@@ -258,6 +280,7 @@ pub async fn run(config: HostConfig) -> Result<(), HostError> {
         snapshot_rounds: 0,
         last_snapshot_try: None,
         pending_snapshot: None,
+        nonce: None,
     };
     host.write_status()?;
     host.start().await?;
@@ -432,9 +455,7 @@ impl Host {
         if let Some(a) = &self.agents {
             a.update(self.enclave.agent_view());
         }
-        for e in egress {
-            self.carry(e).await;
-        }
+        self.carry(egress).await;
         Ok(true)
     }
 
@@ -510,11 +531,7 @@ impl Host {
             return;
         }
         match self.enclave.emit(payloads) {
-            Ok(out) => {
-                for e in out {
-                    self.carry(e).await;
-                }
-            }
+            Ok(out) => self.carry(out).await,
             Err(e) => warn!(target: "worker.host", "cannot sign the egress receipt roots: {e}"),
         }
     }
@@ -531,11 +548,7 @@ impl Host {
             return;
         }
         match self.enclave.emit(payloads) {
-            Ok(out) => {
-                for e in out {
-                    self.carry(e).await;
-                }
-            }
+            Ok(out) => self.carry(out).await,
             Err(e) => warn!(target: "worker.host", "cannot sign the agents' wallet payloads: {e}"),
         }
     }
@@ -602,54 +615,122 @@ impl Host {
         if let Err(e) = self.enclave.sync_egress(&w, &g) {
             debug!(target: "worker.host", "egress counters not verified: {e}");
         }
-        for e in self.enclave.outbox().to_vec() {
-            self.carry(e).await;
-        }
+        let outbox = self.enclave.outbox().to_vec();
+        self.carry(outbox).await;
     }
 
-    /// Carries one egress message in a `Call::Egress` transaction.
-    async fn carry(&mut self, message: SignedEgress) {
-        let what = message.egress.payload.kind();
-        self.submit(Call::Egress { message }, what).await;
+    /// Carries egress messages, in order, each in a `Call::Egress` transaction.
+    async fn carry(&mut self, messages: Vec<SignedEgress>) {
+        let calls = messages
+            .into_iter()
+            .map(|message| {
+                let what = message.egress.payload.kind();
+                (Call::Egress { message }, what)
+            })
+            .collect();
+        self.submit_all(calls).await;
     }
 
-    /// Signs `call` with the operator key at the next nonce and submits it; retries nonce races.
+    /// Signs `call` with the operator key at the next nonce and submits it.
     async fn submit(&mut self, call: Call, what: &'static str) {
-        let key = &self.config.operator;
-        let fees: FeeParams = self.info.fees.clone();
-        for attempt in 0..3 {
-            let nonce: u64 = match self.rpc.call(methods::MEMPOOL_NEXT_NONCE, rpc_params![key.address()]).await {
-                Ok(n) => n,
+        self.submit_all(vec![(call, what)]).await;
+    }
+
+    /// Signs `calls` with the operator key at consecutive nonces and submits them in JSON-RPC batches (the node
+    /// admits a batch's entries in order). The operator's next nonce is tracked here and read from the node only
+    /// when unknown or refused, so a report costs one batch entry rather than two round trips. A message another
+    /// worker already carried is refused without using its nonce, which leaves a gap before the entries after it:
+    /// those are signed again at the right nonces and resubmitted. What is still not admitted after a few rounds
+    /// stays in the enclave's outbox, which is submitted again at the head.
+    async fn submit_all(&mut self, calls: Vec<(Call, &'static str)>) {
+        if calls.is_empty() {
+            return;
+        }
+        let key = self.config.operator.clone();
+        let mut pending = std::collections::VecDeque::from(calls);
+        let mut rounds = 0usize;
+        let max_rounds = 4 + 2 * pending.len().div_ceil(MAX_SUBMIT_BATCH);
+        while !pending.is_empty() {
+            rounds += 1;
+            if rounds > max_rounds {
+                warn!(target: "worker.host", left = pending.len(), "transactions not admitted after {max_rounds} rounds; retrying later");
+                return;
+            }
+            let base = match self.nonce {
+                Some(n) => n,
+                None => match self.rpc.call::<u64>(methods::MEMPOOL_NEXT_NONCE, rpc_params![key.address()]).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        warn!(target: "worker.host", "reading the operator's nonce: {e}");
+                        return;
+                    }
+                },
+            };
+            let mut chunk = Vec::new();
+            let mut hexes = Vec::new();
+            let mut bytes = 0usize;
+            while let Some((call, what)) = pending.pop_front() {
+                let tx = Transaction {
+                    signer: key.address(),
+                    nonce: base + chunk.len() as u64,
+                    chain_id: self.info.chain_id.clone(),
+                    fee: 0,
+                    call,
+                };
+                let stx = sign_with_min_fee(&key, tx, &self.info.fees);
+                let hex = hex::encode(stx.to_bytes());
+                bytes += hex.len();
+                hexes.push(hex);
+                chunk.push((stx.tx.call, what));
+                if chunk.len() >= MAX_SUBMIT_BATCH || bytes >= MAX_SUBMIT_BYTES {
+                    break;
+                }
+            }
+            let results = match self.rpc.submit_batch(&hexes).await {
+                Ok(r) if r.len() == chunk.len() => r,
+                Ok(r) => {
+                    warn!(target: "worker.host", sent = chunk.len(), answered = r.len(), "a submission batch was answered partly; retrying later");
+                    self.nonce = None;
+                    return;
+                }
                 Err(e) => {
-                    warn!(target: "worker.host", "{what}: reading the operator's nonce: {e}");
+                    warn!(target: "worker.host", "submitting {} transactions: {e}; retrying later", chunk.len());
+                    self.nonce = None;
                     return;
                 }
             };
-            let tx = Transaction {
-                signer: key.address(),
-                nonce,
-                chain_id: self.info.chain_id.clone(),
-                fee: 0,
-                call: call.clone(),
-            };
-            let stx = sign_with_min_fee(key, tx, &fees);
-            match self.rpc.call::<Hash>(methods::TX_SUBMIT, rpc_params![hex::encode(stx.to_bytes())]).await {
-                Ok(hash) => {
-                    info!(target: "worker.host", %hash, "submitted {what}");
-                    return;
+            let (mut admitted, mut refused_before, mut resync) = (0u64, false, false);
+            let mut retry = Vec::new();
+            for ((call, what), result) in chunk.into_iter().zip(results) {
+                match result {
+                    Ok(hash) => {
+                        admitted += 1;
+                        debug!(target: "worker.host", %hash, "submitted {what}");
+                        continue;
+                    }
+                    Err(e) if is_duplicate(&e) => debug!(target: "worker.host", "{what}: already carried ({e})"),
+                    Err(e) if matches!(e.code, Some(c) if c == ErrorCode::NonceUsed as i32 || c == ErrorCode::NonceGap as i32) =>
+                    {
+                        // A gap left by a refusal earlier in this batch, or (first refusal) a stale nonce.
+                        if !refused_before {
+                            debug!(target: "worker.host", "{what}: nonce race ({e}); reading the nonce again");
+                            resync = true;
+                        }
+                        retry.push((call, what));
+                    }
+                    Err(e) if e.code == Some(ErrorCode::EgressSequence as i32) => {
+                        // Ahead of a message refused earlier in this batch: submitted again after it.
+                        debug!(target: "worker.host", "{what}: {e}; submitting again");
+                        retry.push((call, what));
+                    }
+                    Err(e) => warn!(target: "worker.host", "{what} not admitted: {e}"),
                 }
-                Err(e) if matches!(e.code, Some(c) if c == ErrorCode::NonceUsed as i32 || c == ErrorCode::NonceGap as i32) =>
-                {
-                    debug!(target: "worker.host", attempt, "{what}: nonce race ({e}); retrying");
-                }
-                Err(e) if is_duplicate(&e) => {
-                    debug!(target: "worker.host", "{what}: already carried ({e})");
-                    return;
-                }
-                Err(e) => {
-                    warn!(target: "worker.host", "{what} not admitted: {e}");
-                    return;
-                }
+                refused_before = true;
+            }
+            info!(target: "worker.host", admitted, again = retry.len(), "submitted a batch of transactions");
+            self.nonce = if resync { None } else { Some(base + admitted) };
+            for c in retry.into_iter().rev() {
+                pending.push_front(c);
             }
         }
     }
@@ -679,11 +760,15 @@ impl Host {
 
 /// True for the normal refusal of an egress another worker already carried (stale or duplicate sequence).
 fn is_duplicate(e: &RpcFailure) -> bool {
-    if e.code == Some(ErrorCode::AlreadyKnown as i32) {
-        return true;
+    let nonce = |c: i32| c == ErrorCode::NonceUsed as i32 || c == ErrorCode::NonceGap as i32;
+    match e.code {
+        Some(c) if c == ErrorCode::AlreadyKnown as i32 => true,
+        Some(c) if nonce(c) => false,
+        _ => {
+            let m = e.message.to_ascii_lowercase();
+            m.contains("stale") || m.contains("duplicate") || m.contains("already")
+        }
     }
-    let m = e.message.to_ascii_lowercase();
-    m.contains("stale") || m.contains("duplicate") || m.contains("already")
 }
 
 /// What [`bench_sync`] measured.

@@ -82,6 +82,9 @@ fn records(s: &Scene, commands: u64, recorded_root: Hash, topic_next: u64) -> Ve
         reported: commands,
         state_root: Some(recorded_root),
         incidents: 0,
+        stored_bytes: 0,
+        storage_deposit: 0,
+        storage_debt: 0,
     };
     let command = CommandRecord {
         sender: Address([4; 32]),

@@ -468,8 +468,16 @@ async fn info(ctx: &Ctx, id: Hash) -> Result<()> {
             ("key epochs", format!("{:?}", record.keys.iter().map(|(e, _)| *e).collect::<Vec<_>>())),
             ("commands", format!("{} ordered, {} reported", record.commands, record.reported)),
             ("state root", record.state_root.map(|h| h.to_string()).unwrap_or_else(|| "-".into())),
+            ("stored bytes", format!("{} (as of the last report)", record.stored_bytes)),
+            ("storage deposit", format!("{} (smallest unit)", record.storage_deposit)),
             ("incidents", record.incidents.to_string()),
         ]);
+        if record.storage_debt > 0 {
+            println!(
+                "REFUSING COMMANDS: its storage deposit lacks {} (smallest unit); transfer that much to {}",
+                record.storage_debt, record.account
+            );
+        }
     }
     Ok(())
 }

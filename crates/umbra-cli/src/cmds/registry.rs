@@ -93,6 +93,15 @@ enum ClusterCmd {
         #[arg(long)]
         max_code_bytes: Option<u32>,
     },
+    /// Set a cluster's storage deposit per byte of its contracts' code and state (dev chain administrator;
+    /// governance elsewhere). Omitted: the chain's `params.contracts.storage_deposit_per_byte`.
+    StorageDeposit {
+        /// The cluster id.
+        id: u32,
+        /// Tokens, in the smallest unit, reserved per stored byte.
+        #[arg(long)]
+        per_byte: Option<u64>,
+    },
 }
 
 /// `umbra registry ...`
@@ -313,6 +322,9 @@ pub(crate) fn cluster(ctx: &Ctx, args: ClusterArgs) -> Result<()> {
             ClusterCmd::Pause { id, resume } => AdminCall::PauseCluster { cluster: id, paused: !resume },
             ClusterCmd::Contracts { id, gas_price, max_code_bytes } => {
                 AdminCall::SetClusterContracts { cluster: id, gas_price, max_code_bytes }
+            }
+            ClusterCmd::StorageDeposit { id, per_byte } => {
+                AdminCall::SetClusterStorageDeposit { cluster: id, per_byte }
             }
             ClusterCmd::Assign { worker, cluster } => {
                 AdminCall::AssignWorker { worker: parse_worker_id(&worker)?, cluster }

@@ -17,6 +17,13 @@
 //!
 //! - Gas price and code size limit are the cluster's own when governance set them
 //!   (`AdminCall::SetClusterContracts`, [`ClusterContractParams`]), else `params.contracts`'.
+//! - Storage deposit: the cluster's price per byte (`AdminCall::SetClusterStorageDeposit`, else
+//!   `params.contracts.storage_deposit_per_byte`). `Instantiate` moves `code bytes * price` from the deployer to
+//!   [`storage_escrow`] as the contract's deposit. Every report carries the contract's stored bytes; the chain
+//!   then brings the deposit to `(code + stored bytes) * price`: growth is taken from the contract's own account,
+//!   shrinking is refunded to it. Growth the account cannot cover becomes the contract's storage debt, and
+//!   commands to it are refused (`TxError::StorageUnfunded`) until its account holds the debt, which the next
+//!   command then moves to the deposit.
 //! - Key rotation: when a key epoch is activated the cluster's members publish every contract's keys of the
 //!   new epoch (`ContractKeys`); commands sealed to a retired (erased) epoch are refused, and reports are
 //!   checked with the contract key of the epoch their command was sealed to.
@@ -27,6 +34,7 @@ use crate::{Overlay, RuntimeError, StateRead};
 use umbra_types::contracts::{
     ClusterContractParams, CodeKind, CodeRecord, CommandRecord, CommandResult, CommandStatus, ContractId,
     ContractPublic, ContractRecord, ContractTransfer, Incident, code_hash, contract_account, contract_id, gas_escrow,
+    storage_escrow,
 };
 use umbra_types::registry::{ClusterRecord, KeyEpoch, KeysRecord};
 use umbra_types::state_keys::StateKey;
@@ -171,6 +179,13 @@ impl Contracts {
             .get_raw(&StateKey::ContractCodeBytes(*code_hash).hash())
             .await?
             .ok_or(RuntimeError::Missing("contracts code bytes"))?;
+        let per_byte = self.cluster_params(s, cluster).await?.storage_deposit_per_byte(&cx.params.contracts);
+        let storage_deposit = Amount::from(code.size).saturating_mul(per_byte);
+        if storage_deposit > 0
+            && let Err(e) = Balances.transfer(s, signer, &storage_escrow(), storage_deposit).await?
+        {
+            return Ok(Err(e));
+        }
         let rec = ContractRecord {
             id,
             code_hash: *code_hash,
@@ -184,6 +199,9 @@ impl Contracts {
             reported: 0,
             state_root: None,
             incidents: 0,
+            storage_deposit,
+            stored_bytes: 0,
+            storage_debt: 0,
         };
         s.put(&StateKey::Contract(id), &rec);
         let body = MessageBody::ContractInstantiated {
@@ -246,6 +264,17 @@ impl Contracts {
             } else {
                 format!("the contract has no key of epoch {key_epoch} (it has epochs {known:?}): seal to a current key")
             })));
+        }
+        if rec.storage_debt > 0 {
+            let balance = bal.account(s, &rec.account).await?.balance;
+            if balance < rec.storage_debt {
+                return Ok(Err(TxError::StorageUnfunded { needed: rec.storage_debt, account: rec.account, balance }));
+            }
+            bal.transfer(s, &rec.account, &storage_escrow(), rec.storage_debt)
+                .await?
+                .map_err(|_| RuntimeError::Corrupt("contract account"))?;
+            rec.storage_deposit = rec.storage_deposit.saturating_add(rec.storage_debt);
+            rec.storage_debt = 0;
         }
         let price = self.cluster_params(s, rec.cluster).await?.gas_price(p);
         let deposit = Amount::from(gas_limit).saturating_mul(price);
@@ -311,9 +340,16 @@ impl Contracts {
             }
             (
                 Origin::Contract(id),
-                EgressPayload::ContractReport { status, gas_used, state_root, events_hash, transfers },
+                EgressPayload::ContractReport { status, gas_used, state_root, events_hash, transfers, stored_bytes },
             ) => {
-                let report = Report { status, gas_used: *gas_used, state_root, events_hash, transfers };
+                let report = Report {
+                    status,
+                    gas_used: *gas_used,
+                    state_root,
+                    events_hash,
+                    transfers,
+                    stored_bytes: *stored_bytes,
+                };
                 self.report(cx, s, bal, id, seq, report).await
             }
             (Origin::Worker(w), EgressPayload::ContractIncident { contract, seq, state_root }) => {
@@ -382,6 +418,7 @@ impl Contracts {
                 .map_err(|_| RuntimeError::Corrupt("gas escrow"))?;
         }
         let (made, transfer_error) = self.transfers(s, bal, &rec.account, r.transfers).await?;
+        self.follow_storage(cx, s, bal, &mut rec, r.stored_bytes).await?;
         cmd.result = Some(CommandResult {
             status: r.status.clone(),
             gas_used,
@@ -402,6 +439,45 @@ impl Contracts {
         }
         tracing::debug!(target: "contracts.report", height = cx.height, contract = %Hash(*id), seq, gas_used, ok = matches!(r.status, CommandStatus::Ok), "command reported");
         Ok(Ok(()))
+    }
+
+    /// Brings the contract's storage deposit to `(code + stored) bytes * price` after a report: growth from the
+    /// contract's account (all of it, or none and a storage debt), shrinking refunded to it.
+    async fn follow_storage<S: StateRead>(
+        &self,
+        cx: &Ctx<'_>,
+        s: &mut Overlay<'_, S>,
+        bal: &Balances,
+        rec: &mut ContractRecord,
+        stored_bytes: u64,
+    ) -> Result<(), RuntimeError> {
+        rec.stored_bytes = stored_bytes;
+        let per_byte = self.cluster_params(s, rec.cluster).await?.storage_deposit_per_byte(&cx.params.contracts);
+        let code_bytes = self.code(s, &rec.code_hash).await?.map(|c| u64::from(c.size)).unwrap_or(0);
+        let needed = Amount::from(code_bytes.saturating_add(stored_bytes)).saturating_mul(per_byte);
+        if needed <= rec.storage_deposit {
+            let refund = rec.storage_deposit - needed;
+            if refund > 0 {
+                bal.transfer(s, &storage_escrow(), &rec.account, refund)
+                    .await?
+                    .map_err(|_| RuntimeError::Corrupt("storage escrow"))?;
+            }
+            rec.storage_deposit = needed;
+            rec.storage_debt = 0;
+            return Ok(());
+        }
+        let growth = needed - rec.storage_deposit;
+        if bal.account(s, &rec.account).await?.balance >= growth {
+            bal.transfer(s, &rec.account, &storage_escrow(), growth)
+                .await?
+                .map_err(|_| RuntimeError::Corrupt("contract account"))?;
+            rec.storage_deposit = needed;
+            rec.storage_debt = 0;
+        } else {
+            rec.storage_debt = growth;
+            tracing::info!(target: "contracts.storage", height = cx.height, contract = %Hash(rec.id), %growth, "storage deposit not covered: commands refused until the contract's account is funded");
+        }
+        Ok(())
     }
 
     /// Makes every transfer from `from`, or none if their total exceeds its balance.
@@ -473,6 +549,7 @@ struct Report<'a> {
     state_root: &'a Hash,
     events_hash: &'a Hash,
     transfers: &'a [ContractTransfer],
+    stored_bytes: u64,
 }
 
 /// The ed25519 key an origin of this module signs with: a cluster's key of the current key epoch, or for a

@@ -78,9 +78,7 @@ pub(crate) async fn check_egress<S: StateRead>(
     in_flight: u64,
 ) -> Result<(), AdmissionError> {
     let e = &message.egress;
-    let key = origin_key(s, &e.origin, e.seq).await?.ok_or(AdmissionError::EgressUnknownOrigin { origin: e.origin })?;
-    umbra_crypto::verify(&Address(key), &e.signing_bytes(chain_id), &message.signature)
-        .map_err(|_| AdmissionError::BadEgressSignature { origin: e.origin })?;
+    // The sequence first: a copy another worker's message beat is refused without a signature check.
     let expected = egress_next(s, &e.origin).await?;
     if e.seq < expected {
         return Err(AdmissionError::EgressStale { origin: e.origin, expected, got: e.seq });
@@ -89,6 +87,9 @@ pub(crate) async fn check_egress<S: StateRead>(
     if e.seq > limit {
         return Err(AdmissionError::EgressAhead { origin: e.origin, expected: limit, got: e.seq });
     }
+    let key = origin_key(s, &e.origin, e.seq).await?.ok_or(AdmissionError::EgressUnknownOrigin { origin: e.origin })?;
+    umbra_crypto::verify(&Address(key), &e.signing_bytes(chain_id), &message.signature)
+        .map_err(|_| AdmissionError::BadEgressSignature { origin: e.origin })?;
     Ok(())
 }
 

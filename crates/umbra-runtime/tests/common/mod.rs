@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use umbra_crypto::{Keypair, sign_transaction};
 use umbra_runtime::{AdmissionError, BlockEnv, BlockError, ChangeSet, Runtime, RuntimeError, StateRead};
 use umbra_tee::{Attester, DevPlatform, Measurement, Policy, TeeKind};
-use umbra_types::contracts::gas_escrow;
+use umbra_types::contracts::{gas_escrow, storage_escrow};
 use umbra_types::registry::{ClusterKeys, ClusterPublic, KeyShare};
 use umbra_types::{
     Address, AdminCall, Allocation, Amount, Call, Egress, EgressPayload, Genesis, GenesisValidator, Hash, Message,
@@ -248,6 +248,7 @@ impl Chain {
         holders.push(self.proposer);
         holders.push(Address::module("treasury"));
         holders.push(gas_escrow());
+        holders.push(storage_escrow());
         holders.extend(self.extra_holders.iter().copied());
         let sum: Amount =
             holders.iter().map(|a| block_on(self.rt.account(&self.state, a)).expect("readable").balance).sum();

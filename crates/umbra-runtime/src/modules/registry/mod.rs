@@ -430,10 +430,20 @@ impl Registry {
                 if max_code_bytes.is_some_and(|m| m == 0 || m > chain_max) {
                     return Err(precondition(format!("a cluster's code limit must be between 1 and {chain_max}")));
                 }
-                let settings = umbra_types::contracts::ClusterContractParams {
-                    gas_price: *gas_price,
-                    max_code_bytes: *max_code_bytes,
-                };
+                let mut settings: umbra_types::contracts::ClusterContractParams =
+                    s.get(&StateKey::ClusterContracts(*cluster), "contracts cluster params").await?.unwrap_or_default();
+                settings.gas_price = *gas_price;
+                settings.max_code_bytes = *max_code_bytes;
+                s.put(&StateKey::ClusterContracts(*cluster), &settings);
+                Ok(())
+            }
+            AdminCall::SetClusterStorageDeposit { cluster, per_byte } => {
+                if self.cluster(s, *cluster).await?.is_none() {
+                    return Err(precondition(format!("cluster {cluster} does not exist")));
+                }
+                let mut settings: umbra_types::contracts::ClusterContractParams =
+                    s.get(&StateKey::ClusterContracts(*cluster), "contracts cluster params").await?.unwrap_or_default();
+                settings.storage_deposit_per_byte = *per_byte;
                 s.put(&StateKey::ClusterContracts(*cluster), &settings);
                 Ok(())
             }
