@@ -240,14 +240,12 @@ async fn owner_request(
     let nonce: [u8; 16] = rand::random();
     let signature = signer.sign(&logs_signing_bytes(chain_id, agent, &reply_to, &nonce));
     let mut member_of = None;
-    if let Some(record) = client.agent(agent).await? {
-        if record.owner != signer.address() {
-            if let Some(m) = client.multisig(&record.owner).await? {
-                if m.members.contains(&signer.address()) {
-                    member_of = Some(MultisigMembers { members: m.members, threshold: m.threshold });
-                }
-            }
-        }
+    if let Some(record) = client.agent(agent).await?
+        && record.owner != signer.address()
+        && let Some(m) = client.multisig(&record.owner).await?
+        && m.members.contains(&signer.address())
+    {
+        member_of = Some(MultisigMembers { members: m.members, threshold: m.threshold });
     }
     Ok(LogsRequest { reply_to, nonce, owner: signer.address(), signature, member_of })
 }
