@@ -705,7 +705,12 @@ impl Host {
                 match result {
                     Ok(hash) => {
                         admitted += 1;
-                        debug!(target: "worker.host", %hash, "submitted {what}");
+                        // Egress reports come by the thousand; the operator's own calls (registration) are rare.
+                        if matches!(call, Call::Egress { .. }) {
+                            debug!(target: "worker.host", %hash, "submitted {what}");
+                        } else {
+                            info!(target: "worker.host", %hash, "submitted {what}");
+                        }
                         continue;
                     }
                     Err(e) if is_duplicate(&e) => debug!(target: "worker.host", "{what}: already carried ({e})"),
