@@ -9,7 +9,7 @@
 //! workers keep serving, and the private analytics example releasing aggregates only over k users.
 
 mod common;
-use common::{free_port, ok, umbra, wait_until};
+use common::{after, files_containing, free_port, ok, repo_path, umbra, wait_until};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -190,31 +190,6 @@ impl Drop for Net {
             let _ = c.wait();
         }
     }
-}
-
-/// The last line of `text` starting with `prefix`, without it.
-fn after(text: &str, prefix: &str) -> String {
-    text.lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
-        .trim()
-        .to_string()
-}
-
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_containing(&p, needle));
-        } else if let Ok(bytes) = std::fs::read(&p)
-            && bytes.windows(needle.len()).any(|w| w == needle)
-        {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// A raw HTTP/1.1 exchange: the whole answer as text.
@@ -459,7 +434,7 @@ fn agents_serve_sealed_and_plain_requests_keep_secrets_in_the_enclave_and_obey_t
     assert_eq!(net.info(&a)["paused"], true);
 
     // The private analytics example: aggregates only over at least k = 3 consenting users.
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agents/analytics.js");
+    let example = repo_path("examples/agents/analytics.js");
     let stats = after(&net.cli_ok(&["agent", "deploy", example.to_str().expect("utf-8"), "--from", "admin"]), "agent ");
     for (i, value) in [10, 20].iter().enumerate() {
         let args = format!(r#"{{"value":{value},"consent":true}}"#);
@@ -663,7 +638,7 @@ fn agents_fetch_under_their_owners_policy_commit_receipts_on_chain_and_chat_with
     // The LLM chat example against the local OpenAI-compatible server: its answer carries the hash of the
     // secret system prompt (the server echoes it), never the prompt.
     let openai = umbra_egress::testing::openai_server("sk-test-7d1c").expect("openai server");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agents/llm-chat.js");
+    let example = repo_path("examples/agents/llm-chat.js");
     let secrets = [
         format!("LLM_BASE_URL={}", openai.url("/v1")),
         "LLM_API_KEY=sk-test-7d1c".to_string(),
@@ -771,7 +746,7 @@ fn a_price_oracle_posts_verified_attested_outputs_and_agent_wallets_spend_only_w
     let base = price_url.split('?').next().expect("a base URL").to_string();
 
     // The oracle example, its API's URL a sealed secret.
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agents/price-oracle.js");
+    let example = repo_path("examples/agents/price-oracle.js");
     let secret = format!("PRICE_URL={base}");
     let deploy = [
         "agent",

@@ -5,7 +5,7 @@
 //! and never by an account; `umbra agent info` names each owner and the gateway answers 423 while paused.
 
 mod common;
-use common::{free_port, ok, scratch, umbra, wait_until};
+use common::{after, free_port, ok, scratch, umbra, wait_until};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
@@ -156,16 +156,6 @@ impl Net {
     fn info(&self, id: &str) -> serde_json::Value {
         self.json(&["agent", "info", id])
     }
-}
-
-/// The last line of `text` starting with `prefix`, without it.
-fn after(text: &str, prefix: &str) -> String {
-    text.lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
-        .trim()
-        .to_string()
 }
 
 const AGENT: &str = r#"export default { async fetch(request, env) { return Response.json({ hello: "owners" }); } };"#;

@@ -8,7 +8,7 @@
 //! node's data, the node's log, the workers' host-side logs or their status files.
 
 mod common;
-use common::{free_port, ok, umbra, wait_until};
+use common::{after, files_containing, free_port, ok, repo_path, umbra, wait_until};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -220,31 +220,6 @@ impl Drop for Net {
     }
 }
 
-/// The last line of `text` starting with `prefix`, without it.
-fn after(text: &str, prefix: &str) -> String {
-    text.lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
-        .trim()
-        .to_string()
-}
-
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_containing(&p, needle));
-        } else if let Ok(bytes) = std::fs::read(&p)
-            && bytes.windows(needle.len()).any(|w| w == needle)
-        {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// Misbehaving methods, each refused with a clear error while everything else keeps running.
 const BAD: &str = r#"
 export function spin() { for (;;) {} }
@@ -260,7 +235,7 @@ export function forever(a) { return umbra.callJson(umbra.self, "forever", a); }
 "#;
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/contracts")
+    repo_path("examples/contracts")
 }
 
 #[test]

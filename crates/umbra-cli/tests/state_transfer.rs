@@ -7,7 +7,7 @@
 //! node's data, any host-side log or status file.
 
 mod common;
-use common::{free_port, ok, umbra, wait_until};
+use common::{after, files_containing, free_port, ok, repo_path, umbra, wait_until};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
@@ -172,7 +172,7 @@ impl Net {
     }
 
     fn instantiate(&self, file: &str, salt: &str, epochs: usize) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/contracts").join(file);
+        let path = repo_path("examples/contracts").join(file);
         let out = self.cli_ok(&["contract", "upload", path.to_str().expect("utf-8"), "--from", "admin"]);
         let code = after(&out, "code hash ");
         let out = self.cli_ok(&["contract", "instantiate", &code, "--cluster", "1", "--salt", salt, "--from", "admin"]);
@@ -195,31 +195,6 @@ impl Drop for Net {
             let _ = c.wait();
         }
     }
-}
-
-/// The last line of `text` starting with `prefix`, without it.
-fn after(text: &str, prefix: &str) -> String {
-    text.lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
-        .trim()
-        .to_string()
-}
-
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_containing(&p, needle));
-        } else if let Ok(bytes) = std::fs::read(&p)
-            && bytes.windows(needle.len()).any(|w| w == needle)
-        {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

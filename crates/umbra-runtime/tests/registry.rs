@@ -818,7 +818,9 @@ fn messages_of_a_failed_call_are_not_emitted_and_a_block_holds_at_most_the_limit
 }
 
 fn dcap(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/dcap").join(name);
+    let path = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+        .join("../../../shared/testdata/dcap")
+        .join(name);
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e} (the shared DCAP test data is missing)", path.display()))
 }

@@ -19,7 +19,9 @@ const BEFORE_ISSUE: u64 = 1_748_736_000;
 const OUTDATED_NOW: u64 = 1_772_323_200;
 
 fn testdata() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/dcap");
+    let dir =
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+            .join("../../../shared/testdata/dcap");
     assert!(
         dir.is_dir(),
         "the DCAP test data is missing: expected the shared directory beside the workspace at {} \

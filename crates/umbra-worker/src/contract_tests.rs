@@ -515,7 +515,9 @@ fn after_a_key_rotation_every_member_publishes_the_contracts_keys_of_the_new_epo
 /// Builds `examples/contracts/counter.c` with `scripts/build-examples.sh` (clang and lld must be installed:
 /// `.ci/run` installs them).
 fn c_counter() -> Vec<u8> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root =
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+            .join("../..");
     let out = tempfile::tempdir().expect("tempdir");
     let run = std::process::Command::new(root.join("scripts/build-examples.sh"))
         .arg(out.path())

@@ -86,3 +86,37 @@ pub fn scratch() -> Scratch {
     }
     Scratch { path: dir.path().to_path_buf(), _guard: Some(dir) }
 }
+
+/// The last line of `text` starting with `prefix`, without it (how the CLI's summaries name what they made).
+pub fn after(text: &str, prefix: &str) -> String {
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
+        .trim()
+        .to_string()
+}
+
+/// Every file below `dir` whose bytes contain `needle` (the marker scans of the confidentiality tests).
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if let Ok(bytes) = std::fs::read(&p)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `rel` below the repository root, found at run time (`cargo test` sets `CARGO_MANIFEST_DIR`): a test binary
+/// reused from a build cache shared by checkouts at other paths must not look into the checkout it was built in.
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
