@@ -9,12 +9,12 @@
 //! workers keep serving, and the private analytics example releasing aggregates only over k users.
 
 mod common;
-use common::{after, files_containing, free_port, ok, repo_path, umbra, wait_until};
+use common::{CliUser, after, files_containing, free_port, ok, repo_path, umbra, wait_until};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 const MARKER: &str = "MARKER-7f3a9c-secret-value";
@@ -27,6 +27,16 @@ struct Net {
     node: Option<Child>,
     workers: Vec<Child>,
     ports: Vec<u16>,
+}
+
+impl CliUser for Net {
+    fn rpc(&self) -> &str {
+        &self.rpc
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 impl Net {
@@ -103,7 +113,7 @@ impl Net {
                 .args(worker_args)
                 .arg("--data")
                 .arg(dir.join(format!("worker-{i}")))
-                .env("UMBRA_HOME", net.keys_home())
+                .env("UMBRA_HOME", net.home())
                 .env("RUST_LOG", "debug")
                 .env("TZ", "UTC")
                 .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -116,44 +126,12 @@ impl Net {
         net
     }
 
-    fn keys_home(&self) -> PathBuf {
-        self.dir.join("home")
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        umbra().args(["--rpc", &self.rpc]).args(args).env("UMBRA_HOME", self.keys_home()).output().expect("umbra runs")
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        ok(self.cli(args), &format!("umbra {args:?}"))
-    }
-
-    fn cli_err(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(!out.status.success(), "umbra {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn new_key(&self, name: &str) -> String {
-        self.cli_ok(&["keys", "new", name]);
-        let v: serde_json::Value = serde_json::from_str(&self.cli_ok(&["keys", "show", name, "--json"])).expect("json");
-        v["address"].as_str().expect("address").to_string()
-    }
-
     fn status(&self, i: usize) -> Option<serde_json::Value> {
         serde_json::from_slice(&std::fs::read(self.dir.join(format!("worker-{i}/status.json"))).ok()?).ok()
     }
 
     fn worker_id(&self, i: usize) -> String {
         wait_until("a worker id", Duration::from_secs(60), || self.status(i)?["id"].as_str().map(str::to_string))
-    }
-
-    fn wait_key_epoch(&self, id: &str, epoch: u64) {
-        wait_until(&format!("worker {id} to hold key epoch {epoch}"), Duration::from_secs(90), || {
-            let out = self.cli(&["worker-info", id, "--json"]);
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            (v["worker"]["key_epoch"].as_u64()? >= epoch).then_some(())
-        });
     }
 
     fn url(&self, w: usize) -> String {
@@ -464,7 +442,7 @@ fn agents_serve_sealed_and_plain_requests_keep_secrets_in_the_enclave_and_obey_t
     // The markers never reached node data, the node's log or the workers' files and host logs.
     for needle in [MARKER, MARKER2] {
         let leaks: Vec<PathBuf> =
-            files_containing(&dir, needle.as_bytes()).into_iter().filter(|p| !p.starts_with(net.keys_home())).collect();
+            files_containing(&dir, needle.as_bytes()).into_iter().filter(|p| !p.starts_with(net.home())).collect();
         assert!(leaks.is_empty(), "{needle} leaked into {leaks:?}");
     }
     assert!(files_containing(&dir.join("v0"), b"properly-sealed").is_empty(), "a secret in the node's data");
@@ -607,11 +585,14 @@ fn agents_fetch_under_their_owners_policy_commit_receipts_on_chain_and_chat_with
     // Receipts: the worker commits each agent's receipts as a Merkle root on chain; the owner fetches the
     // receipts themselves, sealed, and each verifies against a root on chain.
     let hello = server.url("/hello");
+    let (echo, secure, huge) = (server.url("/echo"), tls.url("/secure"), server.url("/huge"));
+    // Batches are cut on a timer, so the fetches may land in several: wait for the last one's too.
     let receipts = wait_until("the receipts of every fetch to be committed", Duration::from_secs(60), || {
         let out = net.cli(&["agent", "receipts", &a, "--worker", &net.url(1), "--from", "admin", "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        let n = v["receipts"].as_array()?.iter().filter(|r| r["url"] == hello.as_str()).count();
-        (n >= 3).then_some(v)
+        let rs = v["receipts"].as_array()?;
+        let n = |url: &str| rs.iter().filter(|r| r["url"] == url).count();
+        (n(&hello) >= 3 && n(&echo) >= 1 && n(&secure) >= 1 && n(&huge) >= 1).then_some(v)
     });
     let commits = receipts["commits"].as_array().expect("commits");
     assert!(!commits.is_empty(), "{receipts}");
@@ -667,7 +648,7 @@ fn agents_fetch_under_their_owners_policy_commit_receipts_on_chain_and_chat_with
     let logs = net.cli_ok(&["agent", "logs", &chat, "--worker", &net.url(1), "--from", "admin", "--json"]);
     assert!(!logs.contains(PROMPT), "{logs}");
     let leaks: Vec<PathBuf> =
-        files_containing(&dir, PROMPT.as_bytes()).into_iter().filter(|p| !p.starts_with(net.keys_home())).collect();
+        files_containing(&dir, PROMPT.as_bytes()).into_iter().filter(|p| !p.starts_with(net.home())).collect();
     assert!(leaks.is_empty(), "the system prompt leaked into {leaks:?}");
 }
 

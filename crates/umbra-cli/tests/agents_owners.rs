@@ -5,10 +5,10 @@
 //! and never by an account; `umbra agent info` names each owner and the gateway answers 423 while paused.
 
 mod common;
-use common::{after, free_port, ok, scratch, umbra, wait_until};
+use common::{CliUser, after, free_port, ok, scratch, umbra, wait_until};
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 /// Blocks of voting (about 5 blocks a second on an idle chain: long enough for the CLI to vote).
@@ -27,6 +27,16 @@ impl Drop for Net {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl CliUser for Net {
+    fn rpc(&self) -> &str {
+        &self.rpc
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 
@@ -103,44 +113,11 @@ impl Net {
         net
     }
 
-    fn cli(&self, args: &[&str]) -> Output {
-        umbra().args(["--rpc", &self.rpc]).args(args).env("UMBRA_HOME", self.dir.join("home")).output().expect("runs")
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        ok(self.cli(args), &format!("umbra {args:?}"))
-    }
-
-    fn cli_err(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(!out.status.success(), "umbra {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        let out = self.cli_ok(&a);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-    }
-
-    fn new_key(&self, name: &str) -> String {
-        self.cli_ok(&["keys", "new", name]);
-        self.json(&["keys", "show", name])["address"].as_str().expect("address").to_string()
-    }
-
     fn worker_id(&self, i: usize) -> String {
         wait_until("a worker id", Duration::from_secs(60), || {
             let s = std::fs::read(self.dir.join(format!("worker-{i}/status.json"))).ok()?;
             let v: serde_json::Value = serde_json::from_slice(&s).ok()?;
             v["id"].as_str().map(str::to_string)
-        })
-    }
-
-    fn wait_key_epoch(&self, id: &str) {
-        wait_until(&format!("worker {id} to hold key epoch 1"), Duration::from_secs(90), || {
-            let v: serde_json::Value = serde_json::from_slice(&self.cli(&["worker-info", id, "--json"]).stdout).ok()?;
-            (v["worker"]["key_epoch"].as_u64()? >= 1).then_some(())
         })
     }
 
@@ -166,10 +143,10 @@ fn an_agent_owned_by_a_multisig_and_then_by_governance_obeys_only_its_owner() {
     let net = Net::start(dir.path());
     let (gk, member) = (net.worker_id(0), net.worker_id(1));
     net.cli_ok(&["gk", "appoint", &gk, "--from", "admin"]);
-    net.wait_key_epoch(&gk);
+    net.wait_key_epoch(&gk, 1);
     net.cli_ok(&["cluster", "create", "1", "--from", "admin"]);
     net.cli_ok(&["cluster", "assign", &member, "1", "--from", "admin"]);
-    net.wait_key_epoch(&member);
+    net.wait_key_epoch(&member, 1);
     let file = dir.path().join("agent.js");
     std::fs::write(&file, AGENT).expect("write");
     let a = after(&net.cli_ok(&["agent", "deploy", file.to_str().expect("utf-8"), "--from", "admin"]), "agent ");

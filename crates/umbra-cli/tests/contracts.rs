@@ -8,12 +8,12 @@
 //! node's data, the node's log, the workers' host-side logs or their status files.
 
 mod common;
-use common::{after, files_containing, free_port, ok, repo_path, umbra, wait_until};
+use common::{CliUser, after, files_containing, free_port, ok, repo_path, umbra, wait_until};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 struct Net {
@@ -22,6 +22,16 @@ struct Net {
     node: Option<Child>,
     workers: Vec<Child>,
     query_ports: Vec<u16>,
+}
+
+impl CliUser for Net {
+    fn rpc(&self) -> &str {
+        &self.rpc
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 impl Net {
@@ -101,7 +111,7 @@ impl Net {
             .args(["--query-listen", &format!("127.0.0.1:{}", self.query_ports[i])])
             .arg("--data")
             .arg(self.dir.join(format!("worker-{i}")))
-            .env("UMBRA_HOME", self.keys_home())
+            .env("UMBRA_HOME", self.home())
             .env("RUST_LOG", "debug")
             .env("TZ", "UTC")
             .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -116,44 +126,12 @@ impl Net {
         self.workers[i] = self.spawn_worker(i);
     }
 
-    fn keys_home(&self) -> PathBuf {
-        self.dir.join("home")
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        umbra().args(["--rpc", &self.rpc]).args(args).env("UMBRA_HOME", self.keys_home()).output().expect("umbra runs")
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        ok(self.cli(args), &format!("umbra {args:?}"))
-    }
-
-    fn cli_err(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(!out.status.success(), "umbra {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn new_key(&self, name: &str) -> String {
-        self.cli_ok(&["keys", "new", name]);
-        let v: serde_json::Value = serde_json::from_str(&self.cli_ok(&["keys", "show", name, "--json"])).expect("json");
-        v["address"].as_str().expect("address").to_string()
-    }
-
     fn status(&self, i: usize) -> Option<serde_json::Value> {
         serde_json::from_slice(&std::fs::read(self.dir.join(format!("worker-{i}/status.json"))).ok()?).ok()
     }
 
     fn worker_id(&self, i: usize) -> String {
         wait_until("a worker id", Duration::from_secs(60), || self.status(i)?["id"].as_str().map(str::to_string))
-    }
-
-    fn wait_key_epoch(&self, id: &str, epoch: u64) {
-        wait_until(&format!("worker {id} to hold key epoch {epoch}"), Duration::from_secs(90), || {
-            let out = self.cli(&["worker-info", id, "--json"]);
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            (v["worker"]["key_epoch"].as_u64()? >= epoch).then_some(())
-        });
     }
 
     fn info(&self, id: &str) -> serde_json::Value {

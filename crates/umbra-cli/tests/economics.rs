@@ -6,10 +6,10 @@
 //! withdraws, and the owner stops the worker.
 
 mod common;
-use common::{free_port, ok, scratch, umbra, wait_until};
+use common::{CliUser, free_port, ok, scratch, umbra, wait_until};
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use umbra_types::UNIT;
@@ -19,6 +19,16 @@ struct Net {
     dir: PathBuf,
     rpc: String,
     children: Vec<Child>,
+}
+
+impl CliUser for Net {
+    fn rpc(&self) -> &str {
+        &self.rpc
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 impl Net {
@@ -76,25 +86,6 @@ impl Net {
             (v["height"].as_u64()? >= 2).then_some(())
         });
         net
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        umbra().args(["--rpc", &self.rpc]).args(args).env("UMBRA_HOME", self.dir.join("home")).output().expect("runs")
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        ok(self.cli(args), &format!("umbra {args:?}"))
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        serde_json::from_str(&self.cli_ok(&all)).expect("json output")
-    }
-
-    fn new_key(&self, name: &str) -> String {
-        self.cli_ok(&["keys", "new", name]);
-        self.json(&["keys", "show", name])["address"].as_str().expect("address").to_string()
     }
 
     /// Kills the worker process (the last child started).

@@ -3,10 +3,10 @@
 //! driven through the `umbra` CLI (`gov propose`, `gov vote`, `gov show`, `gov list`, `treasury`).
 
 mod common;
-use common::{free_port, ok, umbra, wait_until};
+use common::{CliUser, free_port, ok, umbra, wait_until};
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 /// A measurement the dev worker claims that genesis does not allow.
@@ -31,6 +31,16 @@ impl Drop for Net {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl CliUser for Net {
+    fn rpc(&self) -> &str {
+        &self.rpc
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 
@@ -85,25 +95,6 @@ impl Net {
             (v["height"].as_u64()? >= 2).then_some(())
         });
         net
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        umbra().args(["--rpc", &self.rpc]).args(args).env("UMBRA_HOME", self.dir.join("home")).output().expect("runs")
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        ok(self.cli(args), &format!("umbra {args:?}"))
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        serde_json::from_str(&self.cli_ok(&a)).expect("one JSON value")
-    }
-
-    fn new_key(&self, name: &str) -> String {
-        self.cli_ok(&["keys", "new", name]);
-        self.json(&["keys", "show", name])["address"].as_str().expect("address").to_string()
     }
 
     fn start_worker(&mut self) {

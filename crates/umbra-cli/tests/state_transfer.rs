@@ -7,10 +7,10 @@
 //! node's data, any host-side log or status file.
 
 mod common;
-use common::{after, files_containing, free_port, ok, repo_path, umbra, wait_until};
+use common::{CliUser, after, files_containing, free_port, ok, repo_path, umbra, wait_until};
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 struct Net {
@@ -18,6 +18,16 @@ struct Net {
     rpc: String,
     children: Vec<Child>,
     query_ports: Vec<u16>,
+}
+
+impl CliUser for Net {
+    fn rpc(&self) -> &str {
+        &self.rpc
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 impl Net {
@@ -96,30 +106,12 @@ impl Net {
         for j in (0..self.query_ports.len()).filter(|j| *j != i && i != last) {
             cmd.args(["--snapshot-peer", &self.url(j)]);
         }
-        cmd.env("UMBRA_HOME", self.keys_home())
+        cmd.env("UMBRA_HOME", self.home())
             .env("RUST_LOG", "debug")
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("worker starts")
-    }
-
-    fn keys_home(&self) -> PathBuf {
-        self.dir.join("home")
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        umbra().args(["--rpc", &self.rpc]).args(args).env("UMBRA_HOME", self.keys_home()).output().expect("umbra runs")
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        ok(self.cli(args), &format!("umbra {args:?}"))
-    }
-
-    fn new_key(&self, name: &str) -> String {
-        self.cli_ok(&["keys", "new", name]);
-        let v: serde_json::Value = serde_json::from_str(&self.cli_ok(&["keys", "show", name, "--json"])).expect("json");
-        v["address"].as_str().expect("address").to_string()
     }
 
     fn status(&self, i: usize) -> Option<serde_json::Value> {
@@ -128,14 +120,6 @@ impl Net {
 
     fn worker_id(&self, i: usize) -> String {
         wait_until("a worker id", Duration::from_secs(60), || self.status(i)?["id"].as_str().map(str::to_string))
-    }
-
-    fn wait_key_epoch(&self, id: &str, epoch: u64) {
-        wait_until(&format!("worker {id} to hold key epoch {epoch}"), Duration::from_secs(120), || {
-            let out = self.cli(&["worker-info", id, "--json"]);
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            (v["worker"]["key_epoch"].as_u64()? >= epoch).then_some(())
-        });
     }
 
     fn info(&self, id: &str) -> serde_json::Value {

@@ -4,12 +4,12 @@
 //! tampering host between a worker and its node.
 
 mod common;
-use common::{free_port, ok, scratch, umbra, wait_until};
+use common::{CliUser, free_port, ok, scratch, umbra, wait_until};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,6 +20,16 @@ struct Net {
     rpc: String,
     node: Option<Child>,
     workers: Vec<Option<Child>>,
+}
+
+impl CliUser for Net {
+    fn rpc(&self) -> &str {
+        &self.rpc
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 impl Net {
@@ -83,24 +93,6 @@ impl Net {
         });
     }
 
-    fn keys_home(&self) -> PathBuf {
-        self.dir.join("home")
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        umbra().args(["--rpc", &self.rpc]).args(args).env("UMBRA_HOME", self.keys_home()).output().expect("umbra runs")
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        ok(self.cli(args), &format!("umbra {args:?}"))
-    }
-
-    fn new_key(&self, name: &str) -> String {
-        self.cli_ok(&["keys", "new", name]);
-        let v: serde_json::Value = serde_json::from_str(&self.cli_ok(&["keys", "show", name, "--json"])).expect("json");
-        v["address"].as_str().expect("address").to_string()
-    }
-
     fn worker_dir(&self, i: usize) -> PathBuf {
         self.dir.join(format!("worker-{i}"))
     }
@@ -115,7 +107,7 @@ impl Net {
             .args(["worker", "--node", node_url, "--tee", "dev", "--operator", &format!("op{i}")])
             .arg("--data")
             .arg(self.worker_dir(i))
-            .env("UMBRA_HOME", self.keys_home())
+            .env("UMBRA_HOME", self.home())
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))

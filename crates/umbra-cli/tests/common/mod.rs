@@ -120,3 +120,56 @@ pub fn repo_path(rel: &str) -> PathBuf {
         .join("../..")
         .join(rel)
 }
+
+/// The `umbra` CLI as a test network's user runs it: against the network's RPC, with keys in `DIR/home`.
+/// A test's `Net` says where those are; the calls are the same everywhere.
+pub trait CliUser {
+    /// The network's JSON-RPC URL.
+    fn rpc(&self) -> &str;
+    /// The test's scratch directory.
+    fn dir(&self) -> &Path;
+
+    /// The keystore home (`UMBRA_HOME`).
+    fn home(&self) -> PathBuf {
+        self.dir().join("home")
+    }
+
+    /// Runs `umbra ARGS`.
+    fn cli(&self, args: &[&str]) -> Output {
+        umbra().args(["--rpc", self.rpc()]).args(args).env("UMBRA_HOME", self.home()).output().expect("umbra runs")
+    }
+
+    /// Runs `umbra ARGS`, which must succeed; its stdout.
+    fn cli_ok(&self, args: &[&str]) -> String {
+        ok(self.cli(args), &format!("umbra {args:?}"))
+    }
+
+    /// Runs `umbra ARGS`, which must fail; its stderr.
+    fn cli_err(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(!out.status.success(), "umbra {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Runs `umbra ARGS --json`, which must succeed with one JSON value.
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.cli_ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("umbra {all:?} printed no JSON ({e}): {out}"))
+    }
+
+    /// A new key named `name`; its address.
+    fn new_key(&self, name: &str) -> String {
+        self.cli_ok(&["keys", "new", name]);
+        self.json(&["keys", "show", name])["address"].as_str().expect("address").to_string()
+    }
+
+    /// Waits until the chain records that worker `id` holds key epoch `epoch` or later.
+    fn wait_key_epoch(&self, id: &str, epoch: u64) {
+        wait_until(&format!("worker {id} to hold key epoch {epoch}"), Duration::from_secs(120), || {
+            let v: serde_json::Value = serde_json::from_slice(&self.cli(&["worker-info", id, "--json"]).stdout).ok()?;
+            (v["worker"]["key_epoch"].as_u64()? >= epoch).then_some(())
+        });
+    }
+}
