@@ -39,6 +39,10 @@ pub(crate) const EVENTS_KEPT: usize = 1_024;
 /// Largest return value kept for a command's sender.
 pub(crate) const OUTPUT_KEPT: usize = 16 * 1024;
 
+/// A copy of every contract's state, shared by the read-only views (queries, snapshots) of one update.
+pub(crate) type SharedContracts =
+    std::sync::Arc<std::collections::BTreeMap<umbra_types::contracts::ContractId, ContractState>>;
+
 /// One contract as this worker runs it.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub(crate) struct ContractState {

@@ -551,6 +551,17 @@ impl Enclave {
 
     /// A copy of the contracts, cluster keys and identity for [`crate::query::QueryService`].
     pub fn query_view(&self) -> crate::query::QueryView {
+        self.query_view_with(self.shared_contracts())
+    }
+
+    /// One copy of the contracts' state, to share between the views of one update
+    /// ([`Enclave::query_view_with`], [`Enclave::snapshot_view_with`]).
+    pub(crate) fn shared_contracts(&self) -> crate::contracts::SharedContracts {
+        std::sync::Arc::new(self.file.state.contracts.contracts.clone())
+    }
+
+    /// [`Enclave::query_view`] over an already taken copy of the contracts.
+    pub(crate) fn query_view_with(&self, contracts: crate::contracts::SharedContracts) -> crate::query::QueryView {
         let s = &self.file.state;
         crate::query::QueryView {
             chain_id: s.chain_id.clone(),
@@ -558,7 +569,7 @@ impl Enclave {
             x25519: Zeroizing::new(*self.x25519.expose()),
             height: s.height,
             key_epoch: s.key_epoch,
-            contracts: std::sync::Arc::new(s.contracts.contracts.clone()),
+            contracts,
             clusters: s.clusters.clone(),
         }
     }

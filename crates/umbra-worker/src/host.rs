@@ -446,15 +446,7 @@ impl Host {
             }
         };
         debug!(target: "worker.host", height = self.enclave.height(), head = self.head, egress = egress.len(), "applied");
-        if let Some(q) = &self.queries {
-            q.update(self.enclave.query_view());
-        }
-        if let Some(s) = &self.snapshots {
-            s.update(self.enclave.snapshot_view());
-        }
-        if let Some(a) = &self.agents {
-            a.update(self.enclave.agent_view());
-        }
+        self.publish_views();
         self.carry(egress).await;
         Ok(true)
     }
@@ -483,15 +475,7 @@ impl Host {
         match self.enclave.replay(topic, &batches) {
             Ok(n) => {
                 info!(target: "worker.host", ?topic, messages = n, "replay applied");
-                if let Some(q) = &self.queries {
-                    q.update(self.enclave.query_view());
-                }
-                if let Some(s) = &self.snapshots {
-                    s.update(self.enclave.snapshot_view());
-                }
-                if let Some(a) = &self.agents {
-                    a.update(self.enclave.agent_view());
-                }
+                self.publish_views();
                 Ok(())
             }
             Err(r) => {
@@ -617,6 +601,23 @@ impl Host {
         }
         let outbox = self.enclave.outbox().to_vec();
         self.carry(outbox).await;
+    }
+
+    /// Hands the query, snapshot and agent services the enclave's state after it changed; the query and
+    /// snapshot views share one copy of the contracts (a copy per view doubled the work of every batch).
+    fn publish_views(&self) {
+        if self.queries.is_some() || self.snapshots.is_some() {
+            let contracts = self.enclave.shared_contracts();
+            if let Some(q) = &self.queries {
+                q.update(self.enclave.query_view_with(contracts.clone()));
+            }
+            if let Some(s) = &self.snapshots {
+                s.update(self.enclave.snapshot_view_with(contracts));
+            }
+        }
+        if let Some(a) = &self.agents {
+            a.update(self.enclave.agent_view());
+        }
     }
 
     /// Carries egress messages, in order, each in a `Call::Egress` transaction.

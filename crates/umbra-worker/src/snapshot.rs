@@ -253,7 +253,7 @@ pub struct SnapshotView {
     /// The cluster topic's next message number, once the member follows it.
     pub(crate) topic_next: Option<u64>,
     pub(crate) cluster_seq: u64,
-    pub(crate) contracts: Arc<BTreeMap<ContractId, ContractState>>,
+    pub(crate) contracts: crate::contracts::SharedContracts,
     pub(crate) light: LightClient,
 }
 

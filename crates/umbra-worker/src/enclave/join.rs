@@ -139,6 +139,11 @@ impl Enclave {
 
     /// A copy of the cluster's contracts and the chain view for [`crate::snapshot::SnapshotService`].
     pub fn snapshot_view(&self) -> SnapshotView {
+        self.snapshot_view_with(self.shared_contracts())
+    }
+
+    /// [`Enclave::snapshot_view`] over an already taken copy of the contracts.
+    pub(crate) fn snapshot_view_with(&self, contracts: crate::contracts::SharedContracts) -> SnapshotView {
         let s = &self.file.state;
         let topic_next = s.cluster.and_then(|c| match s.topics.get(&Topic::Cluster(c)) {
             Some(TopicCursor::Next(n)) => Some(*n),
@@ -152,7 +157,7 @@ impl Enclave {
             cluster: s.cluster,
             topic_next,
             cluster_seq: s.cluster.and_then(|c| s.contracts.cluster_seq.get(&c).copied()).unwrap_or(0),
-            contracts: std::sync::Arc::new(s.contracts.contracts.clone()),
+            contracts,
             light: self.light.clone(),
         }
     }

@@ -135,15 +135,7 @@ impl Host {
         match self.enclave.install_snapshot(&reply, &values, &batches) {
             Ok(n) => {
                 info!(target: "worker.host", %url, contracts = n, height = reply.height, "caught up from a member's snapshot");
-                if let Some(q) = &self.queries {
-                    q.update(self.enclave.query_view());
-                }
-                if let Some(a) = &self.agents {
-                    a.update(self.enclave.agent_view());
-                }
-                if let Some(s) = &self.snapshots {
-                    s.update(self.enclave.snapshot_view());
-                }
+                self.publish_views();
                 Attempt::Installed
             }
             Err(e @ SnapshotError::NotReported { .. }) => {
